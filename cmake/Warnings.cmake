@@ -1,0 +1,16 @@
+# Project-wide compiler flags: warnings (fatal with VMLAB_WERROR) and sanitizers.
+set(VMLAB_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion
+    -Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual)
+if(VMLAB_WERROR)
+  list(APPEND VMLAB_WARNINGS -Werror)
+endif()
+
+if(VMLAB_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined -fno-sanitize-recover=all)
+endif()
+
+# Applies the project's warnings to one of our own targets (not to third-party code).
+function(vmlab_target_warnings target)
+  target_compile_options(${target} PRIVATE ${VMLAB_WARNINGS})
+endfunction()

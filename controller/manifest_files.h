@@ -1,0 +1,24 @@
+// Which files of a watch folder are manifests.
+//
+// Shared by `vmlab validate DIR` and the controller's folder watcher so both
+// read the same files: *.yaml and *.yml, except dotfiles and the swap, backup
+// and temporary files that editors write beside the file being edited.
+#pragma once
+
+#include <string_view>
+
+namespace vmlab::controller {
+
+enum class FileKind {
+  kManifest,   // read it
+  kHidden,     // a dotfile
+  kEditorTemp, // swap, backup or temporary file of an editor
+  kNotYaml,    // another extension
+};
+
+[[nodiscard]] FileKind ClassifyFileName(std::string_view name);
+
+// A short reason for skipping a file of `kind`, for messages ("editor swap file").
+[[nodiscard]] std::string_view SkipReason(FileKind kind);
+
+}  // namespace vmlab::controller

@@ -1,0 +1,119 @@
+#include "crds/canonical.h"
+
+#include <openssl/evp.h>
+#include <yaml-cpp/yaml.h>
+
+#include <array>
+
+#include <fmt/format.h>
+
+namespace vmlab::crds {
+namespace {
+
+void EmitSpec(YAML::Emitter& out, const LabClusterSpec& spec) {
+  out << YAML::BeginMap;
+  out << YAML::Key << "kubernetes" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "version" << YAML::Value << YAML::DoubleQuoted << spec.kubernetes.version;
+  out << YAML::Key << "podCIDR" << YAML::Value << spec.kubernetes.pod_cidr.ToString();
+  out << YAML::Key << "serviceCIDR" << YAML::Value << spec.kubernetes.service_cidr.ToString();
+  out << YAML::Key << "cni" << YAML::Value << std::string(ToString(spec.kubernetes.cni));
+  out << YAML::EndMap;
+
+  out << YAML::Key << "network" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "cidr" << YAML::Value << spec.network.cidr.ToString();
+  out << YAML::Key << "domain" << YAML::Value << spec.network.domain;
+  out << YAML::EndMap;
+
+  const auto& cp = spec.control_plane;
+  out << YAML::Key << "controlPlane" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "replicas" << YAML::Value << cp.replicas;
+  out << YAML::Key << "cpus" << YAML::Value << cp.cpus;
+  out << YAML::Key << "memoryMiB" << YAML::Value << cp.memory_mib;
+  out << YAML::Key << "diskGiB" << YAML::Value << cp.disk_gib;
+  out << YAML::Key << "endpoint" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "host" << YAML::Value << cp.endpoint.host;
+  out << YAML::Key << "vip" << YAML::Value << cp.endpoint.vip.ToString();
+  out << YAML::Key << "port" << YAML::Value << cp.endpoint.port;
+  out << YAML::EndMap << YAML::EndMap;
+
+  const auto& workers = spec.workers;
+  out << YAML::Key << "workers" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "replicas" << YAML::Value << workers.replicas;
+  out << YAML::Key << "cpus" << YAML::Value << workers.cpus;
+  out << YAML::Key << "memoryMiB" << YAML::Value << workers.memory_mib;
+  out << YAML::Key << "diskGiB" << YAML::Value << workers.disk_gib;
+  out << YAML::Key << "extraDiskGiB" << YAML::Value << workers.extra_disk_gib;
+  out << YAML::EndMap;
+
+  out << YAML::Key << "image" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "path" << YAML::Value << spec.image.path;
+  if (!spec.image.kernel.empty()) {
+    out << YAML::Key << "kernel" << YAML::Value << spec.image.kernel;
+    if (!spec.image.initrd.empty()) out << YAML::Key << "initrd" << YAML::Value << spec.image.initrd;
+    if (!spec.image.cmdline.empty()) {
+      out << YAML::Key << "cmdline" << YAML::Value << YAML::DoubleQuoted << spec.image.cmdline;
+    }
+  }
+  out << YAML::EndMap;
+
+  out << YAML::Key << "cache" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "apt" << YAML::Value << spec.cache.apt;
+  out << YAML::Key << "images" << YAML::Value << spec.cache.images;
+  out << YAML::EndMap;
+
+  out << YAML::Key << "drift" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "policy" << YAML::Value << std::string(ToString(spec.drift_policy));
+  out << YAML::EndMap;
+  out << YAML::Key << "deletionPolicy" << YAML::Value << std::string(ToString(spec.deletion_policy));
+
+  out << YAML::Key << "ssh" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "authorizedKeys" << YAML::Value << YAML::BeginSeq;
+  for (const auto& key : spec.ssh_authorized_keys) out << YAML::DoubleQuoted << key;
+  out << YAML::EndSeq << YAML::EndMap;
+  out << YAML::EndMap;
+}
+
+void EmitStringMap(YAML::Emitter& out, const char* key,
+                   const std::map<std::string, std::string>& values) {
+  if (values.empty()) return;
+  out << YAML::Key << key << YAML::Value << YAML::BeginMap;
+  for (const auto& [name, value] : values) {
+    out << YAML::Key << YAML::DoubleQuoted << name << YAML::Value << YAML::DoubleQuoted << value;
+  }
+  out << YAML::EndMap;
+}
+
+}  // namespace
+
+std::string CanonicalYaml(const LabCluster& lab) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "apiVersion" << YAML::Value << std::string(kApiVersion);
+  out << YAML::Key << "kind" << YAML::Value << std::string(kKind);
+  out << YAML::Key << "metadata" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "name" << YAML::Value << lab.metadata.name;
+  EmitStringMap(out, "labels", lab.metadata.labels);
+  EmitStringMap(out, "annotations", lab.metadata.annotations);
+  out << YAML::EndMap;
+  out << YAML::Key << "spec" << YAML::Value;
+  EmitSpec(out, lab.spec);
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::string SpecHash(const LabClusterSpec& spec) {
+  YAML::Emitter out;
+  EmitSpec(out, spec);
+  const std::string_view text(out.c_str(), out.size());
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int length = 0;
+  if (EVP_Digest(text.data(), text.size(), digest.data(), &length, EVP_sha256(), nullptr) != 1) {
+    std::abort();  // sha256 is always available in OpenSSL 3's default provider
+  }
+  std::string hex;
+  hex.reserve(length * 2);
+  for (unsigned int i = 0; i < length; ++i) hex += fmt::format("{:02x}", digest[i]);
+  return hex;
+}
+
+}  // namespace vmlab::crds

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs every Debian package that vmlab's build, tests and `make run` need.
+# Idempotent: packages already installed are skipped; `apt-get update` runs only
+# when something is missing and the package lists are absent or older than a day.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  g++ cmake ninja-build pkg-config make git
+  # libraries (see ../shared/ENVIRONMENT.md for their CMake quirks)
+  libyaml-cpp-dev libssl-dev libcli11-dev libspdlog-dev libfmt-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # fuzzing: clang 19 (16 lacks std::expected with libstdc++ 12); its runtime carries libFuzzer
+  clang-19 libclang-rt-19-dev
+  # CRD schema cross-check (an independent JSON-schema validator)
+  python3 python3-yaml python3-jsonschema
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == installed ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "deps: all ${#packages[@]} packages installed"
+  exit 0
+fi
+
+echo "deps: installing ${missing[*]}"
+sudo_cmd=()
+if ((EUID != 0)); then sudo_cmd=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+lists=/var/lib/apt/lists
+if [[ -z "$(find "$lists" -maxdepth 1 -name '*_Packages*' -mmin -1440 -print -quit 2>/dev/null)" ]]; then
+  "${sudo_cmd[@]}" apt-get update -q
+fi
+if ! "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+  # A stale package list is the usual cause: refresh once and retry.
+  "${sudo_cmd[@]}" apt-get update -q
+  "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
