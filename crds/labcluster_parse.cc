@@ -128,6 +128,12 @@ std::string Describe(const YAML::Node& node) {
   return "a value";
 }
 
+// For an empty value: how to fix it. Empty values are never taken as "use the
+// default", so that a forgotten value is caught rather than silently replaced.
+std::string_view NoValueHint(const YAML::Node& node) {
+  return node.IsNull() ? "; write a value, or remove the field to use the default" : "";
+}
+
 std::string JoinPath(std::string_view parent, std::string_view key) {
   if (parent.empty()) return std::string(key);
   const bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
@@ -187,7 +193,11 @@ class DocumentParser {
   void RecordField(const std::string& path, SourcePos key, SourcePos value) {
     doc_.fields.try_emplace(path, FieldLocation{key, value});
   }
+  // Where the value of `field` starts; for an empty value, where its key is.
   [[nodiscard]] SourcePos ValuePos(const YAML::Node& node, std::string_view field) const {
+    if (node.IsNull()) {
+      if (auto it = doc_.fields.find(field); it != doc_.fields.end()) return it->second.key;
+    }
     return PosOf(node.Mark(), doc_.PositionOf(field));
   }
 
@@ -277,7 +287,7 @@ void DocumentParser::Missing(const MapReader& map, std::string_view key, std::st
 bool DocumentParser::ScalarIsString(const YAML::Node& node, std::string_view field) {
   const SourcePos pos = ValuePos(node, field);
   if (!node.IsScalar()) {
-    TypeError(pos, field, fmt::format("expected a string, got {}", Describe(node)));
+    TypeError(pos, field, fmt::format("expected a string, got {}{}", Describe(node), NoValueHint(node)));
     return false;
   }
   const auto kind = KindOf(node);
@@ -332,8 +342,12 @@ std::optional<int> DocumentParser::Int(MapReader& map, std::string_view key, int
   const std::string field = map.Child(key);
   const SourcePos pos = ValuePos(*node, field);
   const auto kind = node->IsScalar() ? KindOf(*node) : std::expected<ScalarKind, std::string>();
-  if (!node->IsScalar() || !kind || *kind != ScalarKind::kInt) {
-    std::string message = fmt::format("expected an integer, got {}", Describe(*node));
+  if (!kind) {
+    TypeError(pos, field, kind.error());
+    return std::nullopt;
+  }
+  if (!node->IsScalar() || *kind != ScalarKind::kInt) {
+    std::string message = fmt::format("expected an integer, got {}{}", Describe(*node), NoValueHint(*node));
     if (node->IsScalar() && kind && *kind == ScalarKind::kString &&
         IsDecimalInteger(node->Scalar())) {
       message += "; remove the quotes";
@@ -361,10 +375,14 @@ std::optional<bool> DocumentParser::Bool(MapReader& map, std::string_view key, b
   if (!node) return fallback;
   const std::string field = map.Child(key);
   const auto kind = node->IsScalar() ? KindOf(*node) : std::expected<ScalarKind, std::string>();
-  if (node->IsScalar() && kind && *kind == ScalarKind::kBool) {
+  if (!kind) {
+    TypeError(ValuePos(*node, field), field, kind.error());
+    return std::nullopt;
+  }
+  if (node->IsScalar() && *kind == ScalarKind::kBool) {
     return node->Scalar().front() == 't' || node->Scalar().front() == 'T';
   }
-  std::string message = fmt::format("expected true or false, got {}", Describe(*node));
+  std::string message = fmt::format("expected true or false, got {}{}", Describe(*node), NoValueHint(*node));
   if (node->IsScalar() && kind && *kind == ScalarKind::kString) {
     const std::string& text = node->Scalar();
     if (ClassifyPlain(text) == ScalarKind::kBool) {
@@ -662,6 +680,13 @@ void DocumentParser::ParseSpec(MapReader& spec, LabCluster& lab) {
 
 }  // namespace
 
+void SortDiagnostics(ParsedDocument& doc) {
+  std::stable_sort(doc.diagnostics.begin(), doc.diagnostics.end(),
+                   [](const Diagnostic& a, const Diagnostic& b) {
+                     return std::pair(a.pos.line, a.pos.column) < std::pair(b.pos.line, b.pos.column);
+                   });
+}
+
 bool ParsedDocument::valid() const {
   return object.has_value() &&
          std::none_of(diagnostics.begin(), diagnostics.end(),
@@ -732,6 +757,7 @@ std::vector<ParsedDocument> ParseManifests(std::string_view file, std::string_vi
       doc.diagnostics.push_back({Severity::kError, doc.file, PosOf(e.mark, doc.start), "",
                                  fmt::format("invalid YAML: {}", e.msg)});
     }
+    SortDiagnostics(doc);
     docs.push_back(std::move(doc));
   }
   return docs;

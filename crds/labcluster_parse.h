@@ -56,6 +56,9 @@ struct ParsedDocument {
 [[nodiscard]] std::vector<ParsedDocument> ParseManifests(std::string_view file,
                                                          std::string_view text);
 
+// Orders `doc.diagnostics` by position (stable for equal positions).
+void SortDiagnostics(ParsedDocument& doc);
+
 // Cross-document rules over the whole set (all files of a folder or of one
 // `vmlab validate` call): a metadata.name used twice, and lab networks that
 // overlap. Each problem is reported on every document involved.

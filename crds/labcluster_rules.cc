@@ -21,7 +21,7 @@ bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '
 
 // Why `label` is not a DNS-1123 label, or nullopt.
 std::optional<std::string> Dns1123LabelProblem(std::string_view label, std::size_t max_length) {
-  if (label.empty()) return "must not be empty";
+  if (label.empty()) return "is empty";
   if (label.size() > max_length) {
     return fmt::format("is {} characters long; at most {} are allowed", label.size(), max_length);
   }
@@ -29,11 +29,12 @@ std::optional<std::string> Dns1123LabelProblem(std::string_view label, std::size
     const char c = label[i];
     if (IsLowerAlnum(c) || (c == '-' && i != 0 && i + 1 != label.size())) continue;
     const auto byte = static_cast<unsigned char>(c);
-    if (c == '-') return "must start and end with a lower-case letter or digit";
-    if (c >= 'A' && c <= 'Z') return "must be lower case";
+    if (c == '-') return "starts or ends with \"-\"";
+    if (c >= 'A' && c <= 'Z') return "has upper-case letters";
     if (byte < 0x20 || byte == 0x7f) return fmt::format("contains the control character 0x{:02x}", byte);
-    if (c == ' ' || c == '\t') return "contains whitespace";
-    return fmt::format("contains '{}'; use only lower-case letters, digits and '-'", c);
+    if (c == ' ') return "contains a space";
+    if (byte >= 0x80) return "contains a non-ASCII character";
+    return fmt::format("contains \"{}\"", c);
   }
   return std::nullopt;
 }
@@ -73,8 +74,8 @@ std::string OffsetText(const Ipv4Cidr& cidr, std::uint64_t address) {
 
 std::optional<std::string> CheckName(std::string_view name) {
   if (auto problem = Dns1123LabelProblem(name, limits::kMaxNameLength)) {
-    return fmt::format("\"{}\" is not a valid lab name: it {}; a name is a DNS-1123 label "
-                       "(lower-case letters, digits, '-') of at most {} characters",
+    return fmt::format("\"{}\" is not a valid lab name: it {}; use a DNS-1123 label of at "
+                       "most {} characters (lower-case letters, digits and \"-\")",
                        name.substr(0, 64), *problem, limits::kMaxNameLength);
   }
   return std::nullopt;
@@ -114,7 +115,7 @@ std::optional<std::string> CheckDomain(std::string_view domain) {
     const auto dot = rest.find('.');
     if (auto problem = Dns1123LabelProblem(rest.substr(0, dot), 63)) {
       return fmt::format("\"{}\" is not a DNS domain: a label {}; write labels of lower-case "
-                         "letters, digits and '-' separated by dots, such as lab.local",
+                         "letters, digits and \"-\" separated by dots, such as lab.local",
                          domain.substr(0, 64), *problem);
     }
     if (dot == std::string_view::npos) break;
@@ -125,8 +126,8 @@ std::optional<std::string> CheckDomain(std::string_view domain) {
 
 std::optional<std::string> CheckHostLabel(std::string_view host) {
   if (auto problem = Dns1123LabelProblem(host, 63)) {
-    return fmt::format("\"{}\" is not a host name: it {}; use a DNS-1123 label such as "
-                       "spkcluster",
+    return fmt::format("\"{}\" is not a host name: it {}; use a DNS-1123 label (lower-case "
+                       "letters, digits and \"-\") such as spkcluster",
                        host.substr(0, 64), *problem);
   }
   return std::nullopt;
@@ -352,14 +353,16 @@ void ValidateManifestSet(std::span<ParsedDocument> documents) {
       const Ipv4Cidr& mine = doc.object->spec.network.cidr;
       const Ipv4Cidr& theirs = other.object->spec.network.cidr;
       if (mine.Overlaps(theirs)) {
+        const bool defaulted = !doc.fields.contains("spec.network.cidr");
         doc.AddError("spec.network.cidr",
-                     fmt::format("{} overlaps the network {} of LabCluster \"{}\" ({}); give "
+                     fmt::format("{}{} overlaps the network {} of LabCluster \"{}\" ({}); give "
                                  "each lab its own range",
-                                 mine.ToString(), theirs.ToString(), other.name,
-                                 where(other, "spec.network.cidr")));
+                                 mine.ToString(), defaulted ? " (the default)" : "",
+                                 theirs.ToString(), other.name, where(other, "spec.network.cidr")));
       }
     }
   }
+  for (ParsedDocument& doc : documents) SortDiagnostics(doc);
 }
 
 }  // namespace vmlab::crds

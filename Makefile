@@ -1,0 +1,79 @@
+# vmlab's front end. `make run` and `make test` install what they need first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+BUILD       ?= build
+ASAN_BUILD  ?= build-asan
+FUZZ_BUILD  ?= build-fuzz
+JOBS        ?= $(shell nproc)
+# Warnings are fatal in CI (CI=true) and advisory elsewhere; override with WERROR=ON|OFF.
+WERROR      ?= $(if $(filter true 1 yes,$(CI)),ON,OFF)
+FUZZ_SECONDS ?= 60
+CTEST_FLAGS ?= --output-on-failure --timeout 600 -j $(JOBS)
+
+VMLAB := $(BUILD)/controller/vmlab
+
+.PHONY: help deps build build-asan build-fuzz test test-unit test-asan test-fuzz-corpus \
+        run fuzz format clean
+
+help:
+	@echo "make run    build vmlab and run it on the examples"
+	@echo "make test   install dependencies, build, and run the whole suite"
+	@echo "make deps | build | fuzz (FUZZ_SECONDS=$(FUZZ_SECONDS)) | format | clean"
+
+deps:
+	@bash scripts/deps.sh
+
+# Configure once per folder; later builds only run ninja.
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVMLAB_WERROR=$(WERROR)
+$(ASAN_BUILD)/build.ninja:
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DVMLAB_SANITIZE=ON \
+	  -DVMLAB_WERROR=$(WERROR)
+$(FUZZ_BUILD)/build.ninja:
+	cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVMLAB_FUZZ=ON \
+	  -DCMAKE_CXX_COMPILER=clang++-19 -DVMLAB_WERROR=$(WERROR)
+
+build: deps $(BUILD)/build.ninja
+	cmake -S . -B $(BUILD) -DVMLAB_WERROR=$(WERROR) > /dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+	@ln -sf $(BUILD)/compile_commands.json compile_commands.json
+
+build-asan: deps $(ASAN_BUILD)/build.ninja
+	cmake -S . -B $(ASAN_BUILD) -DVMLAB_WERROR=$(WERROR) > /dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+build-fuzz: deps $(FUZZ_BUILD)/build.ninja
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+# The whole suite: unit, schema and CLI tests; the unit and CLI tests again
+# under AddressSanitizer + UndefinedBehaviorSanitizer; the fuzz corpus replayed.
+test: build build-asan build-fuzz
+	@start=$$(date +%s); \
+	ctest --test-dir $(BUILD) $(CTEST_FLAGS) && \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir $(ASAN_BUILD) -L 'unit|cli' $(CTEST_FLAGS) && \
+	ctest --test-dir $(FUZZ_BUILD) $(CTEST_FLAGS) && \
+	echo "make test: all suites passed in $$(( $$(date +%s) - start )) s"
+
+test-unit: build
+	ctest --test-dir $(BUILD) -L unit $(CTEST_FLAGS)
+
+run: build
+	$(VMLAB) version
+	$(VMLAB) validate examples/
+
+# Fuzz parse+validate for FUZZ_SECONDS; new inputs go to $(FUZZ_BUILD)/corpus,
+# crashes to $(FUZZ_BUILD)/artifacts (add them to tests/fuzz/corpus once fixed).
+fuzz: build-fuzz
+	@mkdir -p $(FUZZ_BUILD)/corpus $(FUZZ_BUILD)/artifacts
+	$(FUZZ_BUILD)/tests/fuzz/manifest_fuzzer $(FUZZ_BUILD)/corpus tests/fuzz/corpus examples \
+	  tests/fixtures/invalid tests/fixtures/valid -dict=tests/fuzz/manifest.dict \
+	  -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	  -artifact_prefix=$(FUZZ_BUILD)/artifacts/
+
+format:
+	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) compile_commands.json
