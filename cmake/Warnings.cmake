@@ -10,6 +10,14 @@ if(VMLAB_SANITIZE)
   add_link_options(-fsanitize=address,undefined -fno-sanitize-recover=all)
 endif()
 
+if(VMLAB_FUZZ)
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+                      -fno-omit-frame-pointer
+                      # clang flags libstdc++ 12's own use of get_temporary_buffer in C++23
+                      -Wno-deprecated-declarations)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
 # Applies the project's warnings to one of our own targets (not to third-party code).
 function(vmlab_target_warnings target)
   target_compile_options(${target} PRIVATE ${VMLAB_WARNINGS})

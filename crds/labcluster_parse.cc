@@ -1,5 +1,6 @@
 #include "crds/labcluster_parse.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <charconv>
 #include <cstdint>
 #include <initializer_list>
+#include <sstream>
 #include <utility>
 
 #include <fmt/format.h>
@@ -142,6 +144,60 @@ std::string JoinPath(std::string_view parent, std::string_view key) {
   });
   return plain ? fmt::format("{}.{}", parent, key) : fmt::format("{}[{}]", parent, Quote(key));
 }
+
+// yaml-cpp 0.7's LoadAll never ends on some malformed streams (",", ",,"):
+// the parser reports a null document without consuming the offending token,
+// over and over (fixed upstream after 0.7). This pass walks the same parser
+// with a bounded loop and finds such a token, so LoadAll only ever runs on
+// streams it is known to finish.
+class StuckTokenFinder : public YAML::EventHandler {
+ public:
+  // The position of a token the parser cannot move past, if any.
+  static std::optional<YAML::Mark> Find(const std::string& text) {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    StuckTokenFinder finder;
+    std::optional<YAML::Mark> lone_null;  // the previous document, if it was a lone null
+    while (parser.HandleNextDocument(finder)) {
+      if (finder.events_ == 1 && finder.null_mark_) {
+        if (lone_null && lone_null->pos == finder.null_mark_->pos) return lone_null;
+        lone_null = finder.null_mark_;
+      } else {
+        lone_null.reset();
+      }
+    }
+    return std::nullopt;
+  }
+
+  void OnDocumentStart(const YAML::Mark&) override {
+    events_ = 0;
+    null_mark_.reset();
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override {
+    ++events_;
+    null_mark_ = mark;
+  }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { ++events_; }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    ++events_;
+  }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    ++events_;
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    ++events_;
+  }
+  void OnMapEnd() override {}
+
+ private:
+  int events_ = 0;
+  std::optional<YAML::Mark> null_mark_;
+};
 
 class DocumentParser;
 
@@ -735,7 +791,14 @@ std::vector<ParsedDocument> ParseManifests(std::string_view file, std::string_vi
   }
   std::vector<YAML::Node> roots;
   try {
-    roots = YAML::LoadAll(std::string(text));
+    const std::string input(text);
+    if (auto stuck = StuckTokenFinder::Find(input)) {
+      const std::size_t at = static_cast<std::size_t>(std::max(stuck->pos, 0));
+      return file_error(PosOf(*stuck, {1, 1}),
+                        fmt::format("invalid YAML: unexpected {} here",
+                                    Quote(input.substr(at, 1))));
+    }
+    roots = YAML::LoadAll(input);
   } catch (const YAML::Exception& e) {
     return file_error(PosOf(e.mark, {1, 1}), fmt::format("invalid YAML: {}", e.msg));
   } catch (const std::exception& e) {
