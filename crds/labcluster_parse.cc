@@ -145,31 +145,44 @@ std::string JoinPath(std::string_view parent, std::string_view key) {
   return plain ? fmt::format("{}.{}", parent, key) : fmt::format("{}[{}]", parent, Quote(key));
 }
 
+// A first pass over the event stream, before YAML::LoadAll builds nodes.
+//
 // yaml-cpp 0.7's LoadAll never ends on some malformed streams (",", ",,"):
 // the parser reports a null document without consuming the offending token,
-// over and over (fixed upstream after 0.7). This pass walks the same parser
-// with a bounded loop and finds such a token, so LoadAll only ever runs on
-// streams it is known to finish.
-class StuckTokenFinder : public YAML::EventHandler {
+// over and over (fixed upstream after 0.7). This pass drives the same parser
+// in a loop that notices the repeat, so LoadAll only ever runs on streams it
+// is known to finish. It also records where each document starts, which the
+// nodes do not tell for an empty document.
+class DocumentScanner : public YAML::EventHandler {
  public:
-  // The position of a token the parser cannot move past, if any.
-  static std::optional<YAML::Mark> Find(const std::string& text) {
+  struct Scan {
+    std::optional<YAML::Mark> stuck;  // a token the parser cannot move past
+    std::vector<YAML::Mark> starts;   // where each document starts
+  };
+
+  static Scan Run(const std::string& text) {
     std::istringstream in(text);
     YAML::Parser parser(in);
-    StuckTokenFinder finder;
+    DocumentScanner scanner;
+    Scan scan;
     std::optional<YAML::Mark> lone_null;  // the previous document, if it was a lone null
-    while (parser.HandleNextDocument(finder)) {
-      if (finder.events_ == 1 && finder.null_mark_) {
-        if (lone_null && lone_null->pos == finder.null_mark_->pos) return lone_null;
-        lone_null = finder.null_mark_;
+    while (parser.HandleNextDocument(scanner)) {
+      if (scanner.events_ == 1 && scanner.null_mark_) {
+        if (lone_null && lone_null->pos == scanner.null_mark_->pos) {
+          scan.stuck = lone_null;
+          break;
+        }
+        lone_null = scanner.null_mark_;
       } else {
         lone_null.reset();
       }
+      scan.starts.push_back(scanner.start_);
     }
-    return std::nullopt;
+    return scan;
   }
 
-  void OnDocumentStart(const YAML::Mark&) override {
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    start_ = mark;
     events_ = 0;
     null_mark_.reset();
   }
@@ -195,6 +208,7 @@ class StuckTokenFinder : public YAML::EventHandler {
   void OnMapEnd() override {}
 
  private:
+  YAML::Mark start_;
   int events_ = 0;
   std::optional<YAML::Mark> null_mark_;
 };
@@ -566,7 +580,7 @@ void DocumentParser::Run(const YAML::Node& root) {
   top.ReportUnknownKeys();
   if (top.Get("status")) {
     Add(Severity::kWarning, doc_.PositionOf("status"), "status",
-        "status is written by vmlab and ignored in manifests; remove it");
+        "is written by vmlab and ignored in manifests; remove it");
   }
 
   LabCluster lab;
@@ -790,11 +804,13 @@ std::vector<ParsedDocument> ParseManifests(std::string_view file, std::string_vi
     return file_error({1, 1}, "the file contains NUL bytes; it is not a YAML text file");
   }
   std::vector<YAML::Node> roots;
+  DocumentScanner::Scan scan;
   try {
     const std::string input(text);
-    if (auto stuck = StuckTokenFinder::Find(input)) {
-      const std::size_t at = static_cast<std::size_t>(std::max(stuck->pos, 0));
-      return file_error(PosOf(*stuck, {1, 1}),
+    scan = DocumentScanner::Run(input);
+    if (scan.stuck) {
+      const std::size_t at = static_cast<std::size_t>(std::max(scan.stuck->pos, 0));
+      return file_error(PosOf(*scan.stuck, {1, 1}),
                         fmt::format("invalid YAML: unexpected {} here",
                                     Quote(input.substr(at, 1))));
     }
@@ -811,7 +827,8 @@ std::vector<ParsedDocument> ParseManifests(std::string_view file, std::string_vi
     ParsedDocument doc;
     doc.file = std::string(file);
     doc.index = static_cast<int>(i);
-    doc.start = PosOf(roots[i].Mark(), {1, 1});
+    doc.start = i < scan.starts.size() ? PosOf(scan.starts[i], {1, 1})
+                                       : PosOf(roots[i].Mark(), {1, 1});
     try {
       DocumentParser(doc).Run(roots[i]);
     } catch (const YAML::Exception& e) {
