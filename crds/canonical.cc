@@ -67,7 +67,9 @@ void EmitSpec(YAML::Emitter& out, const LabClusterSpec& spec) {
   out << YAML::Key << "deletionPolicy" << YAML::Value << std::string(ToString(spec.deletion_policy));
 
   out << YAML::Key << "ssh" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "authorizedKeys" << YAML::Value << YAML::BeginSeq;
+  out << YAML::Key << "authorizedKeys" << YAML::Value;
+  if (spec.ssh_authorized_keys.empty()) out << YAML::Flow;
+  out << YAML::BeginSeq;
   for (const auto& key : spec.ssh_authorized_keys) out << YAML::DoubleQuoted << key;
   out << YAML::EndSeq << YAML::EndMap;
   out << YAML::EndMap;

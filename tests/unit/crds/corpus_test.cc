@@ -29,7 +29,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const fs::path kSourceDir = VMLAB_SOURCE_DIR;
+const fs::path kSourceDir = VMLAB_SOURCE_DIR;  // see test_files.h
 
 std::string ReadFile(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
