@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The vmlab binary as users run it: exit codes and output streams of
+# `vmlab validate`, `vmlab version` and --help. Usage: vmlab_cli_test.sh VMLAB SOURCE_DIR
+set -uo pipefail
+vmlab=$1
+src=$2
+passed=0
+failed=0
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+
+# expect NAME WANT_CODE COMMAND... : runs COMMAND, keeps stdout/stderr in $out/$err.
+expect() {
+  local name=$1 want=$2
+  shift 2
+  "$@" >"$scratch/out" 2>"$scratch/err"
+  local code=$?
+  out=$(cat "$scratch/out")
+  err=$(cat "$scratch/err")
+  if [[ $code == "$want" ]]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL $name: exit $code, want $want"
+    echo "  stdout: $out"
+    echo "  stderr: $err"
+  fi
+}
+check() {
+  if eval "$2"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL $1"; fi
+}
+
+expect "examples are valid" 0 "$vmlab" validate "$src/examples"
+check "summary names both examples" '[[ $out == *"2 valid, 0 invalid"* ]]'
+check "warnings only on stderr" '[[ $err == *"warning: spec.controlPlane.replicas"* && $out != *warning* ]]'
+
+expect "invalid corpus exits 1" 1 "$vmlab" validate -q "$src/tests/fixtures/invalid"
+check "quiet prints nothing on stdout" '[[ -z $out ]]'
+check "errors name file, line, column and field" \
+  '[[ $err == *"tests/fixtures/invalid/unknown-field-typo.yaml:9:5: error: spec.workers.replcas: unknown field; did you mean \"replicas\"?"* ]]'
+
+expect "missing path exits 2" 2 "$vmlab" validate "$scratch/none.yaml"
+expect "no arguments exits 2" 2 "$vmlab" validate
+expect "unknown command exits 2" 2 "$vmlab" frobnicate
+expect "no command exits 2" 2 "$vmlab"
+expect "help exits 0" 0 "$vmlab" --help
+check "help lists validate" '[[ $out == *validate* && $out == *version* ]]'
+expect "validate help exits 0" 0 "$vmlab" validate --help
+check "validate help shows the error format" '[[ $out == *"PATH:LINE:COL: error: FIELD.PATH: message"* ]]'
+expect "version exits 0" 0 "$vmlab" version
+check "version names the API" '[[ $out == "vmlab "*"API vmlab.io/v1alpha1)" ]]'
+
+printf 'apiVersion: vmlab.io/v1alpha1\nkind: LabCluster\nmetadata: {name: a}\nspec: {kubernetes: {version: "1.30.4"}}\n' >"$scratch/a.yaml"
+printf 'garbage: [' >"$scratch/.a.yaml.swp"
+printf 'garbage: [' >"$scratch/a.yaml~"
+expect "folder with editor files" 0 "$vmlab" validate "$scratch"
+check "editor files are listed as skipped" \
+  '[[ $out == *"skipped $scratch/.a.yaml.swp: hidden file"* && $out == *"skipped $scratch/a.yaml~: editor swap, backup or temporary file"* ]]'
+
+echo "$passed passed, $failed failed"
+((failed == 0))
