@@ -36,19 +36,12 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
-    out << app.help();
+    out << app.help();  // the selected subcommand's help, if one was given
     return kExitValid;
   } catch (const CLI::CallForAllHelp&) {
     out << app.help("", CLI::AppFormatMode::All);
     return kExitValid;
   } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) {
-      // --help on a subcommand: CLI11 reports it as a ParseError with exit code 0.
-      const CLI::App* target = &app;
-      for (CLI::App* sub : app.get_subcommands()) target = sub;
-      out << target->help();
-      return kExitValid;
-    }
     fmt::print(err, "vmlab: {}\nRun `vmlab --help` for usage.\n", e.what());
     return kExitUsage;
   }

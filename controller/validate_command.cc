@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <cstring>
+#include <cerrno>
 #include <system_error>
 
 #include <fmt/format.h>
@@ -24,12 +26,6 @@ struct Input {
 };
 
 Result<std::string> ReadWholeFile(const fs::path& path) {
-  std::error_code ec;
-  const auto size = fs::file_size(path, ec);
-  if (!ec && size > crds::kMaxManifestBytes) {
-    // Read only enough for ParseManifests to refuse it with its own message.
-    return std::string(crds::kMaxManifestBytes + 1, ' ');
-  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return MakeError(ErrorCode::kNotFound,
@@ -89,6 +85,16 @@ int RunValidate(const ValidateOptions& options, std::ostream& out, std::ostream&
 
   std::vector<crds::ParsedDocument> documents;
   for (const Input& input : inputs) {
+    std::error_code size_ec;
+    const auto size = fs::file_size(input.path, size_ec);
+    if (auto problem = size_ec ? std::nullopt : crds::CheckManifestSize(size)) {
+      // Refused unread: an oversized file is an invalid manifest, not an I/O error.
+      crds::ParsedDocument refused;
+      refused.file = input.label;
+      refused.diagnostics.push_back({crds::Severity::kError, input.label, {1, 1}, "", *problem});
+      documents.push_back(std::move(refused));
+      continue;
+    }
     auto text = ReadWholeFile(input.path);
     if (!text) {
       fmt::print(err, "{}: error: {}\n", input.label, text.error().message);

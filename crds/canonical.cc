@@ -4,11 +4,26 @@
 #include <yaml-cpp/yaml.h>
 
 #include <array>
+#include <cstdlib>
 
 #include <fmt/format.h>
 
+#include "crds/yaml_scalar.h"
+
 namespace vmlab::crds {
 namespace {
+
+// A string written so that it reads back as the same string: plain when YAML
+// reads it as a string anyway, double-quoted when it would read as a number,
+// boolean or null ("123", "true", "1.5").
+struct Text {
+  std::string_view value;
+};
+
+YAML::Emitter& operator<<(YAML::Emitter& out, Text text) {
+  if (ClassifyPlainScalar(text.value) != ScalarKind::kString) out << YAML::DoubleQuoted;
+  return out << std::string(text.value);
+}
 
 void EmitSpec(YAML::Emitter& out, const LabClusterSpec& spec) {
   out << YAML::BeginMap;
@@ -21,7 +36,7 @@ void EmitSpec(YAML::Emitter& out, const LabClusterSpec& spec) {
 
   out << YAML::Key << "network" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "cidr" << YAML::Value << spec.network.cidr.ToString();
-  out << YAML::Key << "domain" << YAML::Value << spec.network.domain;
+  out << YAML::Key << "domain" << YAML::Value << Text{spec.network.domain};
   out << YAML::EndMap;
 
   const auto& cp = spec.control_plane;
@@ -31,7 +46,7 @@ void EmitSpec(YAML::Emitter& out, const LabClusterSpec& spec) {
   out << YAML::Key << "memoryMiB" << YAML::Value << cp.memory_mib;
   out << YAML::Key << "diskGiB" << YAML::Value << cp.disk_gib;
   out << YAML::Key << "endpoint" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "host" << YAML::Value << cp.endpoint.host;
+  out << YAML::Key << "host" << YAML::Value << Text{cp.endpoint.host};
   out << YAML::Key << "vip" << YAML::Value << cp.endpoint.vip.ToString();
   out << YAML::Key << "port" << YAML::Value << cp.endpoint.port;
   out << YAML::EndMap << YAML::EndMap;
@@ -46,10 +61,10 @@ void EmitSpec(YAML::Emitter& out, const LabClusterSpec& spec) {
   out << YAML::EndMap;
 
   out << YAML::Key << "image" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "path" << YAML::Value << spec.image.path;
+  out << YAML::Key << "path" << YAML::Value << Text{spec.image.path};
   if (!spec.image.kernel.empty()) {
-    out << YAML::Key << "kernel" << YAML::Value << spec.image.kernel;
-    if (!spec.image.initrd.empty()) out << YAML::Key << "initrd" << YAML::Value << spec.image.initrd;
+    out << YAML::Key << "kernel" << YAML::Value << Text{spec.image.kernel};
+    if (!spec.image.initrd.empty()) out << YAML::Key << "initrd" << YAML::Value << Text{spec.image.initrd};
     if (!spec.image.cmdline.empty()) {
       out << YAML::Key << "cmdline" << YAML::Value << YAML::DoubleQuoted << spec.image.cmdline;
     }
@@ -93,7 +108,7 @@ std::string CanonicalYaml(const LabCluster& lab) {
   out << YAML::Key << "apiVersion" << YAML::Value << std::string(kApiVersion);
   out << YAML::Key << "kind" << YAML::Value << std::string(kKind);
   out << YAML::Key << "metadata" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "name" << YAML::Value << lab.metadata.name;
+  out << YAML::Key << "name" << YAML::Value << Text{lab.metadata.name};
   EmitStringMap(out, "labels", lab.metadata.labels);
   EmitStringMap(out, "annotations", lab.metadata.annotations);
   out << YAML::EndMap;

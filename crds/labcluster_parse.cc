@@ -15,6 +15,7 @@
 
 #include "crds/labcluster_rules.h"
 #include "crds/suggest.h"
+#include "crds/yaml_scalar.h"
 
 namespace vmlab::crds {
 namespace {
@@ -22,47 +23,6 @@ namespace {
 constexpr std::string_view kPlainTag = "?";
 constexpr std::string_view kQuotedTag = "!";
 constexpr std::string_view kTagPrefix = "tag:yaml.org,2002:";
-
-// What a YAML scalar means under the YAML 1.2 core schema.
-enum class ScalarKind { kNull, kBool, kInt, kFloat, kString };
-
-bool IsDecimalInteger(std::string_view s) {
-  if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-bool IsFloat(std::string_view s) {
-  if (s == ".inf" || s == ".Inf" || s == ".INF" || s == "-.inf" || s == "+.inf" || s == ".nan" ||
-      s == ".NaN" || s == ".NAN") {
-    return true;
-  }
-  if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
-  bool digits = false;
-  std::size_t i = 0;
-  while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i, digits = true;
-  if (i < s.size() && s[i] == '.') {
-    ++i;
-    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i, digits = true;
-  }
-  if (!digits) return false;
-  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-    ++i;
-    if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
-    if (i == s.size()) return false;
-    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
-  }
-  return i == s.size();
-}
-
-ScalarKind ClassifyPlain(std::string_view s) {
-  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return ScalarKind::kNull;
-  if (s == "true" || s == "True" || s == "TRUE" || s == "false" || s == "False" || s == "FALSE") {
-    return ScalarKind::kBool;
-  }
-  if (IsDecimalInteger(s)) return ScalarKind::kInt;
-  if (IsFloat(s)) return ScalarKind::kFloat;
-  return ScalarKind::kString;
-}
 
 SourcePos PosOf(const YAML::Mark& mark, SourcePos fallback) {
   if (mark.is_null()) return fallback;
@@ -91,12 +51,12 @@ std::string Quote(std::string_view text) {
 // error message for a tag this schema does not know.
 std::expected<ScalarKind, std::string> KindOf(const YAML::Node& node) {
   const std::string& tag = node.Tag();
-  if (tag.empty() || tag == kPlainTag) return ClassifyPlain(node.Scalar());
+  if (tag.empty() || tag == kPlainTag) return ClassifyPlainScalar(node.Scalar());
   if (tag == kQuotedTag) return ScalarKind::kString;
   if (tag.starts_with(kTagPrefix)) {
     const std::string_view name = std::string_view(tag).substr(kTagPrefix.size());
     if (name == "str") return ScalarKind::kString;
-    const ScalarKind plain = ClassifyPlain(node.Scalar());
+    const ScalarKind plain = ClassifyPlainScalar(node.Scalar());
     if ((name == "int" && plain == ScalarKind::kInt) ||
         (name == "float" && (plain == ScalarKind::kFloat || plain == ScalarKind::kInt)) ||
         (name == "bool" && plain == ScalarKind::kBool) ||
@@ -455,7 +415,7 @@ std::optional<bool> DocumentParser::Bool(MapReader& map, std::string_view key, b
   std::string message = fmt::format("expected true or false, got {}{}", Describe(*node), NoValueHint(*node));
   if (node->IsScalar() && kind && *kind == ScalarKind::kString) {
     const std::string& text = node->Scalar();
-    if (ClassifyPlain(text) == ScalarKind::kBool) {
+    if (ClassifyPlainScalar(text) == ScalarKind::kBool) {
       message += "; remove the quotes";
     } else if (text == "yes" || text == "no" || text == "on" || text == "off" || text == "y" ||
                text == "n" || text == "Yes" || text == "No" || text == "On" || text == "Off") {
@@ -785,6 +745,13 @@ void ParsedDocument::AddWarning(std::string_view field, std::string message) {
                          std::move(message)});
 }
 
+std::optional<std::string> CheckManifestSize(std::size_t bytes) {
+  if (bytes <= kMaxManifestBytes) return std::nullopt;
+  return fmt::format("the file is {} bytes; manifests over {} bytes are refused (a LabCluster "
+                     "takes a few kilobytes)",
+                     bytes, kMaxManifestBytes);
+}
+
 std::vector<ParsedDocument> ParseManifests(std::string_view file, std::string_view text) {
   std::vector<ParsedDocument> docs;
   auto file_error = [&](SourcePos pos, std::string message) {
@@ -795,11 +762,7 @@ std::vector<ParsedDocument> ParseManifests(std::string_view file, std::string_vi
     docs.push_back(std::move(doc));
     return docs;
   };
-  if (text.size() > kMaxManifestBytes) {
-    return file_error({1, 1}, fmt::format("the file is {} bytes; manifests over {} bytes are "
-                                          "refused (a LabCluster takes a few kilobytes)",
-                                          text.size(), kMaxManifestBytes));
-  }
+  if (auto problem = CheckManifestSize(text.size())) return file_error({1, 1}, *problem);
   if (text.find('\0') != std::string_view::npos) {
     return file_error({1, 1}, "the file contains NUL bytes; it is not a YAML text file");
   }

@@ -51,6 +51,9 @@ struct ParsedDocument {
   void AddWarning(std::string_view field, std::string message);
 };
 
+// Why a manifest of `bytes` bytes is refused unread, or nullopt when its size is fine.
+[[nodiscard]] std::optional<std::string> CheckManifestSize(std::size_t bytes);
+
 // Parses and validates every document in `text`; `file` names the source in
 // diagnostics. Documents come back in file order.
 [[nodiscard]] std::vector<ParsedDocument> ParseManifests(std::string_view file,

@@ -70,7 +70,8 @@ TEST(CanonicalTest, ReorderedKeysAndExplicitDefaultsKeepTheHash) {
 
 TEST(CanonicalTest, CanonicalFormParsesBackToItself) {
   for (const char* file : {"examples/spk-lab.yaml", "examples/minimal.yaml",
-                           "tests/fixtures/valid/all-fields.yaml"}) {
+                           "tests/fixtures/valid/all-fields.yaml",
+                           "tests/fixtures/valid/ambiguous-scalars.yaml"}) {
     const std::string canonical = CanonicalYaml(ParseOne(file));
     auto again = ParseManifests("canonical.yaml", canonical);
     ASSERT_EQ(again.size(), 1u);
