@@ -1,9 +1,9 @@
 #include "controller/cli.h"
 
-#include <CLI/CLI.hpp>
-
 #include <fmt/format.h>
 #include <fmt/ostream.h>
+
+#include <CLI/CLI.hpp>
 
 #include "controller/validate_command.h"
 #include "controller/version.h"

@@ -3,7 +3,8 @@
 namespace vmlab::controller {
 
 FileKind ClassifyFileName(std::string_view name) {
-  if (name.empty() || name.starts_with('.')) return FileKind::kHidden;  // also vim's .x.swp, emacs' .#x
+  if (name.empty() || name.starts_with('.'))
+    return FileKind::kHidden;  // also vim's .x.swp, emacs' .#x
   // Emacs auto-save (#x#), backups (x~), vim's write probe (4913), and the
   // suffixes editors and tools use for copies.
   if ((name.starts_with('#') && name.ends_with('#')) || name.ends_with('~') || name == "4913") {
@@ -19,10 +20,14 @@ FileKind ClassifyFileName(std::string_view name) {
 
 std::string_view SkipReason(FileKind kind) {
   switch (kind) {
-    case FileKind::kManifest: return "manifest";
-    case FileKind::kHidden: return "hidden file";
-    case FileKind::kEditorTemp: return "editor swap, backup or temporary file";
-    case FileKind::kNotYaml: return "not a .yaml or .yml file";
+    case FileKind::kManifest:
+      return "manifest";
+    case FileKind::kHidden:
+      return "hidden file";
+    case FileKind::kEditorTemp:
+      return "editor swap, backup or temporary file";
+    case FileKind::kNotYaml:
+      return "not a .yaml or .yml file";
   }
   return "";
 }

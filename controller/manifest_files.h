@@ -10,10 +10,10 @@
 namespace vmlab::controller {
 
 enum class FileKind {
-  kManifest,   // read it
-  kHidden,     // a dotfile
-  kEditorTemp, // swap, backup or temporary file of an editor
-  kNotYaml,    // another extension
+  kManifest,    // read it
+  kHidden,      // a dotfile
+  kEditorTemp,  // swap, backup or temporary file of an editor
+  kNotYaml,     // another extension
 };
 
 [[nodiscard]] FileKind ClassifyFileName(std::string_view name);

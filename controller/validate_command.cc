@@ -1,15 +1,15 @@
 #include "controller/validate_command.h"
 
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <cstring>
-#include <cerrno>
 #include <system_error>
-
-#include <fmt/format.h>
-#include <fmt/ostream.h>
 
 #include "controller/manifest_files.h"
 #include "crds/canonical.h"
@@ -72,7 +72,8 @@ int RunValidate(const ValidateOptions& options, std::ostream& out, std::ostream&
       const FileKind kind = ClassifyFileName(name);
       std::error_code dir_ec;
       if (kind == FileKind::kManifest && fs::is_directory(entry, dir_ec)) {
-        if (!options.quiet) fmt::print(out, "skipped {}: a folder (folders are not searched)\n", entry.string());
+        if (!options.quiet)
+          fmt::print(out, "skipped {}: a folder (folders are not searched)\n", entry.string());
         continue;
       }
       if (kind != FileKind::kManifest) {

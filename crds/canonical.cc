@@ -1,12 +1,11 @@
 #include "crds/canonical.h"
 
+#include <fmt/format.h>
 #include <openssl/evp.h>
 #include <yaml-cpp/yaml.h>
 
 #include <array>
 #include <cstdlib>
-
-#include <fmt/format.h>
 
 #include "crds/yaml_scalar.h"
 
@@ -64,7 +63,8 @@ void EmitSpec(YAML::Emitter& out, const LabClusterSpec& spec) {
   out << YAML::Key << "path" << YAML::Value << Text{spec.image.path};
   if (!spec.image.kernel.empty()) {
     out << YAML::Key << "kernel" << YAML::Value << Text{spec.image.kernel};
-    if (!spec.image.initrd.empty()) out << YAML::Key << "initrd" << YAML::Value << Text{spec.image.initrd};
+    if (!spec.image.initrd.empty())
+      out << YAML::Key << "initrd" << YAML::Value << Text{spec.image.initrd};
     if (!spec.image.cmdline.empty()) {
       out << YAML::Key << "cmdline" << YAML::Value << YAML::DoubleQuoted << spec.image.cmdline;
     }
@@ -79,7 +79,8 @@ void EmitSpec(YAML::Emitter& out, const LabClusterSpec& spec) {
   out << YAML::Key << "drift" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "policy" << YAML::Value << std::string(ToString(spec.drift_policy));
   out << YAML::EndMap;
-  out << YAML::Key << "deletionPolicy" << YAML::Value << std::string(ToString(spec.deletion_policy));
+  out << YAML::Key << "deletionPolicy" << YAML::Value
+      << std::string(ToString(spec.deletion_policy));
 
   out << YAML::Key << "ssh" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "authorizedKeys" << YAML::Value;

@@ -1,7 +1,8 @@
 #include "crds/ipv4.h"
 
-#include <charconv>
 #include <fmt/format.h>
+
+#include <charconv>
 
 namespace vmlab::crds {
 namespace {
@@ -76,9 +77,9 @@ Result<Ipv4Cidr> ParseIpv4Cidr(std::string_view text) {
   Ipv4Cidr cidr{*address, static_cast<int>(prefix)};
   if ((address->value & cidr.Mask()) != address->value) {
     const Ipv4Cidr aligned{Ipv4Address{address->value & cidr.Mask()}, cidr.prefix_length};
-    return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("\"{}\" has host bits set; did you mean {}?", text,
-                                 aligned.ToString()));
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        fmt::format("\"{}\" has host bits set; did you mean {}?", text, aligned.ToString()));
   }
   return cidr;
 }

@@ -1,5 +1,6 @@
 #include "crds/labcluster_parse.h"
 
+#include <fmt/format.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -10,8 +11,6 @@
 #include <initializer_list>
 #include <sstream>
 #include <utility>
-
-#include <fmt/format.h>
 
 #include "crds/labcluster_rules.h"
 #include "crds/suggest.h"
@@ -65,27 +64,35 @@ std::expected<ScalarKind, std::string> KindOf(const YAML::Node& node) {
     }
     return std::unexpected(fmt::format("{} is not a valid !!{}", Quote(node.Scalar()), name));
   }
-  return std::unexpected(
-      fmt::format("the YAML tag \"{}\" is not supported here; remove it", tag));
+  return std::unexpected(fmt::format("the YAML tag \"{}\" is not supported here; remove it", tag));
 }
 
 // "the integer 3", "a mapping", ...: how a value reads to a user.
 std::string Describe(const YAML::Node& node) {
   switch (node.Type()) {
-    case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Sequence:
+      return "a list";
     case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined: return "no value";
-    case YAML::NodeType::Scalar: break;
+    case YAML::NodeType::Undefined:
+      return "no value";
+    case YAML::NodeType::Scalar:
+      break;
   }
   const auto kind = KindOf(node);
   if (!kind) return fmt::format("the tagged value {}", Quote(node.Scalar()));
   switch (*kind) {
-    case ScalarKind::kNull: return "no value";
-    case ScalarKind::kBool: return fmt::format("the boolean {}", node.Scalar());
-    case ScalarKind::kInt: return fmt::format("the integer {}", node.Scalar());
-    case ScalarKind::kFloat: return fmt::format("the number {}", node.Scalar());
-    case ScalarKind::kString: return fmt::format("the string {}", Quote(node.Scalar()));
+    case ScalarKind::kNull:
+      return "no value";
+    case ScalarKind::kBool:
+      return fmt::format("the boolean {}", node.Scalar());
+    case ScalarKind::kInt:
+      return fmt::format("the integer {}", node.Scalar());
+    case ScalarKind::kFloat:
+      return fmt::format("the number {}", node.Scalar());
+    case ScalarKind::kString:
+      return fmt::format("the string {}", Quote(node.Scalar()));
   }
   return "a value";
 }
@@ -99,8 +106,8 @@ std::string_view NoValueHint(const YAML::Node& node) {
 std::string JoinPath(std::string_view parent, std::string_view key) {
   if (parent.empty()) return std::string(key);
   const bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
   });
   return plain ? fmt::format("{}.{}", parent, key) : fmt::format("{}[{}]", parent, Quote(key));
 }
@@ -317,7 +324,8 @@ void DocumentParser::Missing(const MapReader& map, std::string_view key, std::st
 bool DocumentParser::ScalarIsString(const YAML::Node& node, std::string_view field) {
   const SourcePos pos = ValuePos(node, field);
   if (!node.IsScalar()) {
-    TypeError(pos, field, fmt::format("expected a string, got {}{}", Describe(node), NoValueHint(node)));
+    TypeError(pos, field,
+              fmt::format("expected a string, got {}{}", Describe(node), NoValueHint(node)));
     return false;
   }
   const auto kind = KindOf(node);
@@ -344,7 +352,8 @@ std::optional<MapReader> DocumentParser::Mapping(MapReader& parent, std::string_
     return std::nullopt;
   }
   if (!node->IsMap()) {
-    TypeError(ValuePos(*node, path), path, fmt::format("expected a mapping, got {}", Describe(*node)));
+    TypeError(ValuePos(*node, path), path,
+              fmt::format("expected a mapping, got {}", Describe(*node)));
     return std::nullopt;
   }
   MapReader reader(*this, *node, path, doc_.PositionOf(path), known);
@@ -377,7 +386,8 @@ std::optional<int> DocumentParser::Int(MapReader& map, std::string_view key, int
     return std::nullopt;
   }
   if (!node->IsScalar() || *kind != ScalarKind::kInt) {
-    std::string message = fmt::format("expected an integer, got {}{}", Describe(*node), NoValueHint(*node));
+    std::string message =
+        fmt::format("expected an integer, got {}{}", Describe(*node), NoValueHint(*node));
     if (node->IsScalar() && kind && *kind == ScalarKind::kString &&
         IsDecimalInteger(node->Scalar())) {
       message += "; remove the quotes";
@@ -412,7 +422,8 @@ std::optional<bool> DocumentParser::Bool(MapReader& map, std::string_view key, b
   if (node->IsScalar() && *kind == ScalarKind::kBool) {
     return node->Scalar().front() == 't' || node->Scalar().front() == 'T';
   }
-  std::string message = fmt::format("expected true or false, got {}{}", Describe(*node), NoValueHint(*node));
+  std::string message =
+      fmt::format("expected true or false, got {}{}", Describe(*node), NoValueHint(*node));
   if (node->IsScalar() && kind && *kind == ScalarKind::kString) {
     const std::string& text = node->Scalar();
     if (ClassifyPlainScalar(text) == ScalarKind::kBool) {
@@ -441,7 +452,8 @@ std::optional<E> DocumentParser::Enum(MapReader& map, std::string_view key,
   }
   std::string list;
   for (const auto name : names) list += fmt::format("{}{}", list.empty() ? "" : ", ", name);
-  std::string message = fmt::format("unsupported value {}; use one of: {}", Quote(node->Scalar()), list);
+  std::string message =
+      fmt::format("unsupported value {}; use one of: {}", Quote(node->Scalar()), list);
   if (auto hint = SuggestClosest(node->Scalar(), names)) {
     message += fmt::format(" (did you mean \"{}\"?)", *hint);
   }
@@ -501,9 +513,8 @@ std::vector<std::string> DocumentParser::StringList(MapReader& map, std::string_
 constexpr std::array kCniValues{std::pair{std::string_view("calico"), Cni::kCalico},
                                 std::pair{std::string_view("cilium"), Cni::kCilium},
                                 std::pair{std::string_view("none"), Cni::kNone}};
-constexpr std::array kDriftValues{
-    std::pair{std::string_view("Remediate"), DriftPolicy::kRemediate},
-    std::pair{std::string_view("Report"), DriftPolicy::kReport}};
+constexpr std::array kDriftValues{std::pair{std::string_view("Remediate"), DriftPolicy::kRemediate},
+                                  std::pair{std::string_view("Report"), DriftPolicy::kReport}};
 constexpr std::array kDeletionValues{
     std::pair{std::string_view("Delete"), DeletionPolicy::kDelete},
     std::pair{std::string_view("Retain"), DeletionPolicy::kRetain}};
@@ -521,8 +532,8 @@ void DocumentParser::Run(const YAML::Node& root) {
     return;
   }
   MapReader top(*this, root, "", doc_.start, {"apiVersion", "kind", "metadata", "spec", "status"});
-  const auto api_version = String(top, "apiVersion", std::nullopt,
-                                  fmt::format("add apiVersion: {}", kApiVersion));
+  const auto api_version =
+      String(top, "apiVersion", std::nullopt, fmt::format("add apiVersion: {}", kApiVersion));
   const auto kind = String(top, "kind", std::nullopt, fmt::format("add kind: {}", kKind));
   bool foreign = false;
   if (api_version && *api_version != kApiVersion) {
@@ -532,8 +543,9 @@ void DocumentParser::Run(const YAML::Node& root) {
     foreign = true;
   }
   if (kind && *kind != kKind) {
-    TypeError(doc_.PositionOf("kind"), "kind",
-              fmt::format("unsupported kind {}; vmlab manifests are of kind {}", Quote(*kind), kKind));
+    TypeError(
+        doc_.PositionOf("kind"), "kind",
+        fmt::format("unsupported kind {}; vmlab manifests are of kind {}", Quote(*kind), kKind));
     foreign = true;
   }
   if (foreign) return;  // other fields of a foreign object would only add noise
@@ -545,10 +557,12 @@ void DocumentParser::Run(const YAML::Node& root) {
 
   LabCluster lab;
   if (auto metadata = Mapping(top, "metadata", {"name", "labels", "annotations"}, true)) {
-    if (auto name = String(*metadata, "name", std::nullopt, "set a DNS-1123 label such as \"spk\"")) {
+    if (auto name =
+            String(*metadata, "name", std::nullopt, "set a DNS-1123 label such as \"spk\"")) {
       doc_.name = *name;
       lab.metadata.name = *name;
-      if (auto problem = CheckName(*name)) RuleError(doc_.PositionOf("metadata.name"), "metadata.name", *problem);
+      if (auto problem = CheckName(*name))
+        RuleError(doc_.PositionOf("metadata.name"), "metadata.name", *problem);
     }
     lab.metadata.labels = StringMap(*metadata, "labels");
     lab.metadata.annotations = StringMap(*metadata, "annotations");
@@ -567,8 +581,8 @@ void DocumentParser::Run(const YAML::Node& root) {
 void DocumentParser::ParseSpec(MapReader& spec, LabCluster& lab) {
   LabClusterSpec& out = lab.spec;
   if (auto k8s = Mapping(spec, "kubernetes", {"version", "podCIDR", "serviceCIDR", "cni"}, true)) {
-    if (auto version = String(*k8s, "version", std::nullopt,
-                              "set a Kubernetes release such as \"1.30.4\"")) {
+    if (auto version =
+            String(*k8s, "version", std::nullopt, "set a Kubernetes release such as \"1.30.4\"")) {
       out.kubernetes.version = *version;
       if (auto problem = CheckKubernetesVersion(*version)) {
         RuleError(doc_.PositionOf("spec.kubernetes.version"), "spec.kubernetes.version", *problem);
@@ -585,7 +599,8 @@ void DocumentParser::ParseSpec(MapReader& spec, LabCluster& lab) {
   const YAML::Node empty(YAML::NodeType::Map);
   auto section = [&](std::string_view key, std::initializer_list<std::string_view> known) {
     auto reader = Mapping(spec, key, known, false);
-    if (!reader && !spec.Get(key)) reader.emplace(*this, empty, spec.Child(key), spec.where(), known);
+    if (!reader && !spec.Get(key))
+      reader.emplace(*this, empty, spec.Child(key), spec.where(), known);
     return reader;
   };
 
@@ -601,7 +616,9 @@ void DocumentParser::ParseSpec(MapReader& spec, LabCluster& lab) {
 
   if (auto cp = section("controlPlane", {"replicas", "cpus", "memoryMiB", "diskGiB", "endpoint"})) {
     auto& pool = out.control_plane;
-    pool.replicas = Int(*cp, "replicas", defaults::kControlPlaneReplicas, 1, limits::kMaxControlPlanes).value_or(0);
+    pool.replicas =
+        Int(*cp, "replicas", defaults::kControlPlaneReplicas, 1, limits::kMaxControlPlanes)
+            .value_or(0);
     pool.cpus = Int(*cp, "cpus", defaults::kCpus, limits::kMinCpus, limits::kMaxCpus).value_or(0);
     pool.memory_mib = Int(*cp, "memoryMiB", defaults::kMemoryMiB, limits::kMinMemoryMiB,
                           limits::kMaxMemoryMiB, "MiB")
@@ -635,8 +652,8 @@ void DocumentParser::ParseSpec(MapReader& spec, LabCluster& lab) {
         }
       } else {
         // Filled from the network once it is known (the address plan's .10).
-        pool.endpoint.vip = Ipv4Address{static_cast<std::uint32_t>(
-            out.network.cidr.OffsetAddress(kVipOffset) & 0xffffffffu)};
+        pool.endpoint.vip = Ipv4Address{
+            static_cast<std::uint32_t>(out.network.cidr.OffsetAddress(kVipOffset) & 0xffffffffu)};
       }
       if (auto port = Int(*endpoint, "port", defaults::kEndpointPort, 1, 65535)) {
         pool.endpoint.port = *port;
@@ -647,19 +664,22 @@ void DocumentParser::ParseSpec(MapReader& spec, LabCluster& lab) {
     }
   }
 
-  if (auto workers = section("workers", {"replicas", "cpus", "memoryMiB", "diskGiB", "extraDiskGiB"})) {
+  if (auto workers =
+          section("workers", {"replicas", "cpus", "memoryMiB", "diskGiB", "extraDiskGiB"})) {
     auto& pool = out.workers;
-    pool.replicas = Int(*workers, "replicas", defaults::kWorkerReplicas, 0, limits::kMaxWorkers).value_or(0);
-    pool.cpus = Int(*workers, "cpus", defaults::kCpus, limits::kMinCpus, limits::kMaxCpus).value_or(0);
+    pool.replicas =
+        Int(*workers, "replicas", defaults::kWorkerReplicas, 0, limits::kMaxWorkers).value_or(0);
+    pool.cpus =
+        Int(*workers, "cpus", defaults::kCpus, limits::kMinCpus, limits::kMaxCpus).value_or(0);
     pool.memory_mib = Int(*workers, "memoryMiB", defaults::kMemoryMiB, limits::kMinMemoryMiB,
                           limits::kMaxMemoryMiB, "MiB")
                           .value_or(0);
-    pool.disk_gib =
-        Int(*workers, "diskGiB", defaults::kDiskGiB, limits::kMinDiskGiB, limits::kMaxDiskGiB, "GiB")
+    pool.disk_gib = Int(*workers, "diskGiB", defaults::kDiskGiB, limits::kMinDiskGiB,
+                        limits::kMaxDiskGiB, "GiB")
+                        .value_or(0);
+    pool.extra_disk_gib =
+        Int(*workers, "extraDiskGiB", defaults::kExtraDiskGiB, 0, limits::kMaxExtraDiskGiB, "GiB")
             .value_or(0);
-    pool.extra_disk_gib = Int(*workers, "extraDiskGiB", defaults::kExtraDiskGiB, 0,
-                              limits::kMaxExtraDiskGiB, "GiB")
-                              .value_or(0);
   }
 
   if (auto image = section("image", {"path", "kernel", "initrd", "cmdline"})) {
@@ -711,10 +731,10 @@ void DocumentParser::ParseSpec(MapReader& spec, LabCluster& lab) {
 }  // namespace
 
 void SortDiagnostics(ParsedDocument& doc) {
-  std::stable_sort(doc.diagnostics.begin(), doc.diagnostics.end(),
-                   [](const Diagnostic& a, const Diagnostic& b) {
-                     return std::pair(a.pos.line, a.pos.column) < std::pair(b.pos.line, b.pos.column);
-                   });
+  std::stable_sort(
+      doc.diagnostics.begin(), doc.diagnostics.end(), [](const Diagnostic& a, const Diagnostic& b) {
+        return std::pair(a.pos.line, a.pos.column) < std::pair(b.pos.line, b.pos.column);
+      });
 }
 
 bool ParsedDocument::valid() const {
@@ -736,20 +756,21 @@ SourcePos ParsedDocument::PositionOf(std::string_view field) const {
 }
 
 void ParsedDocument::AddError(std::string_view field, std::string message) {
-  diagnostics.push_back({Severity::kError, file, PositionOf(field), std::string(field),
-                         std::move(message)});
+  diagnostics.push_back(
+      {Severity::kError, file, PositionOf(field), std::string(field), std::move(message)});
 }
 
 void ParsedDocument::AddWarning(std::string_view field, std::string message) {
-  diagnostics.push_back({Severity::kWarning, file, PositionOf(field), std::string(field),
-                         std::move(message)});
+  diagnostics.push_back(
+      {Severity::kWarning, file, PositionOf(field), std::string(field), std::move(message)});
 }
 
 std::optional<std::string> CheckManifestSize(std::size_t bytes) {
   if (bytes <= kMaxManifestBytes) return std::nullopt;
-  return fmt::format("the file is {} bytes; manifests over {} bytes are refused (a LabCluster "
-                     "takes a few kilobytes)",
-                     bytes, kMaxManifestBytes);
+  return fmt::format(
+      "the file is {} bytes; manifests over {} bytes are refused (a LabCluster "
+      "takes a few kilobytes)",
+      bytes, kMaxManifestBytes);
 }
 
 std::vector<ParsedDocument> ParseManifests(std::string_view file, std::string_view text) {
@@ -773,9 +794,8 @@ std::vector<ParsedDocument> ParseManifests(std::string_view file, std::string_vi
     scan = DocumentScanner::Run(input);
     if (scan.stuck) {
       const std::size_t at = static_cast<std::size_t>(std::max(scan.stuck->pos, 0));
-      return file_error(PosOf(*scan.stuck, {1, 1}),
-                        fmt::format("invalid YAML: unexpected {} here",
-                                    Quote(input.substr(at, 1))));
+      return file_error(PosOf(*scan.stuck, {1, 1}), fmt::format("invalid YAML: unexpected {} here",
+                                                                Quote(input.substr(at, 1))));
     }
     roots = YAML::LoadAll(input);
   } catch (const YAML::Exception& e) {
@@ -790,8 +810,8 @@ std::vector<ParsedDocument> ParseManifests(std::string_view file, std::string_vi
     ParsedDocument doc;
     doc.file = std::string(file);
     doc.index = static_cast<int>(i);
-    doc.start = i < scan.starts.size() ? PosOf(scan.starts[i], {1, 1})
-                                       : PosOf(roots[i].Mark(), {1, 1});
+    doc.start =
+        i < scan.starts.size() ? PosOf(scan.starts[i], {1, 1}) : PosOf(roots[i].Mark(), {1, 1});
     try {
       DocumentParser(doc).Run(roots[i]);
     } catch (const YAML::Exception& e) {

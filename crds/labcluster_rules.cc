@@ -1,15 +1,13 @@
 #include "crds/labcluster_rules.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <openssl/evp.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <vector>
-
-#include <fmt/ranges.h>
-
-#include <fmt/format.h>
 
 #include "crds/labcluster_parse.h"
 #include "crds/labcluster_types.h"
@@ -31,7 +29,8 @@ std::optional<std::string> Dns1123LabelProblem(std::string_view label, std::size
     const auto byte = static_cast<unsigned char>(c);
     if (c == '-') return "starts or ends with \"-\"";
     if (c >= 'A' && c <= 'Z') return "has upper-case letters";
-    if (byte < 0x20 || byte == 0x7f) return fmt::format("contains the control character 0x{:02x}", byte);
+    if (byte < 0x20 || byte == 0x7f)
+      return fmt::format("contains the control character 0x{:02x}", byte);
     if (c == ' ') return "contains a space";
     if (byte >= 0x80) return "contains a non-ASCII character";
     return fmt::format("contains \"{}\"", c);
@@ -74,18 +73,19 @@ std::string OffsetText(const Ipv4Cidr& cidr, std::uint64_t address) {
 
 std::optional<std::string> CheckName(std::string_view name) {
   if (auto problem = Dns1123LabelProblem(name, limits::kMaxNameLength)) {
-    return fmt::format("\"{}\" is not a valid lab name: it {}; use a DNS-1123 label of at "
-                       "most {} characters (lower-case letters, digits and \"-\")",
-                       name.substr(0, 64), *problem, limits::kMaxNameLength);
+    return fmt::format(
+        "\"{}\" is not a valid lab name: it {}; use a DNS-1123 label of at "
+        "most {} characters (lower-case letters, digits and \"-\")",
+        name.substr(0, 64), *problem, limits::kMaxNameLength);
   }
   return std::nullopt;
 }
 
 std::optional<std::string> CheckKubernetesVersion(std::string_view version) {
-  const std::string hint =
-      fmt::format("\"{}\" is not a full Kubernetes release; write MAJOR.MINOR.PATCH, such as "
-                  "\"1.30.4\"",
-                  version.substr(0, 64));
+  const std::string hint = fmt::format(
+      "\"{}\" is not a full Kubernetes release; write MAJOR.MINOR.PATCH, such as "
+      "\"1.30.4\"",
+      version.substr(0, 64));
   if (version.starts_with('v')) {
     return fmt::format("{} (without the leading \"v\")", hint);
   }
@@ -101,9 +101,10 @@ std::optional<std::string> CheckKubernetesVersion(std::string_view version) {
   }
   if (parts.size() != 3) return hint;
   if (parts[0] != 1 || parts[1] < limits::kMinKubernetesMinor) {
-    return fmt::format("Kubernetes {} is not available: the Kubernetes package repository serves "
-                       "1.{} and newer",
-                       version, limits::kMinKubernetesMinor);
+    return fmt::format(
+        "Kubernetes {} is not available: the Kubernetes package repository serves "
+        "1.{} and newer",
+        version, limits::kMinKubernetesMinor);
   }
   return std::nullopt;
 }
@@ -114,9 +115,10 @@ std::optional<std::string> CheckDomain(std::string_view domain) {
   while (true) {
     const auto dot = rest.find('.');
     if (auto problem = Dns1123LabelProblem(rest.substr(0, dot), 63)) {
-      return fmt::format("\"{}\" is not a DNS domain: a label {}; write labels of lower-case "
-                         "letters, digits and \"-\" separated by dots, such as lab.local",
-                         domain.substr(0, 64), *problem);
+      return fmt::format(
+          "\"{}\" is not a DNS domain: a label {}; write labels of lower-case "
+          "letters, digits and \"-\" separated by dots, such as lab.local",
+          domain.substr(0, 64), *problem);
     }
     if (dot == std::string_view::npos) break;
     rest.remove_prefix(dot + 1);
@@ -126,18 +128,20 @@ std::optional<std::string> CheckDomain(std::string_view domain) {
 
 std::optional<std::string> CheckHostLabel(std::string_view host) {
   if (auto problem = Dns1123LabelProblem(host, 63)) {
-    return fmt::format("\"{}\" is not a host name: it {}; use a DNS-1123 label (lower-case "
-                       "letters, digits and \"-\") such as spkcluster",
-                       host.substr(0, 64), *problem);
+    return fmt::format(
+        "\"{}\" is not a host name: it {}; use a DNS-1123 label (lower-case "
+        "letters, digits and \"-\") such as spkcluster",
+        host.substr(0, 64), *problem);
   }
   return std::nullopt;
 }
 
 std::optional<std::string> CheckEndpointPort(int port) {
   if (port == limits::kApiServerPort) {
-    return fmt::format("port {} is kube-apiserver's own port on every control plane, where "
-                       "haproxy also listens; choose another, such as 16443",
-                       port);
+    return fmt::format(
+        "port {} is kube-apiserver's own port on every control plane, where "
+        "haproxy also listens; choose another, such as 16443",
+        port);
   }
   return std::nullopt;
 }
@@ -165,23 +169,29 @@ std::optional<std::string> CheckHostPath(std::string_view path) {
 
 std::optional<std::string> CheckKernelCmdline(std::string_view cmdline) {
   if (auto bad = UnsafeCharacter(cmdline, " /._+-@,=:")) {
-    return fmt::format("contains {}; a kernel command line here may hold only letters, digits, "
-                       "spaces and / . _ + - @ , = :",
-                       *bad);
+    return fmt::format(
+        "contains {}; a kernel command line here may hold only letters, digits, "
+        "spaces and / . _ + - @ , = :",
+        *bad);
   }
   return std::nullopt;
 }
 
 std::optional<std::string> CheckSshPublicKey(std::string_view key) {
-  static constexpr std::string_view kTypes[] = {
-      "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-      "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"};
+  static constexpr std::string_view kTypes[] = {"ssh-ed25519",
+                                                "ssh-rsa",
+                                                "ecdsa-sha2-nistp256",
+                                                "ecdsa-sha2-nistp384",
+                                                "ecdsa-sha2-nistp521",
+                                                "sk-ssh-ed25519@openssh.com",
+                                                "sk-ecdsa-sha2-nistp256@openssh.com"};
   const auto space = key.find(' ');
   const std::string_view type = key.substr(0, space);
   if (std::find(std::begin(kTypes), std::end(kTypes), type) == std::end(kTypes)) {
-    return fmt::format("is not an OpenSSH public key: it must start with a key type such as "
-                       "ssh-ed25519 (paste the line of your id_*.pub file); got \"{}\"",
-                       type.substr(0, 40));
+    return fmt::format(
+        "is not an OpenSSH public key: it must start with a key type such as "
+        "ssh-ed25519 (paste the line of your id_*.pub file); got \"{}\"",
+        type.substr(0, 40));
   }
   if (space == std::string_view::npos) return "has no key data after the key type";
   std::string_view rest = key.substr(space + 1);
@@ -191,24 +201,26 @@ std::optional<std::string> CheckSshPublicKey(std::string_view key) {
   if (auto bad = UnsafeCharacter(comment, " ._+-@,=:/()[]<>#!?%&*^~{}|")) {
     return fmt::format("has {} in its comment; remove it", *bad);
   }
-  const bool base64 = !blob.empty() && blob.size() % 4 == 0 &&
-                      std::all_of(blob.begin(), blob.end(), [](char c) {
-                        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                               (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=';
-                      });
+  const bool base64 =
+      !blob.empty() && blob.size() % 4 == 0 && std::all_of(blob.begin(), blob.end(), [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+               c == '+' || c == '/' || c == '=';
+      });
   if (!base64) return "has key data that is not base64; copy the whole line again";
   std::vector<unsigned char> decoded(blob.size() / 4 * 3 + 1);
-  const int length = EVP_DecodeBlock(decoded.data(), reinterpret_cast<const unsigned char*>(blob.data()),
-                                     static_cast<int>(blob.size()));
+  const int length =
+      EVP_DecodeBlock(decoded.data(), reinterpret_cast<const unsigned char*>(blob.data()),
+                      static_cast<int>(blob.size()));
   if (length < 4) return "has key data that is not base64; copy the whole line again";
   const std::uint32_t name_length = (std::uint32_t{decoded[0]} << 24) |
                                     (std::uint32_t{decoded[1]} << 16) |
                                     (std::uint32_t{decoded[2]} << 8) | decoded[3];
   if (name_length != type.size() || 4 + name_length > static_cast<std::uint32_t>(length) ||
       !std::equal(type.begin(), type.end(), decoded.begin() + 4)) {
-    return fmt::format("has key data that does not hold a {} key; the line is damaged or its "
-                       "type was changed",
-                       type);
+    return fmt::format(
+        "has key data that does not hold a {} key; the line is damaged or its "
+        "type was changed",
+        type);
   }
   return std::nullopt;
 }
@@ -253,14 +265,15 @@ void CheckCrossFieldRules(ParsedDocument& doc) {
                                         vip.ToString(), net.ToString(),
                                         OffsetText(net, net.OffsetAddress(kVipOffset))));
   } else if (vip == net.network || vip == net.Broadcast()) {
-    doc.AddError(vip_field, fmt::format("{} is the {} address of {}; pick a host address such as {}",
-                                        vip.ToString(), vip == net.network ? "network" : "broadcast",
-                                        net.ToString(),
-                                        OffsetText(net, net.OffsetAddress(kVipOffset))));
+    doc.AddError(vip_field,
+                 fmt::format("{} is the {} address of {}; pick a host address such as {}",
+                             vip.ToString(), vip == net.network ? "network" : "broadcast",
+                             net.ToString(), OffsetText(net, net.OffsetAddress(kVipOffset))));
   } else if (vip.value == net.OffsetAddress(kGatewayOffset)) {
-    doc.AddError(vip_field, fmt::format("{} is the lab network's gateway (.1); pick another "
-                                        "address, such as {}",
-                                        vip.ToString(), OffsetText(net, net.OffsetAddress(kVipOffset))));
+    doc.AddError(vip_field,
+                 fmt::format("{} is the lab network's gateway (.1); pick another "
+                             "address, such as {}",
+                             vip.ToString(), OffsetText(net, net.OffsetAddress(kVipOffset))));
   } else {
     for (const PlannedNode& node : PlanNodes(lab)) {
       if (node.address == vip.value) {
@@ -319,7 +332,6 @@ void CheckCrossFieldRules(ParsedDocument& doc) {
                    "kubeadm's preflight checks want at least 1700 MiB on a control plane");
   }
 }
-
 
 void ValidateManifestSet(std::span<ParsedDocument> documents) {
   auto where = [](const ParsedDocument& doc, std::string_view field) {

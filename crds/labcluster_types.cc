@@ -6,9 +6,12 @@ namespace vmlab::crds {
 
 std::string_view ToString(Cni value) {
   switch (value) {
-    case Cni::kCalico: return "calico";
-    case Cni::kCilium: return "cilium";
-    case Cni::kNone: return "none";
+    case Cni::kCalico:
+      return "calico";
+    case Cni::kCilium:
+      return "cilium";
+    case Cni::kNone:
+      return "none";
   }
   return "";
 }
@@ -30,13 +33,14 @@ std::vector<PlannedNode> PlanNodes(const LabCluster& lab) {
   std::vector<PlannedNode> nodes;
   nodes.reserve(static_cast<std::size_t>(spec.control_plane.replicas + spec.workers.replicas));
   for (int i = 1; i <= spec.control_plane.replicas; ++i) {
-    nodes.push_back({fmt::format("{}-cp-{}", lab.metadata.name, i), NodeRole::kControlPlane, i,
-                     spec.network.cidr.OffsetAddress(kControlPlaneOffset +
-                                                     static_cast<std::uint64_t>(i))});
+    nodes.push_back(
+        {fmt::format("{}-cp-{}", lab.metadata.name, i), NodeRole::kControlPlane, i,
+         spec.network.cidr.OffsetAddress(kControlPlaneOffset + static_cast<std::uint64_t>(i))});
   }
   for (int i = 1; i <= spec.workers.replicas; ++i) {
-    nodes.push_back({fmt::format("{}-worker-{}", lab.metadata.name, i), NodeRole::kWorker, i,
-                     spec.network.cidr.OffsetAddress(kWorkerOffset + static_cast<std::uint64_t>(i))});
+    nodes.push_back(
+        {fmt::format("{}-worker-{}", lab.metadata.name, i), NodeRole::kWorker, i,
+         spec.network.cidr.OffsetAddress(kWorkerOffset + static_cast<std::uint64_t>(i))});
   }
   return nodes;
 }

@@ -104,7 +104,7 @@ struct LabCluster {
 struct PlannedNode {
   std::string name;
   NodeRole role = NodeRole::kWorker;
-  int index = 0;  // from 1 within its role
+  int index = 0;              // from 1 within its role
   std::uint64_t address = 0;  // may lie outside the network: see AddressPlanFits
 };
 

@@ -10,7 +10,7 @@ namespace vmlab::crds {
 
 // The candidate closest to `given` when it is a plausible misspelling (small
 // edit distance, a different letter case, or a truncation), else nullopt.
-[[nodiscard]] std::optional<std::string> SuggestClosest(std::string_view given,
-                                                        std::span<const std::string_view> candidates);
+[[nodiscard]] std::optional<std::string> SuggestClosest(
+    std::string_view given, std::span<const std::string_view> candidates);
 
 }  // namespace vmlab::crds

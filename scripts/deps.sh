@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   # toolchain
-  g++ cmake ninja-build pkg-config make git
+  g++ cmake ninja-build pkg-config make git clang-format
   # libraries (see ../shared/ENVIRONMENT.md for their CMake quirks)
   libyaml-cpp-dev libssl-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev

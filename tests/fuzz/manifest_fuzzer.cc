@@ -29,14 +29,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   ValidateManifestSet(docs);
   for (const ParsedDocument& doc : docs) {
     for (const Diagnostic& d : doc.diagnostics) {
-      if (d.pos.line < 1 || d.pos.column < 1) Fail("diagnostic without a position", FormatDiagnostic(d));
+      if (d.pos.line < 1 || d.pos.column < 1)
+        Fail("diagnostic without a position", FormatDiagnostic(d));
     }
     if (!doc.valid()) continue;
     const std::string canonical = CanonicalYaml(*doc.object);
     auto again = ParseManifests("canonical.yaml", canonical);
-    if (again.size() != 1 || !again[0].valid()) Fail("canonical form does not parse back valid", canonical);
-    if (CanonicalYaml(*again[0].object) != canonical) Fail("canonical form is not a fixed point", canonical);
-    if (SpecHash(again[0].object->spec) != SpecHash(doc.object->spec)) Fail("spec hash changed", canonical);
+    if (again.size() != 1 || !again[0].valid())
+      Fail("canonical form does not parse back valid", canonical);
+    if (CanonicalYaml(*again[0].object) != canonical)
+      Fail("canonical form is not a fixed point", canonical);
+    if (SpecHash(again[0].object->spec) != SpecHash(doc.object->spec))
+      Fail("spec hash changed", canonical);
   }
   return 0;
 }

@@ -1,16 +1,17 @@
-#include <gtest/gtest.h>
+#include "controller/validate_command.h"
+
 #include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <regex>
-#include <unistd.h>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "controller/cli.h"
-#include "controller/validate_command.h"
 
 namespace vmlab::controller {
 namespace {
@@ -40,8 +41,9 @@ CliRun RunVmlab(std::vector<std::string> args) {
 // A scratch folder, removed at the end of the test.
 class ScratchDir {
  public:
-  ScratchDir() : path_(fs::temp_directory_path() / ("vmlab-test-" + std::to_string(::getpid()) + "-" +
-                                                    std::to_string(counter_++))) {
+  ScratchDir()
+      : path_(fs::temp_directory_path() /
+              ("vmlab-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++))) {
     fs::remove_all(path_);
     fs::create_directories(path_);
   }
@@ -77,14 +79,15 @@ TEST(ValidateCommandTest, InvalidManifestExitsOneWithPathLineColumnField) {
   const std::string path = (dir.path() / "lab.yaml").string();
   const CliRun run = RunVmlab({"validate", path});
   EXPECT_EQ(run.code, kExitInvalid);
-  EXPECT_EQ(run.err, path + ":11:5: error: spec.workers.replcas: unknown field; did you mean "
-                            "\"replicas\"?\n");
+  EXPECT_EQ(run.err, path +
+                         ":11:5: error: spec.workers.replcas: unknown field; did you mean "
+                         "\"replicas\"?\n");
   EXPECT_THAT(run.out, HasSubstr("0 valid, 1 invalid"));
 }
 
 TEST(ValidateCommandTest, MissingPathIsAnIoErrorAndOthersAreStillChecked) {
-  const CliRun run = RunVmlab({"validate", "/nonexistent/vmlab/lab.yaml",
-                          (kSourceDir / "examples/minimal.yaml").string()});
+  const CliRun run = RunVmlab(
+      {"validate", "/nonexistent/vmlab/lab.yaml", (kSourceDir / "examples/minimal.yaml").string()});
   EXPECT_EQ(run.code, kExitUsage);
   EXPECT_THAT(run.err, HasSubstr("/nonexistent/vmlab/lab.yaml: error: no such file or directory"));
   EXPECT_THAT(run.out, HasSubstr("1 valid, 0 invalid"));
@@ -104,8 +107,10 @@ TEST(ValidateCommandTest, FolderSkipsAndListsEditorFilesDotfilesAndOthers) {
   EXPECT_EQ(run.err, "");
   const std::string d = dir.path().string();
   EXPECT_THAT(run.out, HasSubstr("skipped " + d + "/.lab.yaml.swp: hidden file"));
-  EXPECT_THAT(run.out, HasSubstr("skipped " + d + "/lab.yaml~: editor swap, backup or temporary file"));
-  EXPECT_THAT(run.out, HasSubstr("skipped " + d + "/#lab.yaml#: editor swap, backup or temporary file"));
+  EXPECT_THAT(run.out,
+              HasSubstr("skipped " + d + "/lab.yaml~: editor swap, backup or temporary file"));
+  EXPECT_THAT(run.out,
+              HasSubstr("skipped " + d + "/#lab.yaml#: editor swap, backup or temporary file"));
   EXPECT_THAT(run.out, HasSubstr("skipped " + d + "/.hidden.yaml: hidden file"));
   EXPECT_THAT(run.out, HasSubstr("skipped " + d + "/README.md: not a .yaml or .yml file"));
   EXPECT_THAT(run.out, HasSubstr("skipped " + d + "/nested.yaml: a folder"));
@@ -128,14 +133,20 @@ TEST(ValidateCommandTest, DuplicateNamesAndOverlapsAcrossFilesAreReportedOnBoth)
   EXPECT_EQ(run.code, kExitInvalid);
   EXPECT_EQ(run.out, "");
   const std::string d = dir.path().string();
-  EXPECT_THAT(run.err, HasSubstr(d + "/a.yaml:4:9: error: metadata.name: LabCluster \"twin\" is also "
-                                     "defined at " + d + "/b.yaml:4:9"));
-  EXPECT_THAT(run.err, HasSubstr(d + "/b.yaml:4:9: error: metadata.name: LabCluster \"twin\" is also "
-                                     "defined at " + d + "/a.yaml:4:9"));
-  EXPECT_THAT(run.err, HasSubstr(d + "/b.yaml:9:11: error: spec.network.cidr: 172.43.43.0/24 overlaps "
-                                     "the network 172.43.0.0/16 of LabCluster \"wide\""));
-  EXPECT_THAT(run.err, HasSubstr(d + "/c.yaml:9:11: error: spec.network.cidr: 172.43.0.0/16 overlaps "
-                                     "the network 172.43.43.0/24 of LabCluster \"twin\""));
+  EXPECT_THAT(run.err, HasSubstr(d +
+                                 "/a.yaml:4:9: error: metadata.name: LabCluster \"twin\" is also "
+                                 "defined at " +
+                                 d + "/b.yaml:4:9"));
+  EXPECT_THAT(run.err, HasSubstr(d +
+                                 "/b.yaml:4:9: error: metadata.name: LabCluster \"twin\" is also "
+                                 "defined at " +
+                                 d + "/a.yaml:4:9"));
+  EXPECT_THAT(run.err,
+              HasSubstr(d + "/b.yaml:9:11: error: spec.network.cidr: 172.43.43.0/24 overlaps "
+                            "the network 172.43.0.0/16 of LabCluster \"wide\""));
+  EXPECT_THAT(run.err,
+              HasSubstr(d + "/c.yaml:9:11: error: spec.network.cidr: 172.43.0.0/16 overlaps "
+                            "the network 172.43.43.0/24 of LabCluster \"twin\""));
 }
 
 TEST(ValidateCommandTest, EveryErrorLineHasTheDocumentedFormat) {
@@ -156,9 +167,9 @@ TEST(ValidateCommandTest, OversizedFileIsRefusedUnparsed) {
   const fs::path big = dir.path() / "big.yaml";
   const CliRun run = RunVmlab({"validate", big.string()});
   EXPECT_EQ(run.code, kExitInvalid);
-  EXPECT_THAT(run.err, HasSubstr("big.yaml:1:1: error: the file is " +
-                                 std::to_string(fs::file_size(big)) +
-                                 " bytes; manifests over 1048576 bytes are refused"));
+  EXPECT_THAT(run.err,
+              HasSubstr("big.yaml:1:1: error: the file is " + std::to_string(fs::file_size(big)) +
+                        " bytes; manifests over 1048576 bytes are refused"));
 }
 
 TEST(CliTest, HelpOnEveryCommandExitsZero) {
@@ -168,7 +179,8 @@ TEST(CliTest, HelpOnEveryCommandExitsZero) {
     EXPECT_EQ(run.code, 0) << args[0];
     EXPECT_THAT(run.out, HasSubstr("Usage: vmlab")) << args[0];
   }
-  EXPECT_THAT(RunVmlab({"validate", "--help"}).out, HasSubstr("PATH:LINE:COL: error: FIELD.PATH: message"));
+  EXPECT_THAT(RunVmlab({"validate", "--help"}).out,
+              HasSubstr("PATH:LINE:COL: error: FIELD.PATH: message"));
 }
 
 TEST(CliTest, UsageErrorsExitTwo) {

@@ -31,8 +31,8 @@ void ExpectGolden(const std::string& golden, const std::string& actual) {
     testing_support::WriteSourceFile(golden, actual);
     return;
   }
-  EXPECT_EQ(actual, ReadSourceFile(golden)) << "golden " << golden
-                                            << " differs; VMLAB_UPDATE_GOLDEN=1 rewrites it";
+  EXPECT_EQ(actual, ReadSourceFile(golden))
+      << "golden " << golden << " differs; VMLAB_UPDATE_GOLDEN=1 rewrites it";
 }
 
 TEST(CanonicalTest, MatchesGoldenForTheSeedLab) {
@@ -54,8 +54,8 @@ TEST(CanonicalTest, SpecHashesAreStableAcrossReleases) {
   // A changed hash makes the controller see every existing lab as changed:
   // change these only together with a migration note.
   std::string hashes;
-  for (const char* file : {"examples/spk-lab.yaml", "examples/minimal.yaml",
-                           "tests/fixtures/valid/all-fields.yaml"}) {
+  for (const char* file :
+       {"examples/spk-lab.yaml", "examples/minimal.yaml", "tests/fixtures/valid/all-fields.yaml"}) {
     hashes += std::string(file) + " " + SpecHash(ParseOne(file).spec) + "\n";
   }
   ExpectGolden("tests/fixtures/golden/spec-hashes.txt", hashes);
@@ -69,9 +69,9 @@ TEST(CanonicalTest, ReorderedKeysAndExplicitDefaultsKeepTheHash) {
 }
 
 TEST(CanonicalTest, CanonicalFormParsesBackToItself) {
-  for (const char* file : {"examples/spk-lab.yaml", "examples/minimal.yaml",
-                           "tests/fixtures/valid/all-fields.yaml",
-                           "tests/fixtures/valid/ambiguous-scalars.yaml"}) {
+  for (const char* file :
+       {"examples/spk-lab.yaml", "examples/minimal.yaml", "tests/fixtures/valid/all-fields.yaml",
+        "tests/fixtures/valid/ambiguous-scalars.yaml"}) {
     const std::string canonical = CanonicalYaml(ParseOne(file));
     auto again = ParseManifests("canonical.yaml", canonical);
     ASSERT_EQ(again.size(), 1u);

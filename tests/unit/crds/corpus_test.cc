@@ -8,6 +8,7 @@
 // files are checked alone; each folder under sets/ is checked as one set.
 // VMLAB_UPDATE_GOLDEN=1 rewrites the expectations from what vmlab reports,
 // keeping the [schema] tags of unchanged fields.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -19,8 +20,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "crds/labcluster_parse.h"
 
@@ -55,7 +54,8 @@ struct Expectation {
   }
 };
 
-const std::regex kExpectLine(R"(^# expect (error|warning) (\d+):(\d+) (\S+?)( \[schema\])?: (.*)$)");
+const std::regex kExpectLine(
+    R"(^# expect (error|warning) (\d+):(\d+) (\S+?)( \[schema\])?: (.*)$)");
 
 std::vector<Expectation> ReadExpectations(const std::string& text) {
   std::vector<Expectation> out;
@@ -86,9 +86,8 @@ void RewriteExpectations(const fs::path& path, const std::vector<Expectation>& o
     if (!line.starts_with("# expect ")) kept += line + "\n";
   }
   for (Expectation& e : actual) {
-    e.schema = std::any_of(old_ones.begin(), old_ones.end(), [&](const Expectation& o) {
-      return o.schema && o.field == e.field;
-    });
+    e.schema = std::any_of(old_ones.begin(), old_ones.end(),
+                           [&](const Expectation& o) { return o.schema && o.field == e.field; });
     kept += e.Line() + "\n";
   }
   std::ofstream(path, std::ios::binary | std::ios::trunc) << kept;
@@ -96,8 +95,8 @@ void RewriteExpectations(const fs::path& path, const std::vector<Expectation>& o
 
 struct CorpusCase {
   std::string name;
-  std::string kind;                 // "invalid", "valid" or "sets"
-  std::vector<std::string> files;   // relative to the source dir
+  std::string kind;                // "invalid", "valid" or "sets"
+  std::vector<std::string> files;  // relative to the source dir
 };
 
 void PrintTo(const CorpusCase& c, std::ostream* out) { *out << c.name; }
@@ -108,7 +107,8 @@ std::vector<CorpusCase> AllCases() {
   for (const char* kind : {"invalid", "valid"}) {
     for (const auto& entry : fs::directory_iterator(fixtures / kind)) {
       if (entry.path().extension() != ".yaml") continue;
-      cases.push_back({fmt::format("{}_{}", kind, entry.path().stem().string()), kind,
+      cases.push_back({fmt::format("{}_{}", kind, entry.path().stem().string()),
+                       kind,
                        {fs::relative(entry.path(), kSourceDir).string()}});
     }
   }
@@ -120,7 +120,8 @@ std::vector<CorpusCase> AllCases() {
     std::sort(c.files.begin(), c.files.end());
     cases.push_back(std::move(c));
   }
-  std::sort(cases.begin(), cases.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::sort(cases.begin(), cases.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
   for (CorpusCase& c : cases) std::replace(c.name.begin(), c.name.end(), '-', '_');
   return cases;
 }
