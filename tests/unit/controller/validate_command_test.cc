@@ -1,4 +1,5 @@
 #include "controller/validate_command.h"
+#include "scratch_dir.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -38,28 +39,7 @@ CliRun RunVmlab(std::vector<std::string> args) {
   return {code, out.str(), err.str()};
 }
 
-// A scratch folder, removed at the end of the test.
-class ScratchDir {
- public:
-  ScratchDir()
-      : path_(fs::temp_directory_path() /
-              ("vmlab-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++))) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~ScratchDir() { fs::remove_all(path_); }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-
-  [[nodiscard]] const fs::path& path() const { return path_; }
-  void Write(const std::string& name, const std::string& text) const {
-    std::ofstream(path_ / name, std::ios::binary) << text;
-  }
-
- private:
-  static inline int counter_ = 0;
-  fs::path path_;
-};
+using testing_support::ScratchDir;
 
 std::string Lab(const std::string& name, const std::string& cidr) {
   return "apiVersion: vmlab.io/v1alpha1\nkind: LabCluster\nmetadata:\n  name: " + name +
