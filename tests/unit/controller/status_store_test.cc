@@ -1,0 +1,155 @@
+#include "controller/status_store.h"
+
+#include <gtest/gtest.h>
+#include <gmock/gmock.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "controller/fake_clock.h"
+#include "scratch_dir.h"
+
+namespace vmlab::controller {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::seconds;
+using testing::HasSubstr;
+using testing_support::ScratchDir;
+
+Condition Make(std::string type, std::string status, std::string reason, std::string message) {
+  Condition c;
+  c.type = std::move(type);
+  c.status = std::move(status);
+  c.reason = std::move(reason);
+  c.message = std::move(message);
+  return c;
+}
+
+TEST(ConditionTest, TransitionTimeChangesOnlyWhenStatusFlips) {
+  FakeClock clock;
+  LabRecord record;
+  const WallTime t0 = clock.WallNow();
+  EXPECT_TRUE(SetCondition(record, Make("Ready", "False", "Creating", "a"), t0));
+  EXPECT_EQ(record.FindCondition("Ready")->last_transition, t0);
+  EXPECT_TRUE(SetCondition(record, Make("Ready", "False", "Waiting", "b"), t0 + seconds(5)));
+  EXPECT_EQ(record.FindCondition("Ready")->last_transition, t0) << "same status: time kept";
+  EXPECT_EQ(record.FindCondition("Ready")->reason, "Waiting");
+  EXPECT_FALSE(SetCondition(record, Make("Ready", "False", "Waiting", "b"), t0 + seconds(6)));
+  EXPECT_TRUE(SetCondition(record, Make("Ready", "True", "Ready", "ok"), t0 + seconds(9)));
+  EXPECT_EQ(record.FindCondition("Ready")->last_transition, t0 + seconds(9));
+  EXPECT_EQ(record.conditions.size(), 1u);
+}
+
+TEST(EventTest, RepeatsAreMergedAndTheRingIsBounded) {
+  FakeClock clock;
+  LabRecord record;
+  const WallTime t0 = clock.WallNow();
+  AddEvent(record, "Warning", "SpecInvalid", "bad", t0);
+  AddEvent(record, "Normal", "SpecChanged", "gen 2", t0 + seconds(1));
+  AddEvent(record, "Warning", "SpecInvalid", "bad", t0 + seconds(2));
+  ASSERT_EQ(record.events.size(), 2u);
+  EXPECT_EQ(record.events.back().reason, "SpecInvalid");
+  EXPECT_EQ(record.events.back().count, 2);
+  EXPECT_EQ(record.events.back().first, t0);
+  EXPECT_EQ(record.events.back().last, t0 + seconds(2));
+  for (int i = 0; i < 200; ++i) AddEvent(record, "Normal", "R", std::to_string(i), t0);
+  EXPECT_EQ(record.events.size(), kMaxEvents);
+  EXPECT_EQ(record.events.back().message, "199");
+}
+
+TEST(TimestampTest, RoundTripsRfc3339) {
+  const WallTime t = std::chrono::sys_days{std::chrono::year{2026} / 11 / 26} + std::chrono::hours(13) +
+                     std::chrono::minutes(4) + seconds(5);
+  EXPECT_EQ(FormatTimestamp(t), "2026-11-26T13:04:05Z");
+  EXPECT_EQ(ParseTimestamp("2026-11-26T13:04:05Z"), t);
+  EXPECT_EQ(ParseTimestamp("yesterday"), std::nullopt);
+}
+
+TEST(StatusStoreTest, PersistsAndRestoresEverything) {
+  ScratchDir dir;
+  FakeClock clock;
+  {
+    StatusStore store(dir.path());
+    ASSERT_TRUE(store.Load().has_value());
+    ASSERT_TRUE(store.Update("spk", [&](LabRecord& r) {
+      r.generation = 3;
+      r.spec_hash = "abc";
+      r.created = clock.WallNow();
+      SetCondition(r, Make("SpecValid", "True", "Valid", "ok"), clock.WallNow());
+      r.nodes.push_back({"spk-cp-1", "control-plane", "172.42.42.11", "missing", "", false});
+      AddEvent(r, "Normal", "Created", "generation 1", clock.WallNow());
+    }).has_value());
+  }
+  StatusStore again(dir.path());
+  ASSERT_TRUE(again.Load().has_value());
+  const auto record = again.Get("spk");
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(record->generation, 3);
+  EXPECT_EQ(record->spec_hash, "abc");
+  EXPECT_EQ(record->created, clock.WallNow());
+  ASSERT_EQ(record->conditions.size(), 1u);
+  EXPECT_EQ(record->conditions[0].last_transition, clock.WallNow());
+  ASSERT_EQ(record->nodes.size(), 1u);
+  EXPECT_EQ(record->nodes[0].ip, "172.42.42.11");
+  ASSERT_EQ(record->events.size(), 1u);
+  EXPECT_EQ(record->events[0].reason, "Created");
+}
+
+TEST(StatusStoreTest, WritesOnlyWhenSomethingChangedAndLeavesNoTempFiles) {
+  ScratchDir dir;
+  StatusStore store(dir.path());
+  ASSERT_TRUE(store.Load().has_value());
+  ASSERT_TRUE(store.Update("a", [](LabRecord& r) { r.generation = 1; }).has_value());
+  const fs::path file = dir.path() / "labs/a.json";
+  const auto first_write = fs::last_write_time(file);
+  fs::last_write_time(file, first_write - std::chrono::hours(1));
+  ASSERT_TRUE(store.Update("a", [](LabRecord& r) { r.generation = 1; }).has_value());
+  EXPECT_EQ(fs::last_write_time(file), first_write - std::chrono::hours(1)) << "rewritten unchanged";
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(dir.path() / "labs")) {
+    files.push_back(entry.path().filename().string());
+  }
+  EXPECT_EQ(files, std::vector<std::string>{"a.json"});
+  EXPECT_EQ(fs::status(dir.path() / "labs").permissions() & fs::perms::all, fs::perms::owner_all);
+}
+
+TEST(StatusStoreTest, DamagedFileIsSetAsideAndReported) {
+  ScratchDir dir;
+  fs::create_directories(dir.path() / "labs");
+  std::ofstream(dir.path() / "labs/bad.json") << "{\"name\": \"bad\", \"generat";
+  std::ofstream(dir.path() / "labs/good.json") << "{\"name\": \"good\", \"generation\": 2}";
+  StatusStore store(dir.path());
+  const auto loaded = store.Load();
+  ASSERT_FALSE(loaded.has_value());
+  EXPECT_THAT(loaded.error().message, HasSubstr("bad.json"));
+  EXPECT_TRUE(fs::exists(dir.path() / "labs/bad.json.corrupt"));
+  EXPECT_FALSE(store.Get("bad").has_value());
+  ASSERT_TRUE(store.Get("good").has_value());
+  EXPECT_EQ(store.Get("good")->generation, 2);
+}
+
+TEST(StatusStoreTest, FailedWriteKeepsTheOldRecord) {
+  ScratchDir dir;
+  StatusStore store(dir.path());
+  ASSERT_TRUE(store.Load().has_value());
+  ASSERT_TRUE(store.Update("a", [](LabRecord& r) { r.generation = 1; }).has_value());
+  fs::remove_all(dir.path() / "labs");
+  std::ofstream(dir.path() / "labs") << "a file where the folder was";
+  const auto result = store.Update("a", [](LabRecord& r) { r.generation = 2; });
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(store.Get("a")->generation, 1);
+}
+
+TEST(StatusStoreTest, RemoveDeletesTheFile) {
+  ScratchDir dir;
+  StatusStore store(dir.path());
+  ASSERT_TRUE(store.Load().has_value());
+  ASSERT_TRUE(store.Update("a", [](LabRecord& r) { r.generation = 1; }).has_value());
+  ASSERT_TRUE(store.Remove("a").has_value());
+  EXPECT_FALSE(fs::exists(dir.path() / "labs/a.json"));
+  EXPECT_FALSE(store.Get("a").has_value());
+}
+
+}  // namespace
+}  // namespace vmlab::controller
