@@ -64,8 +64,37 @@ std::string ManifestSource::FolderError() const {
   return folder_error_;
 }
 
-void ManifestSource::Start() {
+void ManifestSource::Start(const std::vector<std::string>& known_labs) {
+  known_labs_ = known_labs;
   if (!TryWatch()) retry_at_ = clock_.Now() + options_.folder_retry;
+}
+
+void ManifestSource::StartDeletion(DesiredLab& lab) {
+  deletion_due_[lab.name] = clock_.Now() + options_.deletion_grace;
+  lab.deletion_at =
+      clock_.WallNow() + std::chrono::duration_cast<WallTime::duration>(options_.deletion_grace);
+  spdlog::info("lab {}: no manifest defines it; deleting it in {} s unless one does", lab.name,
+               std::chrono::duration_cast<std::chrono::seconds>(options_.deletion_grace).count());
+}
+
+void ManifestSource::AdoptKnownLabs() {
+  std::vector<std::string> adopted;
+  {
+    std::lock_guard guard(mutex_);
+    for (const std::string& name : known_labs_) {
+      if (desired_.contains(name)) continue;
+      DesiredLab lab;
+      lab.name = name;
+      lab.spec_valid = false;
+      lab.invalid_reason = "ManifestMissing";
+      lab.invalid_message = "vmlab knows this lab from its state dir, but no manifest defines it";
+      StartDeletion(lab);
+      desired_[name] = std::move(lab);
+      adopted.push_back(name);
+    }
+  }
+  known_labs_.clear();
+  for (const auto& name : adopted) on_change_(name);
 }
 
 bool ManifestSource::TryWatch() {
@@ -172,6 +201,7 @@ void ManifestSource::Rescan() {
   if (changed || !initial_scan_done_) Recompute();
   if (!initial_scan_done_) {
     spdlog::info("scanned {}: {} manifest files", options_.folder.string(), files_.size());
+    AdoptKnownLabs();
     initial_scan_done_ = true;
   }
 }
@@ -251,7 +281,6 @@ void ManifestSource::Recompute() {
   }
   for (const auto& [name, docs] : by_name) names.insert(name);
 
-  const SteadyTime now = clock_.Now();
   for (const std::string& name : names) {
     std::optional<DesiredLab> old;
     {
@@ -294,18 +323,14 @@ void ManifestSource::Recompute() {
       }
       deletion_due_.erase(name);
       lab.deletion_at.reset();
-    } else if (!lab.spec) {
+    } else if (!lab.spec && !deletion_due_.contains(name)) {
       // Never had a good spec: nothing to keep or delete.
       std::lock_guard guard(mutex_);
       desired_.erase(name);
       changed.push_back(name);
       continue;
     } else if (!deletion_due_.contains(name)) {
-      deletion_due_[name] = now + options_.deletion_grace;
-      lab.deletion_at = clock_.WallNow() +
-                        std::chrono::duration_cast<WallTime::duration>(options_.deletion_grace);
-      spdlog::info("manifest of lab {} is gone; deleting it in {} s unless it comes back", name,
-                   std::chrono::duration_cast<std::chrono::seconds>(options_.deletion_grace).count());
+      StartDeletion(lab);
     }
     if (!old || !(*old == lab)) {
       std::lock_guard guard(mutex_);

@@ -55,8 +55,10 @@ class ManifestSource final : public DesiredState {
   ManifestSource& operator=(const ManifestSource&) = delete;
 
   // Watches the folder and scans it. A missing folder is not fatal: it is
-  // reported by FolderError() and retried by Step.
-  void Start();
+  // reported by FolderError() and retried by Step. `known_labs` are labs
+  // vmlab recorded before (state dir): one that no manifest defines after the
+  // first scan is deleted after the grace period, like a removed manifest.
+  void Start(const std::vector<std::string>& known_labs = {});
   // Waits up to `max_wait` (real time) for folder events, then does what is
   // due by the clock: debounced reads, rescans, folder retries, deletions.
   void Step(Duration max_wait);
@@ -87,6 +89,8 @@ class ManifestSource final : public DesiredState {
   bool Reload(const std::string& name);
   void Recompute();
   void ExpireDeletions();
+  void StartDeletion(DesiredLab& lab);
+  void AdoptKnownLabs();
   [[nodiscard]] SteadyTime NextDue() const;
   void SetFolderError(std::string error);
 
@@ -105,6 +109,7 @@ class ManifestSource final : public DesiredState {
   std::map<std::string, SteadyTime> dirty_;  // file name -> when to read it
   std::map<std::string, FileState> files_;   // file name -> its parsed documents
   std::map<std::string, SteadyTime> deletion_due_;
+  std::vector<std::string> known_labs_;  // adopted after the first complete scan
 
   mutable std::mutex mutex_;  // guards desired_ and folder_error_
   std::map<std::string, DesiredLab> desired_;

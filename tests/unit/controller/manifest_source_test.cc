@@ -311,5 +311,18 @@ TEST_F(ManifestSourceTest, RemovedFolderKeepsLabsAndIsWatchedAgainWhenBack) {
   EXPECT_EQ(source_->Get("a")->spec->spec.workers.replicas, 3);
 }
 
+TEST_F(ManifestSourceTest, LabKnownFromTheStateDirWithoutManifestGetsTheGracePeriod) {
+  dir_.Write("a.yaml", LabManifest("a", "172.42.1.0/24"));
+  source_->Start({"a", "gone"});
+  const auto gone = source_->Get("gone");
+  ASSERT_TRUE(gone.has_value()) << "must not vanish at once: the folder may be the wrong one";
+  EXPECT_TRUE(gone->deletion_at.has_value());
+  EXPECT_FALSE(source_->Get("a")->deletion_at.has_value());
+  clock_.Advance(seconds(30));
+  source_->Step(Duration::zero());
+  EXPECT_FALSE(source_->Get("gone").has_value());
+  EXPECT_TRUE(source_->Get("a").has_value());
+}
+
 }  // namespace
 }  // namespace vmlab::controller
