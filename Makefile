@@ -11,7 +11,7 @@ WERROR      ?= $(if $(filter true 1 yes,$(CI)),ON,OFF)
 FUZZ_SECONDS ?= 60
 CTEST_FLAGS ?= --output-on-failure --timeout 600 -j $(JOBS)
 
-VMLAB := $(BUILD)/controller/vmlab
+VMLAB := $(BUILD)/vmlab
 
 .PHONY: help deps build build-asan build-fuzz test test-unit test-asan test-fuzz-corpus \
         run fuzz format clean

@@ -5,6 +5,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include "controller/client_commands.h"
+#include "controller/controller_command.h"
+#include "controller/duration.h"
 #include "controller/validate_command.h"
 #include "controller/version.h"
 #include "crds/labcluster_types.h"
@@ -31,6 +34,62 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   validate_cmd->add_flag("-q,--quiet", validate.quiet,
                          "Print only problems: no summary, no skipped-file notes");
 
+  ControllerOptions controller;
+  std::string resync = "60s";
+  std::string debounce = "200ms";
+  std::string grace = "30s";
+  std::string shutdown_timeout = "30s";
+  CLI::App* controller_cmd =
+      app.add_subcommand("controller", "Run the controller on a watch folder of manifests");
+  controller_cmd->add_option("--watch", controller.watch, "Folder of LabCluster manifests")
+      ->required();
+  controller_cmd->add_option("--libvirt", controller.libvirt_uri, "libvirt connection URI")
+      ->capture_default_str();
+  controller_cmd->add_option("--state-dir", controller.state_dir,
+                             "Where vmlab keeps what it cannot observe (locked while running)")
+      ->capture_default_str();
+  controller_cmd->add_option("--listen", controller.listen,
+                             "HOST:PORT of the HTTP API and /metrics (port 0: any free port)")
+      ->capture_default_str();
+  controller_cmd->add_option("--workers", controller.workers, "Labs reconciled at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  controller_cmd->add_option("--resync", resync, "Reconcile every lab this often")
+      ->capture_default_str();
+  controller_cmd->add_option("--debounce", debounce,
+                             "Quiet period after a file changes before it is read")
+      ->capture_default_str();
+  controller_cmd->add_option("--deletion-grace", grace,
+                             "How long a lab outlives its removed manifest")
+      ->capture_default_str();
+  controller_cmd->add_option("--shutdown-timeout", shutdown_timeout,
+                             "On SIGTERM/SIGINT, how long in-flight work may take")
+      ->capture_default_str();
+  controller_cmd->add_option("--log-level", controller.log_level,
+                             "trace, debug, info, warn, error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  controller_cmd->footer(
+      "Durations: 200ms, 30s, 5m, 1h or sums such as 1m30s. The API serves GET "
+      "/api/v1/labclusters[/NAME[/events]], /healthz, /readyz and /metrics.");
+
+  GetOptions get;
+  CLI::App* get_cmd = app.add_subcommand("get", "List labs, or show one, from a running controller");
+  get_cmd->add_option("NAME", get.name, "A lab (default: all)");
+  get_cmd->add_option("-o,--output", get.output, "table, json or yaml")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"table", "json", "yaml"}));
+  get_cmd->add_option("--server", get.server, "The controller's API")->capture_default_str();
+  get_cmd->footer("Exit status: 0 done, 1 no such lab or an API error, 2 controller unreachable.");
+
+  DescribeOptions describe;
+  CLI::App* describe_cmd =
+      app.add_subcommand("describe", "Show a lab's spec, conditions, nodes and recent events");
+  describe_cmd->add_option("NAME", describe.name, "The lab")->required();
+  describe_cmd->add_option("--server", describe.server, "The controller's API")
+      ->capture_default_str();
+  describe_cmd->footer("Exit status: 0 done, 1 no such lab or an API error, 2 controller unreachable.");
+
   CLI::App* version_cmd = app.add_subcommand("version", "Print vmlab's version and build commit");
 
   try {
@@ -47,6 +106,22 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   }
 
   if (validate_cmd->parsed()) return RunValidate(validate, out, err);
+  if (controller_cmd->parsed()) {
+    for (auto [text, target] : {std::pair{&resync, &controller.resync},
+                                std::pair{&debounce, &controller.debounce},
+                                std::pair{&grace, &controller.deletion_grace},
+                                std::pair{&shutdown_timeout, &controller.shutdown_timeout}}) {
+      auto parsed = ParseDuration(*text);
+      if (!parsed) {
+        fmt::print(err, "vmlab controller: {}\n", parsed.error().message);
+        return kExitUsage;
+      }
+      *target = *parsed;
+    }
+    return RunController(controller);
+  }
+  if (get_cmd->parsed()) return RunGet(get, out, err);
+  if (describe_cmd->parsed()) return RunDescribe(describe, out, err);
   if (version_cmd->parsed()) {
     fmt::print(out, "vmlab {} (commit {}, API {})\n", kVersion, kGitCommit, crds::kApiVersion);
     return kExitValid;

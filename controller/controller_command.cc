@@ -1,0 +1,182 @@
+#include "controller/controller_command.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "controller/api.h"
+#include "controller/http_server.h"
+#include "controller/manager.h"
+#include "controller/manifest_source.h"
+#include "controller/state_dir.h"
+#include "controller/status_store.h"
+#include "controller/version.h"
+#include "controller/work_queue.h"
+#include "metrics/controller_metrics.h"
+#include "metrics/hypervisor_metrics.h"
+#include "metrics/lab_metrics.h"
+#include "metrics/registry.h"
+#include "reconcilers/infrastructure/libvirt_connection.h"
+#include "reconcilers/labcluster_reconciler.h"
+
+namespace vmlab::controller {
+namespace {
+
+constexpr const char* kControllerName = "labcluster";
+
+// Keeps the libvirt connection up: retries with backoff (1 s doubling to 30 s)
+// until stopped.
+class ConnectionKeeper {
+ public:
+  explicit ConnectionKeeper(reconcilers::infrastructure::LibvirtConnection& connection)
+      : connection_(connection), thread_([this] { Loop(); }) {}
+  ~ConnectionKeeper() {
+    {
+      std::lock_guard guard(mutex_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void Loop() {
+    auto delay = std::chrono::seconds(1);
+    std::string last_error;
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+      lock.unlock();
+      const auto ensured = connection_.Ensure();
+      lock.lock();
+      if (ensured) {
+        if (!last_error.empty() || delay == std::chrono::seconds(1)) {
+          spdlog::info("libvirt: connected to {} (driver {})", connection_.uri(), connection_.driver());
+        }
+        last_error.clear();
+        delay = std::chrono::seconds(5);  // liveness check interval
+      } else {
+        if (ensured.error().message != last_error) spdlog::error("{}", ensured.error().message);
+        last_error = ensured.error().message;
+        delay = std::min(std::chrono::seconds(30), delay * 2);
+      }
+      cv_.wait_for(lock, delay, [this] { return stopping_; });
+    }
+  }
+
+  reconcilers::infrastructure::LibvirtConnection& connection_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+void SetUpLogging(const std::string& level) {
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+}  // namespace
+
+int RunController(const ControllerOptions& options) {
+  SetUpLogging(options.log_level);
+  // Signals are taken by sigwait below; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto lock = StateDirLock::Acquire(options.state_dir);
+  if (!lock) {
+    spdlog::error("{}", lock.error().message);
+    return 1;
+  }
+  spdlog::info("vmlab {} (commit {}) starting: watch {}, state dir {}, libvirt {}", kVersion,
+               kGitCommit, options.watch.string(), options.state_dir.string(),
+               options.libvirt_uri);
+
+  RealClock clock;
+  metrics::Registry registry;
+  metrics::ControllerMetrics controller_metrics(registry, kControllerName);
+  metrics::LabMetrics lab_metrics(registry);
+  metrics::HypervisorMetrics hypervisor_metrics(registry);
+
+  StatusStore store(options.state_dir);
+  if (auto loaded = store.Load(); !loaded) spdlog::error("{}", loaded.error().message);
+
+  WorkQueue queue(clock, WorkQueueOptions{}, &controller_metrics);
+  ManifestSourceOptions source_options;
+  source_options.folder = options.watch;
+  source_options.debounce = options.debounce;
+  source_options.deletion_grace = options.deletion_grace;
+  ManifestSource source(clock, source_options, [&queue](const std::string& name) { queue.Add(name); },
+                        &lab_metrics);
+
+  reconcilers::infrastructure::LibvirtConnection libvirt(options.libvirt_uri, &hypervisor_metrics);
+  reconcilers::LabClusterReconciler reconciler(source, store, clock, &lab_metrics);
+
+  auto all_keys = [&] {
+    std::set<std::string> keys;
+    for (const auto& name : source.Names()) keys.insert(name);
+    for (const auto& record : store.List()) keys.insert(record.name);
+    return std::vector<std::string>(keys.begin(), keys.end());
+  };
+  ManagerOptions manager_options;
+  manager_options.workers = options.workers;
+  manager_options.resync = options.resync;
+  Manager manager(clock, queue, reconciler, &controller_metrics, manager_options, all_keys);
+
+  std::atomic<bool> shutting_down{false};
+  ApiContext api;
+  api.desired = &source;
+  api.store = &store;
+  api.registry = &registry;
+  api.not_ready = [&]() -> std::optional<std::string> {
+    if (shutting_down) return "shutting down";
+    if (!source.InitialScanDone()) {
+      const std::string error = source.FolderError();
+      return error.empty() ? "initial scan of the watch folder not done" : error;
+    }
+    if (!libvirt.connected()) return fmt::format("not connected to libvirt at {}", options.libvirt_uri);
+    return std::nullopt;
+  };
+  HttpServer http(options.listen, [&api](std::string_view method, std::string_view path) {
+    return HandleApiRequest(api, method, path);
+  });
+  if (auto started = http.Start(); !started) {
+    spdlog::error("{}", started.error().message);
+    return 1;
+  }
+  spdlog::info("API on {0}/api/v1/labclusters, metrics on {0}/metrics", http.url());
+
+  std::vector<std::string> known;
+  for (const auto& record : store.List()) known.push_back(record.name);
+  source.Start(known);
+  for (const auto& name : known) queue.Add(name);
+  std::thread source_thread([&source] { source.Run(); });
+  manager.Start();
+  ConnectionKeeper keeper(libvirt);
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("received {}; shutting down (up to {} s for in-flight work)",
+               signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
+               std::chrono::duration_cast<std::chrono::seconds>(options.shutdown_timeout).count());
+  shutting_down = true;
+  source.Stop();
+  source_thread.join();
+  const bool drained = manager.Stop(options.shutdown_timeout);
+  http.Stop();
+  spdlog::info("stopped");
+  return drained ? 0 : 1;
+}
+
+}  // namespace vmlab::controller

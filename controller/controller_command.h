@@ -1,0 +1,29 @@
+// `vmlab controller`: runs the controller until SIGTERM or SIGINT.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "controller/clock.h"
+
+namespace vmlab::controller {
+
+struct ControllerOptions {
+  std::filesystem::path watch;
+  std::string libvirt_uri = "qemu:///system";
+  std::filesystem::path state_dir = "/var/lib/vmlab";
+  std::string listen = "127.0.0.1:9440";
+  int workers = 2;
+  Duration resync = std::chrono::seconds(60);
+  Duration debounce = std::chrono::milliseconds(200);
+  Duration deletion_grace = std::chrono::seconds(30);
+  Duration shutdown_timeout = std::chrono::seconds(30);
+  std::string log_level = "info";
+};
+
+// Returns the process exit code: 0 after a clean shutdown, 1 when the
+// controller cannot start (state dir locked or unusable, listener busy) or
+// in-flight work did not finish within the shutdown timeout.
+[[nodiscard]] int RunController(const ControllerOptions& options);
+
+}  // namespace vmlab::controller
