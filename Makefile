@@ -17,7 +17,7 @@ VMLAB := $(BUILD)/vmlab
         run fuzz format clean
 
 help:
-	@echo "make run    build vmlab and run it on the examples"
+	@echo "make run    build vmlab and run the controller on a copy of the examples"
 	@echo "make test   install dependencies, build, and run the whole suite"
 	@echo "make deps | build | fuzz (FUZZ_SECONDS=$(FUZZ_SECONDS)) | format | clean"
 
@@ -52,7 +52,7 @@ test: build build-asan build-fuzz
 	@start=$$(date +%s); \
 	ctest --test-dir $(BUILD) $(CTEST_FLAGS) && \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  ctest --test-dir $(ASAN_BUILD) -L 'unit|cli' $(CTEST_FLAGS) && \
+	  ctest --test-dir $(ASAN_BUILD) -L 'unit|cli|integration' $(CTEST_FLAGS) && \
 	ctest --test-dir $(FUZZ_BUILD) $(CTEST_FLAGS) && \
 	echo "make test: all suites passed in $$(( $$(date +%s) - start )) s"
 
@@ -60,8 +60,8 @@ test-unit: build
 	ctest --test-dir $(BUILD) -L unit $(CTEST_FLAGS)
 
 run: build
-	$(VMLAB) version
 	$(VMLAB) validate examples/
+	bash scripts/run.sh $(VMLAB)
 
 # Fuzz parse+validate for FUZZ_SECONDS; new inputs go to $(FUZZ_BUILD)/corpus,
 # crashes to $(FUZZ_BUILD)/artifacts (add them to tests/fuzz/corpus once fixed).

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""`vmlab controller` as a process, end to end on libvirt's test driver.
+
+Drops the example manifest into a watch folder, reads status through the HTTP
+API and counters through /metrics, breaks the file (SpecValid=False while the
+last good spec stays), deletes it (the lab goes after the grace period),
+stops with SIGTERM (exit 0), restarts (same generation and events), and checks
+that a second controller on the same state dir refuses to start.
+Usage: controller_process_test.py VMLAB SOURCE_DIR. Ends with "N passed, N failed".
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+VMLAB, SOURCE = sys.argv[1], sys.argv[2]
+passed = failed = 0
+
+
+def check(ok, what):
+    global passed, failed
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAIL {what}", flush=True)
+    return ok
+
+
+def wait_for(predicate, what, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (urllib.error.URLError, ConnectionError, KeyError, ValueError):
+            pass
+        time.sleep(0.05)
+    check(False, f"timed out waiting for {what}")
+    return None
+
+
+class Controller:
+    def __init__(self, watch, state, extra=()):
+        self.log_path = os.path.join(state + "-logs", f"controller-{time.monotonic_ns()}.log")
+        os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [VMLAB, "controller", "--watch", watch, "--state-dir", state, "--libvirt",
+             "test:///default", "--listen", "127.0.0.1:0", "--debounce", "50ms",
+             "--deletion-grace", "2s", *extra],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        match = wait_for(lambda: re.search(r"API on (http://127\.0\.0\.1:\d+)", self.read_log()),
+                         "the API address in the log")
+        self.url = match.group(1) if match else "http://127.0.0.1:1"
+
+    def read_log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def get(self, path):
+        with urllib.request.urlopen(self.url + path, timeout=5) as response:
+            return response.status, response.read().decode()
+
+    def lab(self, name):
+        return json.loads(self.get(f"/api/v1/labclusters/{name}")[1])
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return -1
+        finally:
+            self.log.close()
+
+
+def condition(lab, kind):
+    for c in lab["status"].get("conditions", []):
+        if c["type"] == kind:
+            return c
+    return {}
+
+
+def metric(text, name_and_labels):
+    for line in text.splitlines():
+        if line.startswith(name_and_labels + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def main():
+    scratch = tempfile.mkdtemp(prefix="vmlab-it-")
+    watch, state = os.path.join(scratch, "watch"), os.path.join(scratch, "state")
+    os.makedirs(watch)
+    try:
+        run(watch, state)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def run(watch, state):
+    ctl = Controller(watch, state)
+    wait_for(lambda: ctl.get("/readyz")[0] == 200, "readyz")
+    check(ctl.get("/healthz") == (200, "ok\n"), "healthz")
+    check(json.loads(ctl.get("/api/v1/labclusters")[1])["items"] == [], "no labs at first")
+
+    manifest = os.path.join(watch, "spk-lab.yaml")
+    shutil.copy(os.path.join(SOURCE, "examples", "spk-lab.yaml"), manifest)
+    lab = wait_for(lambda: ctl.lab("spk") if condition(ctl.lab("spk"), "SpecValid") else None,
+                   "the dropped manifest to be reconciled")
+    check(lab is not None and condition(lab, "SpecValid").get("status") == "True", "SpecValid=True")
+    check(lab is not None and lab["metadata"]["generation"] == 1, "generation 1")
+    check(lab is not None and lab["spec"]["controlPlane"]["endpoint"]["host"] == "spkcluster",
+          "spec served from the manifest")
+    check(lab is not None and [n["name"] for n in lab["status"]["nodes"]] ==
+          ["spk-cp-1", "spk-cp-2", "spk-worker-1"], "planned nodes")
+    metrics = ctl.get("/metrics")[1]
+    check((metric(metrics, 'controller_runtime_reconcile_total{controller="labcluster",result="success"}') or 0) >= 1,
+          "reconcile counted in /metrics")
+    check(metric(metrics, 'vmlab_manifests{state="valid"}') == 1, "one valid manifest")
+    check(metric(metrics, 'vmlab_libvirt_connected') == 1, "libvirt connected")
+    check(metric(metrics, 'vmlab_labcluster_status_condition{name="spk",status="True",type="SpecValid"}') == 1,
+          "condition metric")
+
+    # An invalid edit: the last good spec stays in force.
+    with open(manifest) as f:
+        good = f.read()
+    with open(manifest, "w") as f:
+        f.write(good.replace("    replicas: 1\n", "    replicas: one\n"))
+    lab = wait_for(lambda: ctl.lab("spk") if condition(ctl.lab("spk"), "SpecValid").get("status") == "False" else None,
+                   "SpecValid=False after a bad edit")
+    if lab:
+        check("spec.workers.replicas" in condition(lab, "SpecValid")["message"], "message names the field")
+        check(lab["spec"]["workers"]["replicas"] == 1, "last good spec still served")
+        check(lab["metadata"]["generation"] == 1, "generation unchanged by an invalid edit")
+    with open(manifest, "w") as f:
+        f.write(good.replace("    replicas: 1\n", "    replicas: 3\n"))
+    lab = wait_for(lambda: ctl.lab("spk") if ctl.lab("spk")["metadata"]["generation"] == 2 else None,
+                   "generation 2 after a valid edit")
+    check(lab is not None and lab["spec"]["workers"]["replicas"] == 3, "scaled spec applied")
+    events = json.loads(ctl.get("/api/v1/labclusters/spk/events")[1])["items"]
+    check([e["reason"] for e in events][:1] == ["Created"], "events recorded")
+
+    # SIGTERM, then a restart: same generation and events, nothing bumped.
+    code = ctl.stop()
+    check(code == 0, f"SIGTERM exits 0 (got {code})")
+    ctl = Controller(watch, state)
+    lab = wait_for(lambda: ctl.lab("spk"), "the lab after a restart")
+    check(lab is not None and lab["metadata"]["generation"] == 2, "generation kept across restart")
+    events_after = json.loads(ctl.get("/api/v1/labclusters/spk/events")[1])["items"]
+    check(len(events_after) == len(events), "events kept and none added by the restart")
+
+    # A second controller on the same state dir refuses to start.
+    second = subprocess.run([VMLAB, "controller", "--watch", watch, "--state-dir", state,
+                             "--libvirt", "test:///default", "--listen", "127.0.0.1:0"],
+                            capture_output=True, text=True, timeout=30)
+    check(second.returncode == 1 and "another vmlab controller" in second.stdout + second.stderr,
+          "second controller on one state dir refused")
+
+    # Deleting the file: kept through the grace period, then gone.
+    os.remove(manifest)
+    lab = wait_for(lambda: ctl.lab("spk") if condition(ctl.lab("spk"), "Deleting").get("status") == "True" else None,
+                   "Deleting=True")
+    check(lab is not None and "deletionTimestamp" in lab["metadata"], "deletionTimestamp shown")
+
+    def gone():
+        try:
+            ctl.get("/api/v1/labclusters/spk")
+            return False
+        except urllib.error.HTTPError as e:
+            return e.code == 404
+    check(wait_for(gone, "the lab to go after the grace period", timeout=10) is not None, "lab deleted")
+    check(not os.path.exists(os.path.join(state, "labs", "spk.json")), "status file removed")
+    code = ctl.stop()
+    check(code == 0, f"second SIGTERM exits 0 (got {code})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
