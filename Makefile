@@ -13,12 +13,12 @@ CTEST_FLAGS ?= --output-on-failure --timeout 600 -j $(JOBS)
 
 VMLAB := $(BUILD)/vmlab
 
-.PHONY: help deps build build-asan build-fuzz test test-unit test-asan test-fuzz-corpus \
-        run fuzz format clean
+.PHONY: help deps build build-asan build-fuzz test test-unit run bench fuzz format clean
 
 help:
 	@echo "make run    build vmlab and run the controller on a copy of the examples"
 	@echo "make test   install dependencies, build, and run the whole suite"
+	@echo "make bench  benchmarks (queue, parsing, edit latency, idle CPU and memory)"
 	@echo "make deps | build | fuzz (FUZZ_SECONDS=$(FUZZ_SECONDS)) | format | clean"
 
 deps:
@@ -62,6 +62,15 @@ test-unit: build
 run: build
 	$(VMLAB) validate examples/
 	bash scripts/run.sh $(VMLAB)
+
+# Benchmarks; figures are recorded in docs/benchmarks.md.
+BENCH_EDITS ?= 200
+IDLE_SECONDS ?= 30
+bench: build
+	$(BUILD)/bench/micro_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
+	  --benchmark_min_time=0.2
+	$(BUILD)/bench/edit_latency_bench $(BENCH_EDITS) 200
+	python3 bench/idle_controller.py $(VMLAB) $(IDLE_SECONDS)
 
 # Fuzz parse+validate for FUZZ_SECONDS; new inputs go to $(FUZZ_BUILD)/corpus,
 # crashes to $(FUZZ_BUILD)/artifacts (add them to tests/fuzz/corpus once fixed).

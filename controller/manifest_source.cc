@@ -234,10 +234,14 @@ bool ManifestSource::Reload(const std::string& name) {
       documents = crds::ParseManifests(label, text.str());
     }
   }
+  // Hashed once here: Recompute runs over every file on each change.
+  std::vector<std::string> hashes;
+  for (const auto& doc : documents) hashes.push_back(doc.object ? crds::SpecHash(doc.object->spec) : "");
   FileState& state = files_[name];
-  // Documents compare by what they say, not by identity.
+  // Documents compare by what they say (spec hash, name, problems), not by identity.
   auto same = [](const crds::ParsedDocument& a, const crds::ParsedDocument& b) {
-    if (a.name != b.name || a.valid() != b.valid() || a.diagnostics.size() != b.diagnostics.size()) {
+    if (a.name != b.name || a.valid() != b.valid() || a.diagnostics.size() != b.diagnostics.size() ||
+        (a.object && b.object && a.object->metadata.labels != b.object->metadata.labels)) {
       return false;
     }
     for (std::size_t i = 0; i < a.diagnostics.size(); ++i) {
@@ -245,32 +249,36 @@ bool ManifestSource::Reload(const std::string& name) {
         return false;
       }
     }
-    return !a.object || crds::CanonicalYaml(*a.object) == crds::CanonicalYaml(*b.object);
+    return true;
   };
-  const bool changed = state.documents.size() != documents.size() ||
+  const bool changed = state.documents.size() != documents.size() || state.spec_hashes != hashes ||
                        !std::equal(documents.begin(), documents.end(), state.documents.begin(), same);
   state.documents = std::move(documents);
+  state.spec_hashes = std::move(hashes);
   return changed;
 }
 
 void ManifestSource::Recompute() {
   // Cross-document rules need every file's documents together.
   std::vector<crds::ParsedDocument> all;
+  std::vector<const std::string*> hashes;  // parallel to `all`
   std::set<std::string> unparsable_files;  // files whose labs cannot be told
   for (const auto& [name, state] : files_) {
-    for (const auto& doc : state.documents) {
+    for (std::size_t i = 0; i < state.documents.size(); ++i) {
+      const auto& doc = state.documents[i];
       all.push_back(doc);
+      hashes.push_back(&state.spec_hashes[i]);
       if (doc.name.empty() && !doc.valid()) unparsable_files.insert(doc.file);
     }
   }
   crds::ValidateManifestSet(all);
 
-  std::map<std::string, std::vector<const crds::ParsedDocument*>> by_name;
+  std::map<std::string, std::vector<std::size_t>> by_name;  // indexes into `all`
   std::size_t valid_docs = 0;
   std::size_t invalid_docs = 0;
-  for (const auto& doc : all) {
-    (doc.valid() ? valid_docs : invalid_docs)++;
-    if (!doc.name.empty()) by_name[doc.name].push_back(&doc);
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    (all[i].valid() ? valid_docs : invalid_docs)++;
+    if (!all[i].name.empty()) by_name[all[i].name].push_back(i);
   }
 
   std::set<std::string> names;
@@ -298,11 +306,11 @@ void ManifestSource::Recompute() {
       const auto& docs = found->second;
       deletion_due_.erase(name);
       lab.deletion_at.reset();
-      const crds::ParsedDocument& doc = *docs.front();
+      const crds::ParsedDocument& doc = all[docs.front()];
       lab.source = doc.file;
       if (docs.size() == 1 && doc.valid()) {
         lab.spec = doc.object;
-        lab.spec_hash = crds::SpecHash(doc.object->spec);
+        lab.spec_hash = *hashes[docs.front()];
         lab.spec_valid = true;
         lab.invalid_reason.clear();
         lab.invalid_message.clear();

@@ -77,6 +77,7 @@ class ManifestSource final : public DesiredState {
  private:
   struct FileState {
     std::vector<crds::ParsedDocument> documents;
+    std::vector<std::string> spec_hashes;  // per document; empty when it has no object
   };
 
   bool TryWatch();
