@@ -153,6 +153,34 @@ def run(watch, state):
     events = json.loads(ctl.get("/api/v1/labclusters/spk/events")[1])["items"]
     check([e["reason"] for e in events][:1] == ["Created"], "events recorded")
 
+    # The CLI reads the same API.
+    get = subprocess.run([VMLAB, "get", "--server", ctl.url], capture_output=True, text=True, timeout=30)
+    lines = get.stdout.splitlines()
+    check(get.returncode == 0 and lines[:1] and lines[0].split() ==
+          ["NAME", "READY", "CONTROL-PLANE", "WORKERS", "AGE", "MESSAGE"], f"vmlab get table header: {get.stdout!r}")
+    check(len(lines) == 2 and lines[1].split()[:4] == ["spk", "False", "0/2", "0/3"],
+          f"vmlab get row: {get.stdout!r}")
+    as_json = subprocess.run([VMLAB, "get", "spk", "-o", "json", "--server", ctl.url],
+                             capture_output=True, text=True, timeout=30)
+    check(as_json.returncode == 0 and json.loads(as_json.stdout)["metadata"]["name"] == "spk",
+          "vmlab get -o json")
+    as_yaml = subprocess.run([VMLAB, "get", "spk", "-o", "yaml", "--server", ctl.url],
+                             capture_output=True, text=True, timeout=30)
+    check(as_yaml.returncode == 0 and "kind: LabCluster" in as_yaml.stdout, "vmlab get -o yaml")
+    describe = subprocess.run([VMLAB, "describe", "spk", "--server", ctl.url],
+                              capture_output=True, text=True, timeout=30)
+    check(describe.returncode == 0 and "Name:         spk" in describe.stdout and
+          "spk-worker-3" in describe.stdout and "SpecChanged" in describe.stdout,
+          f"vmlab describe: {describe.stdout!r}")
+    missing = subprocess.run([VMLAB, "describe", "nope", "--server", ctl.url],
+                             capture_output=True, text=True, timeout=30)
+    check(missing.returncode == 1 and 'labcluster "nope" not found' in missing.stderr,
+          "describe of an unknown lab")
+    unreachable = subprocess.run([VMLAB, "get", "--server", "http://127.0.0.1:1"],
+                                 capture_output=True, text=True, timeout=30)
+    check(unreachable.returncode == 2 and "cannot reach the vmlab controller" in unreachable.stderr,
+          "unreachable controller")
+
     # SIGTERM, then a restart: same generation and events, nothing bumped.
     code = ctl.stop()
     check(code == 0, f"SIGTERM exits 0 (got {code})")
