@@ -8,6 +8,7 @@
 #include "controller/client_commands.h"
 #include "controller/controller_command.h"
 #include "controller/duration.h"
+#include "controller/render_command.h"
 #include "controller/validate_command.h"
 #include "controller/version.h"
 #include "crds/labcluster_types.h"
@@ -33,6 +34,20 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   validate_cmd->add_option("PATH", validate.paths, "Manifest files or folders")->required();
   validate_cmd->add_flag("-q,--quiet", validate.quiet,
                          "Print only problems: no summary, no skipped-file notes");
+
+  RenderOptions render;
+  CLI::App* render_cmd = app.add_subcommand(
+      "render", "Print the libvirt XML vmlab would define for a manifest; touches nothing");
+  render_cmd->add_option("PATH", render.path, "A manifest file")->required();
+  render_cmd->add_option("--node", render.node, "Only this node's domain");
+  render_cmd->add_option("--what", render.what, "network, domain, user-data or all")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"network", "domain", "user-data", "all"}));
+  render_cmd->add_option("--state-dir", render.state_dir, "State dir the paths are rendered for")
+      ->capture_default_str();
+  render_cmd->add_option("--domain-type", render.domain_type, "kvm or qemu")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"kvm", "qemu"}));
 
   ControllerOptions controller;
   std::string resync = "60s";
@@ -120,6 +135,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
     }
     return RunController(controller);
   }
+  if (render_cmd->parsed()) return RunRender(render, out, err);
   if (get_cmd->parsed()) return RunGet(get, out, err);
   if (describe_cmd->parsed()) return RunDescribe(describe, out, err);
   if (version_cmd->parsed()) {

@@ -1,0 +1,72 @@
+#include "controller/render_command.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+
+#include "controller/validate_command.h"
+#include "crds/canonical.h"
+#include "crds/labcluster_parse.h"
+#include "reconcilers/infrastructure/lab_layout.h"
+#include "reconcilers/infrastructure/libvirt_xml.h"
+
+namespace vmlab::controller {
+
+namespace infra = reconcilers::infrastructure;
+
+int RunRender(const RenderOptions& options, std::ostream& out, std::ostream& err) {
+  if (options.what == "user-data") {
+    fmt::print(err, "vmlab render: user-data is not rendered yet: the per-role cloud-init "
+                    "scripts arrive with the bootstrap work\n");
+    return kExitUsage;
+  }
+  std::ifstream in(options.path, std::ios::binary);
+  if (!in) {
+    fmt::print(err, "{}: error: cannot read the file\n", options.path);
+    return kExitUsage;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto docs = crds::ParseManifests(options.path, text.str());
+  crds::ValidateManifestSet(docs);
+  bool invalid = false;
+  for (const auto& doc : docs) {
+    for (const auto& d : doc.diagnostics) {
+      if (d.severity == crds::Severity::kError) {
+        fmt::print(err, "{}\n", crds::FormatDiagnostic(d));
+        invalid = true;
+      }
+    }
+  }
+  if (invalid) return kExitInvalid;
+
+  bool node_found = options.node.empty();
+  for (const auto& doc : docs) {
+    const crds::LabCluster& lab = *doc.object;
+    const std::string hash = crds::SpecHash(lab.spec);
+    if ((options.what == "network" || options.what == "all") && options.node.empty()) {
+      fmt::print(out, "<!-- network of lab {} -->\n{}", lab.metadata.name,
+                 infra::RenderNetworkXml(lab, hash));
+    }
+    if (options.what == "domain" || options.what == "all") {
+      for (const auto& node : crds::PlanNodes(lab)) {
+        if (!options.node.empty() && node.name != options.node) continue;
+        node_found = true;
+        fmt::print(out, "<!-- domain {} -->\n{}", node.name,
+                   infra::RenderDomainXml(lab, node,
+                                          infra::HostConfigFor(options.state_dir, lab, node,
+                                                               options.domain_type),
+                                          hash));
+      }
+    }
+  }
+  if (!node_found) {
+    fmt::print(err, "vmlab render: no node named {} in {}\n", options.node, options.path);
+    return kExitInvalid;
+  }
+  return kExitValid;
+}
+
+}  // namespace vmlab::controller

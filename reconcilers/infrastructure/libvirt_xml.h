@@ -1,0 +1,48 @@
+// The libvirt XML vmlab defines for a lab: its NAT network, each node's
+// domain, and storage volumes. Pure functions of the spec and a few host
+// facts (paths, domain type); written with libxml2, so every value is escaped.
+// Every object carries vmlab's ownership element in <metadata> (kOwnerNamespace).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "crds/labcluster_types.h"
+
+namespace vmlab::reconcilers::infrastructure {
+
+inline constexpr const char* kOwnerNamespace = "https://vmlab.io/xmlns/libvirt/1";
+inline constexpr const char* kOwnerPrefix = "vmlab";
+
+// Host-side facts a domain needs.
+struct DomainHostConfig {
+  std::string domain_type = "qemu";  // "kvm" or "qemu" (libvirt's test driver takes either)
+  std::string root_disk;             // path of the node's qcow2 root volume
+  std::string extra_disk;            // data disk path, empty for none
+  std::string seed_iso;              // NoCloud seed, empty for none
+  std::string console_log;           // serial console file
+};
+
+// The lab's network: NAT, bridge, gateway .1, static DHCP host entries
+// (MAC -> IP -> name) and DNS host entries for the endpoint and every node.
+[[nodiscard]] std::string RenderNetworkXml(const crds::LabCluster& lab, const std::string& spec_hash);
+
+// One node's domain.
+[[nodiscard]] std::string RenderDomainXml(const crds::LabCluster& lab, const crds::PlannedNode& node,
+                                          const DomainHostConfig& host, const std::string& spec_hash);
+
+// A qcow2 volume of `capacity_gib`, copy-on-write over `backing` when given.
+[[nodiscard]] std::string RenderVolumeXml(const std::string& name, int capacity_gib,
+                                          const std::string& backing_path,
+                                          const std::string& backing_format);
+
+// vmlab's ownership element found in an object's XML (lab, node, role, spec hash).
+struct Ownership {
+  std::string lab;
+  std::string node;
+  std::string role;
+  std::string spec_hash;
+};
+[[nodiscard]] std::optional<Ownership> ParseOwnership(const std::string& xml);
+
+}  // namespace vmlab::reconcilers::infrastructure

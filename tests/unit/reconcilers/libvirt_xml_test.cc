@@ -1,0 +1,144 @@
+#include "reconcilers/infrastructure/libvirt_xml.h"
+
+#include <gtest/gtest.h>
+#include <gmock/gmock.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "crds/canonical.h"
+#include "crds/labcluster_parse.h"
+#include "reconcilers/infrastructure/identity.h"
+#include "reconcilers/infrastructure/lab_layout.h"
+#include "../controller/scratch_dir.h"
+
+namespace vmlab::reconcilers::infrastructure {
+namespace {
+
+using testing::HasSubstr;
+
+const std::filesystem::path kSourceDir = VMLAB_SOURCE_DIR;
+
+crds::LabCluster Load(const std::string& relative) {
+  std::ifstream in(kSourceDir / relative);
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto docs = crds::ParseManifests(relative, text.str());
+  EXPECT_TRUE(docs.at(0).valid());
+  return *docs.at(0).object;
+}
+
+void ExpectGolden(const std::string& relative, const std::string& actual) {
+  const auto path = kSourceDir / relative;
+  if (std::getenv("VMLAB_UPDATE_GOLDEN")) {
+    std::filesystem::create_directories(path.parent_path());
+    std::ofstream(path) << actual;
+    return;
+  }
+  std::ifstream in(path);
+  std::ostringstream expected;
+  expected << in.rdbuf();
+  EXPECT_EQ(actual, expected.str()) << relative << " differs; VMLAB_UPDATE_GOLDEN=1 rewrites it";
+}
+
+// libvirt's own schema check (virt-xml-validate, from libvirt-clients).
+void ExpectValid(const std::string& xml, const char* schema) {
+  testing_support::ScratchDir dir;
+  const auto file = dir.path() / "object.xml";
+  std::ofstream(file) << xml;
+  const std::string command =
+      "virt-xml-validate " + file.string() + " " + schema + " > " + (dir.path() / "out").string() + " 2>&1";
+  const int status = std::system(command.c_str());
+  std::ifstream out(dir.path() / "out");
+  std::ostringstream text;
+  text << out.rdbuf();
+  EXPECT_EQ(status, 0) << schema << " XML rejected by virt-xml-validate:\n" << text.str() << xml;
+}
+
+TEST(LibvirtXmlTest, SeedLabNetworkMatchesGoldenAndValidates) {
+  const auto lab = Load("examples/spk-lab.yaml");
+  const std::string xml = RenderNetworkXml(lab, crds::SpecHash(lab.spec));
+  ExpectGolden("tests/fixtures/golden/xml/spk-network.xml", xml);
+  ExpectValid(xml, "network");
+  EXPECT_THAT(xml, HasSubstr(R"(<host ip="172.42.42.10">)"));
+  EXPECT_THAT(xml, HasSubstr("<hostname>spkcluster.lab.local</hostname>"));
+}
+
+TEST(LibvirtXmlTest, DomainsMatchGoldenAndValidate) {
+  const auto lab = Load("examples/spk-lab.yaml");
+  const std::string hash = crds::SpecHash(lab.spec);
+  for (const auto& node : crds::PlanNodes(lab)) {
+    const std::string xml =
+        RenderDomainXml(lab, node, HostConfigFor("/var/lib/vmlab", lab, node, "qemu"), hash);
+    ExpectGolden("tests/fixtures/golden/xml/" + node.name + ".xml", xml);
+    ExpectValid(xml, "domain");
+  }
+}
+
+TEST(LibvirtXmlTest, EveryFieldRendersValidXml) {
+  const auto lab = Load("tests/fixtures/valid/all-fields.yaml");
+  const std::string hash = crds::SpecHash(lab.spec);
+  ExpectValid(RenderNetworkXml(lab, hash), "network");
+  for (const char* type : {"kvm", "qemu"}) {
+    for (const auto& node : crds::PlanNodes(lab)) {
+      const std::string xml =
+          RenderDomainXml(lab, node, HostConfigFor("/srv/vmlab", lab, node, type), hash);
+      ExpectValid(xml, "domain");
+      if (node.role == crds::NodeRole::kWorker) {
+        EXPECT_THAT(xml, HasSubstr("-data.qcow2")) << "extraDiskGiB > 0 gives workers a data disk";
+      }
+      EXPECT_THAT(xml, HasSubstr("<kernel>/srv/images/vmlinuz-6.1</kernel>"));
+    }
+  }
+  ExpectValid(RenderVolumeXml("n-root.qcow2", 20, "/srv/base.qcow2", "qcow2"), "storagevol");
+}
+
+TEST(LibvirtXmlTest, OwnershipRoundTrips) {
+  const auto lab = Load("examples/spk-lab.yaml");
+  const auto node = crds::PlanNodes(lab).at(0);
+  const auto owner = ParseOwnership(
+      RenderDomainXml(lab, node, HostConfigFor("/v", lab, node, "qemu"), "abc"));
+  ASSERT_TRUE(owner.has_value());
+  EXPECT_EQ(owner->lab, "spk");
+  EXPECT_EQ(owner->node, "spk-cp-1");
+  EXPECT_EQ(owner->role, "control-plane");
+  EXPECT_EQ(owner->spec_hash, "abc");
+  EXPECT_FALSE(ParseOwnership("<domain><name>spk-cp-1</name></domain>").has_value())
+      << "a look-alike without vmlab's element is not ours";
+  EXPECT_FALSE(ParseOwnership(
+                   R"(<domain><metadata><owner xmlns="https://example.com/other" lab="spk"/></metadata></domain>)")
+                   .has_value());
+  EXPECT_FALSE(ParseOwnership("not xml").has_value());
+}
+
+TEST(IdentityTest, IsStableAndWellFormed) {
+  EXPECT_EQ(DomainUuid("spk", "spk-cp-1"), DomainUuid("spk", "spk-cp-1"));
+  EXPECT_EQ(DomainUuid("spk", "spk-cp-1").size(), 36u);
+  EXPECT_EQ(DomainUuid("spk", "spk-cp-1")[14], '5') << "version 5";
+  EXPECT_THAT(MacAddress("spk", "spk-cp-1"), testing::StartsWith("52:54:00:"));
+  EXPECT_EQ(NetworkName("spk"), "vmlab-spk");
+  EXPECT_LE(BridgeName("a-very-long-lab-name").size(), 15u);
+  EXPECT_NE(BridgeName("a"), BridgeName("b"));
+}
+
+TEST(IdentityTest, MacsAndUuidsDifferAcrossManyNodes) {
+  std::set<std::string> macs;
+  std::set<std::string> uuids;
+  int nodes = 0;
+  for (int lab = 0; lab < 20; ++lab) {
+    for (int i = 1; i <= 150; ++i) {
+      const std::string name = "lab" + std::to_string(lab);
+      const std::string node = name + "-worker-" + std::to_string(i);
+      macs.insert(MacAddress(name, node));
+      uuids.insert(DomainUuid(name, node));
+      ++nodes;
+    }
+  }
+  EXPECT_EQ(uuids.size(), static_cast<std::size_t>(nodes));
+  EXPECT_EQ(macs.size(), static_cast<std::size_t>(nodes));
+}
+
+}  // namespace
+}  // namespace vmlab::reconcilers::infrastructure
