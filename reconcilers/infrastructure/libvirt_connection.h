@@ -1,9 +1,13 @@
 // LibvirtConnection: the controller's connection to libvirt (RAII over
 // virConnectPtr). Ensure() opens it or checks it is alive, and reports the
 // outcome in vmlab_libvirt_connected; libvirt's own error printing goes to
-// vmlab's log instead of stderr. Thread-safe.
+// vmlab's log instead of stderr. libvirt's default event loop runs on a
+// thread of its own, so lifecycle events arrive; on a daemon connection
+// keepalive is on (5 s x 3), so a dead daemon shows as disconnected.
+// One connection serves every thread (libvirt's API is thread-safe).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -29,6 +33,15 @@ class LibvirtConnection {
   [[nodiscard]] bool connected() const;
   // The driver's name ("TEST", "QEMU") once connected.
   [[nodiscard]] std::string driver() const;
+  // A new reference to the open connection (release with virConnectClose), or
+  // null when down. Typed void* to keep libvirt's headers out of this one.
+  [[nodiscard]] void* Acquire() const;
+  // Called on the event thread with the name of a domain or network whose
+  // lifecycle changed; re-registered on every reconnect. Set it before the
+  // first Ensure().
+  void OnLifecycleEvent(std::function<void(const std::string& object, bool is_network)> handler);
+  // Counts one libvirt call in the metrics.
+  void Observe(const char* op, double seconds, bool failed) const;
   [[nodiscard]] const std::string& uri() const { return uri_; }
 
  private:
@@ -38,6 +51,7 @@ class LibvirtConnection {
   struct Handle;
   std::unique_ptr<Handle> handle_;
   std::string driver_;
+  std::shared_ptr<std::function<void(const std::string&, bool)>> handler_;
 };
 
 }  // namespace vmlab::reconcilers::infrastructure

@@ -1,0 +1,71 @@
+// The Hypervisor seam: what the infrastructure reconciler needs from libvirt,
+// and nothing more. LibvirtHypervisor implements it over the C API; tests of
+// the reconciler run it against libvirt's test:///default driver.
+//
+// Objects are reported with vmlab's ownership (from their <metadata>) when
+// they carry it; callers must never change an object whose owner is not the
+// lab they reconcile. Errors: kNotFound for a missing object, kUnavailable
+// when the connection is down (retried), kFailedPrecondition/kInvalidArgument
+// for a refused definition. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "crds/result.h"
+#include "reconcilers/infrastructure/libvirt_xml.h"
+
+namespace vmlab::reconcilers::infrastructure {
+
+struct DomainInfo {
+  std::string name;
+  std::string state;  // running, shutoff, paused, crashed, blocked, pmsuspended, shutdown
+  int vcpus = 0;
+  int memory_mib = 0;  // maximum memory
+  std::optional<Ownership> owner;
+};
+
+struct NetworkInfo {
+  std::string name;
+  bool active = false;
+  std::optional<Ownership> owner;
+};
+
+struct VolumeInfo {
+  std::string name;
+  std::string path;
+};
+
+class Hypervisor {
+ public:
+  virtual ~Hypervisor() = default;
+
+  [[nodiscard]] virtual Result<std::vector<DomainInfo>> ListDomains() = 0;
+  [[nodiscard]] virtual Result<std::vector<NetworkInfo>> ListNetworks() = 0;
+  // The driver's name ("TEST", "QEMU").
+  [[nodiscard]] virtual std::string Driver() = 0;
+
+  [[nodiscard]] virtual Status DefineNetwork(const std::string& xml) = 0;
+  [[nodiscard]] virtual Status StartNetwork(const std::string& name) = 0;
+  [[nodiscard]] virtual Status DeleteNetwork(const std::string& name) = 0;  // destroy + undefine
+
+  // The vmlab storage pool (a directory pool at `path`), defined, built and started.
+  [[nodiscard]] virtual Status EnsurePool(const std::string& name, const std::string& path) = 0;
+  [[nodiscard]] virtual Result<std::vector<VolumeInfo>> ListVolumes(const std::string& pool) = 0;
+  [[nodiscard]] virtual Status CreateVolume(const std::string& pool, const std::string& xml) = 0;
+  [[nodiscard]] virtual Status DeleteVolume(const std::string& pool, const std::string& name) = 0;
+
+  [[nodiscard]] virtual Status DefineDomain(const std::string& xml) = 0;
+  [[nodiscard]] virtual Status StartDomain(const std::string& name) = 0;
+  [[nodiscard]] virtual Status StopDomain(const std::string& name) = 0;    // destroy (hard off)
+  [[nodiscard]] virtual Status DeleteDomain(const std::string& name) = 0;  // destroy + undefine
+
+  // Calls `on_event(lab)` from libvirt's event thread when a domain or network
+  // owned by `lab` changes state, is defined or undefined.
+  virtual void WatchEvents(std::function<void(const std::string& lab)> on_event) = 0;
+};
+
+}  // namespace vmlab::reconcilers::infrastructure

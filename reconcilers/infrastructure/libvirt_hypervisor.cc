@@ -1,0 +1,324 @@
+#include "reconcilers/infrastructure/libvirt_hypervisor.h"
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+
+#include <fmt/format.h>
+
+namespace vmlab::reconcilers::infrastructure {
+namespace {
+
+struct ConnCloser {
+  void operator()(virConnectPtr p) const { virConnectClose(p); }
+};
+struct DomainFree {
+  void operator()(virDomainPtr p) const { virDomainFree(p); }
+};
+struct NetworkFree {
+  void operator()(virNetworkPtr p) const { virNetworkFree(p); }
+};
+struct PoolFree {
+  void operator()(virStoragePoolPtr p) const { virStoragePoolFree(p); }
+};
+struct VolFree {
+  void operator()(virStorageVolPtr p) const { virStorageVolFree(p); }
+};
+struct CharFree {
+  void operator()(char* p) const { std::free(p); }
+};
+using Conn = std::unique_ptr<virConnect, ConnCloser>;
+using Domain = std::unique_ptr<virDomain, DomainFree>;
+using Network = std::unique_ptr<virNetwork, NetworkFree>;
+using Pool = std::unique_ptr<virStoragePool, PoolFree>;
+using Vol = std::unique_ptr<virStorageVol, VolFree>;
+using CString = std::unique_ptr<char, CharFree>;
+
+// The last libvirt error as a vmlab error: what retrying means decides the code.
+Error LibvirtError(const char* op) {
+  const virErrorPtr e = virGetLastError();
+  const std::string message = e && e->message ? e->message : "unknown libvirt error";
+  ErrorCode code = ErrorCode::kInternal;
+  if (e) {
+    switch (e->code) {
+      case VIR_ERR_NO_DOMAIN:
+      case VIR_ERR_NO_NETWORK:
+      case VIR_ERR_NO_STORAGE_POOL:
+      case VIR_ERR_NO_STORAGE_VOL:
+        code = ErrorCode::kNotFound;
+        break;
+      case VIR_ERR_SYSTEM_ERROR:
+      case VIR_ERR_RPC:
+      case VIR_ERR_NO_CONNECT:
+      case VIR_ERR_INVALID_CONN:
+      case VIR_ERR_AUTH_FAILED:
+        code = ErrorCode::kUnavailable;
+        break;
+      case VIR_ERR_XML_ERROR:
+      case VIR_ERR_XML_DETAIL:
+      case VIR_ERR_CONFIG_UNSUPPORTED:
+      case VIR_ERR_INVALID_ARG:
+        code = ErrorCode::kInvalidArgument;
+        break;
+      case VIR_ERR_OPERATION_INVALID:
+      case VIR_ERR_OPERATION_FAILED:
+        code = ErrorCode::kFailedPrecondition;
+        break;
+      default:
+        code = ErrorCode::kUnavailable;
+    }
+  }
+  return Error{code, fmt::format("libvirt {}: {}", op, message)};
+}
+
+// Runs `body` with the connection, timing it as `op`.
+template <typename Body>
+auto Call(const LibvirtConnection& connection, const char* op, Body body)
+    -> decltype(body(std::declval<virConnectPtr>())) {
+  Conn conn(static_cast<virConnectPtr>(connection.Acquire()));
+  if (!conn) {
+    return std::unexpected(Error{ErrorCode::kUnavailable,
+                                 fmt::format("libvirt {}: not connected to {}", op, connection.uri())});
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto result = body(conn.get());
+  connection.Observe(op, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                     !result.has_value());
+  return result;
+}
+
+std::string StateName(int state) {
+  switch (state) {
+    case VIR_DOMAIN_RUNNING: return "running";
+    case VIR_DOMAIN_BLOCKED: return "blocked";
+    case VIR_DOMAIN_PAUSED: return "paused";
+    case VIR_DOMAIN_SHUTDOWN: return "shutdown";
+    case VIR_DOMAIN_SHUTOFF: return "shutoff";
+    case VIR_DOMAIN_CRASHED: return "crashed";
+    case VIR_DOMAIN_PMSUSPENDED: return "pmsuspended";
+    default: return "unknown";
+  }
+}
+
+std::optional<Ownership> DomainOwner(virDomainPtr domain) {
+  // The persistent definition's <metadata>: what vmlab wrote when it defined it.
+  CString xml(virDomainGetXMLDesc(domain, VIR_DOMAIN_XML_INACTIVE));
+  if (!xml) {
+    virResetLastError();
+    return std::nullopt;
+  }
+  return ParseOwnership(xml.get());
+}
+
+}  // namespace
+
+Result<std::vector<DomainInfo>> LibvirtHypervisor::ListDomains() {
+  return Call(connection_, "list_domains", [](virConnectPtr conn) -> Result<std::vector<DomainInfo>> {
+    virDomainPtr* raw = nullptr;
+    const int count = virConnectListAllDomains(conn, &raw, 0);
+    if (count < 0) return std::unexpected(LibvirtError("list domains"));
+    std::vector<Domain> domains;
+    for (int i = 0; i < count; ++i) domains.emplace_back(raw[i]);
+    std::free(raw);
+    std::vector<DomainInfo> out;
+    for (const Domain& domain : domains) {
+      DomainInfo info;
+      info.name = virDomainGetName(domain.get());
+      virDomainInfo state{};
+      if (virDomainGetInfo(domain.get(), &state) == 0) {
+        info.state = StateName(state.state);
+        info.vcpus = state.nrVirtCpu;
+        info.memory_mib = static_cast<int>(state.maxMem / 1024);
+      }
+      info.owner = DomainOwner(domain.get());
+      out.push_back(std::move(info));
+    }
+    return out;
+  });
+}
+
+Result<std::vector<NetworkInfo>> LibvirtHypervisor::ListNetworks() {
+  return Call(connection_, "list_networks", [](virConnectPtr conn) -> Result<std::vector<NetworkInfo>> {
+    virNetworkPtr* raw = nullptr;
+    const int count = virConnectListAllNetworks(conn, &raw, 0);
+    if (count < 0) return std::unexpected(LibvirtError("list networks"));
+    std::vector<Network> networks;
+    for (int i = 0; i < count; ++i) networks.emplace_back(raw[i]);
+    std::free(raw);
+    std::vector<NetworkInfo> out;
+    for (const Network& network : networks) {
+      NetworkInfo info;
+      info.name = virNetworkGetName(network.get());
+      info.active = virNetworkIsActive(network.get()) == 1;
+      if (CString xml(virNetworkGetXMLDesc(network.get(), 0)); xml) info.owner = ParseOwnership(xml.get());
+      out.push_back(std::move(info));
+    }
+    return out;
+  });
+}
+
+Status LibvirtHypervisor::DefineNetwork(const std::string& xml) {
+  return Call(connection_, "define_network", [&](virConnectPtr conn) -> Status {
+    Network network(virNetworkDefineXML(conn, xml.c_str()));
+    if (!network) return std::unexpected(LibvirtError("define network"));
+    virNetworkSetAutostart(network.get(), 1);
+    return {};
+  });
+}
+
+Status LibvirtHypervisor::StartNetwork(const std::string& name) {
+  return Call(connection_, "start_network", [&](virConnectPtr conn) -> Status {
+    Network network(virNetworkLookupByName(conn, name.c_str()));
+    if (!network) return std::unexpected(LibvirtError("look up network"));
+    if (virNetworkIsActive(network.get()) == 1) return {};
+    if (virNetworkCreate(network.get()) != 0) return std::unexpected(LibvirtError("start network"));
+    return {};
+  });
+}
+
+Status LibvirtHypervisor::DeleteNetwork(const std::string& name) {
+  return Call(connection_, "delete_network", [&](virConnectPtr conn) -> Status {
+    Network network(virNetworkLookupByName(conn, name.c_str()));
+    if (!network) return std::unexpected(LibvirtError("look up network"));
+    if (virNetworkIsActive(network.get()) == 1 && virNetworkDestroy(network.get()) != 0) {
+      return std::unexpected(LibvirtError("stop network"));
+    }
+    if (virNetworkUndefine(network.get()) != 0) return std::unexpected(LibvirtError("undefine network"));
+    return {};
+  });
+}
+
+Status LibvirtHypervisor::EnsurePool(const std::string& name, const std::string& path) {
+  return Call(connection_, "ensure_pool", [&](virConnectPtr conn) -> Status {
+    Pool pool(virStoragePoolLookupByName(conn, name.c_str()));
+    if (!pool) {
+      virResetLastError();
+      const std::string xml = fmt::format(
+          "<pool type='dir'><name>{}</name><target><path>{}</path><permissions><mode>0700</mode>"
+          "</permissions></target></pool>",
+          name, path);
+      pool.reset(virStoragePoolDefineXML(conn, xml.c_str(), 0));
+      if (!pool) return std::unexpected(LibvirtError("define pool"));
+      if (virStoragePoolBuild(pool.get(), 0) != 0) return std::unexpected(LibvirtError("build pool"));
+      virStoragePoolSetAutostart(pool.get(), 1);
+    }
+    if (virStoragePoolIsActive(pool.get()) != 1 && virStoragePoolCreate(pool.get(), 0) != 0) {
+      return std::unexpected(LibvirtError("start pool"));
+    }
+    return {};
+  });
+}
+
+Result<std::vector<VolumeInfo>> LibvirtHypervisor::ListVolumes(const std::string& pool_name) {
+  return Call(connection_, "list_volumes", [&](virConnectPtr conn) -> Result<std::vector<VolumeInfo>> {
+    Pool pool(virStoragePoolLookupByName(conn, pool_name.c_str()));
+    if (!pool) return std::unexpected(LibvirtError("look up pool"));
+    virStorageVolPtr* raw = nullptr;
+    const int count = virStoragePoolListAllVolumes(pool.get(), &raw, 0);
+    if (count < 0) return std::unexpected(LibvirtError("list volumes"));
+    std::vector<VolumeInfo> out;
+    for (int i = 0; i < count; ++i) {
+      Vol vol(raw[i]);
+      CString path(virStorageVolGetPath(vol.get()));
+      out.push_back({virStorageVolGetName(vol.get()), path ? path.get() : ""});
+    }
+    std::free(raw);
+    return out;
+  });
+}
+
+Status LibvirtHypervisor::CreateVolume(const std::string& pool_name, const std::string& xml) {
+  return Call(connection_, "create_volume", [&](virConnectPtr conn) -> Status {
+    Pool pool(virStoragePoolLookupByName(conn, pool_name.c_str()));
+    if (!pool) return std::unexpected(LibvirtError("look up pool"));
+    Vol vol(virStorageVolCreateXML(pool.get(), xml.c_str(), 0));
+    if (!vol) return std::unexpected(LibvirtError("create volume"));
+    return {};
+  });
+}
+
+Status LibvirtHypervisor::DeleteVolume(const std::string& pool_name, const std::string& name) {
+  return Call(connection_, "delete_volume", [&](virConnectPtr conn) -> Status {
+    Pool pool(virStoragePoolLookupByName(conn, pool_name.c_str()));
+    if (!pool) return std::unexpected(LibvirtError("look up pool"));
+    Vol vol(virStorageVolLookupByName(pool.get(), name.c_str()));
+    if (!vol) return std::unexpected(LibvirtError("look up volume"));
+    if (virStorageVolDelete(vol.get(), 0) != 0) return std::unexpected(LibvirtError("delete volume"));
+    return {};
+  });
+}
+
+Status LibvirtHypervisor::DefineDomain(const std::string& xml) {
+  return Call(connection_, "define_domain", [&](virConnectPtr conn) -> Status {
+    Domain domain(virDomainDefineXML(conn, xml.c_str()));
+    if (!domain) return std::unexpected(LibvirtError("define domain"));
+    return {};
+  });
+}
+
+Status LibvirtHypervisor::StartDomain(const std::string& name) {
+  return Call(connection_, "start_domain", [&](virConnectPtr conn) -> Status {
+    Domain domain(virDomainLookupByName(conn, name.c_str()));
+    if (!domain) return std::unexpected(LibvirtError("look up domain"));
+    if (virDomainIsActive(domain.get()) == 1) {
+      virDomainInfo info{};
+      // A paused or crashed domain is stopped first, then started anew.
+      if (virDomainGetInfo(domain.get(), &info) == 0 && info.state == VIR_DOMAIN_RUNNING) return {};
+      if (virDomainDestroy(domain.get()) != 0) return std::unexpected(LibvirtError("stop domain"));
+    }
+    if (virDomainCreate(domain.get()) != 0) return std::unexpected(LibvirtError("start domain"));
+    return {};
+  });
+}
+
+Status LibvirtHypervisor::StopDomain(const std::string& name) {
+  return Call(connection_, "stop_domain", [&](virConnectPtr conn) -> Status {
+    Domain domain(virDomainLookupByName(conn, name.c_str()));
+    if (!domain) return std::unexpected(LibvirtError("look up domain"));
+    if (virDomainIsActive(domain.get()) == 1 && virDomainDestroy(domain.get()) != 0) {
+      return std::unexpected(LibvirtError("stop domain"));
+    }
+    return {};
+  });
+}
+
+Status LibvirtHypervisor::DeleteDomain(const std::string& name) {
+  return Call(connection_, "delete_domain", [&](virConnectPtr conn) -> Status {
+    Domain domain(virDomainLookupByName(conn, name.c_str()));
+    if (!domain) return std::unexpected(LibvirtError("look up domain"));
+    if (virDomainIsActive(domain.get()) == 1 && virDomainDestroy(domain.get()) != 0) {
+      return std::unexpected(LibvirtError("stop domain"));
+    }
+    if (virDomainUndefine(domain.get()) != 0) {
+      return std::unexpected(LibvirtError("undefine domain"));
+    }
+    return {};
+  });
+}
+
+void LibvirtHypervisor::WatchEvents(std::function<void(const std::string& lab)> on_event) {
+  connection_.OnLifecycleEvent([this, on_event](const std::string& object, bool is_network) {
+    if (is_network) {
+      // vmlab's networks are named vmlab-<lab>; the reconcile checks ownership.
+      if (object.starts_with("vmlab-")) on_event(object.substr(6));
+      return;
+    }
+    Conn conn(static_cast<virConnectPtr>(connection_.Acquire()));
+    if (!conn) return;
+    Domain domain(virDomainLookupByName(conn.get(), object.c_str()));
+    if (!domain) {
+      virResetLastError();
+      // Undefined: the name says which lab it was (<lab>-cp-i / <lab>-worker-i).
+      for (const char* marker : {"-cp-", "-worker-"}) {
+        if (const auto at = object.rfind(marker); at != std::string::npos) on_event(object.substr(0, at));
+      }
+      return;
+    }
+    if (auto owner = DomainOwner(domain.get())) on_event(owner->lab);
+  });
+}
+
+}  // namespace vmlab::reconcilers::infrastructure
