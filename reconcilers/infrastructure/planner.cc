@@ -1,0 +1,180 @@
+#include "reconcilers/infrastructure/planner.h"
+
+#include <algorithm>
+#include <map>
+#include <regex>
+
+#include <fmt/format.h>
+
+#include "reconcilers/infrastructure/identity.h"
+#include "reconcilers/infrastructure/lab_layout.h"
+#include "reconcilers/infrastructure/libvirt_xml.h"
+
+namespace vmlab::reconcilers::infrastructure {
+
+std::string_view ToString(ActionKind kind) {
+  switch (kind) {
+    case ActionKind::kEnsurePool: return "EnsurePool";
+    case ActionKind::kDefineNetwork: return "DefineNetwork";
+    case ActionKind::kStartNetwork: return "StartNetwork";
+    case ActionKind::kCreateVolume: return "CreateVolume";
+    case ActionKind::kDefineDomain: return "DefineDomain";
+    case ActionKind::kStartDomain: return "StartDomain";
+    case ActionKind::kRestartDomain: return "RestartDomain";
+    case ActionKind::kDeleteDomain: return "DeleteDomain";
+    case ActionKind::kDeleteVolume: return "DeleteVolume";
+    case ActionKind::kDeleteNetwork: return "DeleteNetwork";
+  }
+  return "";
+}
+
+bool IsLabVolume(const std::string& lab, const std::string& volume) {
+  if (!volume.starts_with(lab + "-")) return false;
+  static const std::regex kNodeVolume(R"((cp|worker)-[0-9]+-(root\.qcow2|data\.qcow2|seed\.iso))");
+  return std::regex_match(volume.substr(lab.size() + 1), kNodeVolume);
+}
+
+namespace {
+
+void TearDown(const Observed& observed, bool keep_volumes, Plan& plan) {
+  for (const auto& domain : observed.domains) {
+    plan.actions.push_back({ActionKind::kDeleteDomain, domain.name, "", domain.name});
+  }
+  if (!keep_volumes) {
+    for (const auto& volume : observed.volumes) {
+      plan.actions.push_back({ActionKind::kDeleteVolume, volume, "", ""});
+    }
+  }
+  if (observed.network) {
+    plan.actions.push_back({ActionKind::kDeleteNetwork, observed.network->name, "", ""});
+  }
+}
+
+}  // namespace
+
+Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
+                        const Observed& observed) {
+  Plan plan;
+  if (!desired.lab) {
+    TearDown(observed, desired.retain_volumes, plan);
+    return plan;
+  }
+  const crds::LabCluster& lab = *desired.lab;
+  const bool remediate = lab.spec.drift_policy == crds::DriftPolicy::kRemediate;
+  auto drift = [&](std::string kind, std::string object, std::string message, bool repairable) {
+    plan.drift.push_back({std::move(kind), std::move(object), std::move(message), repairable && remediate});
+    return repairable && remediate;
+  };
+
+  plan.actions.push_back({ActionKind::kEnsurePool, kPoolName, "", ""});
+  const std::string network = NetworkName(lab_name);
+  const bool lab_existed = !observed.known_nodes.empty() || !observed.domains.empty();
+  if (!observed.network) {
+    if (!lab_existed || drift("NetworkMissing", network, "the lab's network is gone", true)) {
+      plan.actions.push_back({ActionKind::kDefineNetwork, network, RenderNetworkXml(lab, desired.spec_hash), ""});
+      plan.actions.push_back({ActionKind::kStartNetwork, network, "", ""});
+    }
+  } else if (!observed.network->active) {
+    if (!lab_existed || drift("NetworkInactive", network, "the lab's network is stopped", true)) {
+      plan.actions.push_back({ActionKind::kStartNetwork, network, "", ""});
+    }
+  }
+
+  std::map<std::string, const DomainInfo*> domains;
+  for (const auto& d : observed.domains) domains[d.name] = &d;
+  std::set<std::string> planned_names;
+  bool restart_planned = false;
+
+  for (const crds::PlannedNode& node : crds::PlanNodes(lab)) {
+    planned_names.insert(node.name);
+    const bool control_plane = node.role == crds::NodeRole::kControlPlane;
+    const NodeFiles files = FilesFor(desired.state_dir, lab, node);
+    const int disk = control_plane ? lab.spec.control_plane.disk_gib : lab.spec.workers.disk_gib;
+    const bool known = observed.known_nodes.contains(node.name);
+    const auto domain = domains.find(node.name);
+    const bool exists = domain != domains.end();
+
+    auto volume = [&](const std::string& name, int gib, const std::string& backing) {
+      if (name.empty() || observed.volumes.contains(name)) return;
+      if (exists && !drift("VolumeMissing", name, fmt::format("volume {} of {} is gone", name, node.name), true)) {
+        return;
+      }
+      plan.actions.push_back({ActionKind::kCreateVolume, name,
+                              RenderVolumeXml(name, gib, backing, backing.empty() ? "" : "qcow2"),
+                              node.name});
+    };
+    volume(files.root_volume, disk, lab.spec.image.path);
+    volume(files.extra_volume, lab.spec.workers.extra_disk_gib, "");
+
+    const std::string xml = RenderDomainXml(
+        lab, node, HostConfigFor(desired.state_dir, lab, node, desired.domain_type), desired.spec_hash);
+    if (!exists) {
+      if (known && !drift("DomainMissing", node.name, fmt::format("domain {} is gone", node.name), true)) {
+        continue;
+      }
+      plan.actions.push_back({ActionKind::kDefineDomain, node.name, xml, node.name});
+      plan.actions.push_back({ActionKind::kStartDomain, node.name, "", node.name});
+      continue;
+    }
+
+    const DomainInfo& observed_domain = *domain->second;
+    const int cpus = control_plane ? lab.spec.control_plane.cpus : lab.spec.workers.cpus;
+    const int memory = control_plane ? lab.spec.control_plane.memory_mib : lab.spec.workers.memory_mib;
+    const bool resized = observed_domain.vcpus != cpus || observed_domain.memory_mib != memory;
+    if (resized) {
+      const bool spec_changed = !observed_domain.owner || observed_domain.owner->spec_hash != desired.spec_hash;
+      const std::string what = fmt::format("{} has {} vCPUs and {} MiB; the spec says {} and {}",
+                                           node.name, observed_domain.vcpus, observed_domain.memory_mib,
+                                           cpus, memory);
+      const bool apply = spec_changed || drift("ResourceMismatch", node.name, what, true);
+      if (apply && !restart_planned) {
+        // One node per reconcile: the next one follows on the next pass.
+        restart_planned = true;
+        plan.actions.push_back({ActionKind::kDefineDomain, node.name, xml, node.name});
+        plan.actions.push_back({ActionKind::kRestartDomain, node.name, "", node.name});
+        continue;
+      }
+    } else if (observed_domain.owner && observed_domain.owner->spec_hash != desired.spec_hash) {
+      // Same resources, newer spec: refresh the definition (metadata) in place.
+      plan.actions.push_back({ActionKind::kDefineDomain, node.name, xml, node.name});
+    }
+    if (observed_domain.state == "crashed") {
+      if (drift("DomainCrashed", node.name, fmt::format("domain {} crashed", node.name), true)) {
+        plan.actions.push_back({ActionKind::kStartDomain, node.name, "", node.name});
+      }
+    } else if (observed_domain.state != "running" && observed_domain.state != "blocked") {
+      if (drift("DomainStopped", node.name,
+                fmt::format("domain {} is {}", node.name, observed_domain.state), true)) {
+        plan.actions.push_back({ActionKind::kStartDomain, node.name, "", node.name});
+      }
+    }
+  }
+
+  // Owned domains the spec no longer has: scale down (highest indices are the
+  // ones past the counts), or an orphan vmlab never planned.
+  for (const auto& d : observed.domains) {
+    if (planned_names.contains(d.name)) continue;
+    const bool scaled_down = observed.known_nodes.contains(d.name);
+    if (scaled_down || drift("OrphanDomain", d.name,
+                             fmt::format("domain {} carries lab {}'s ownership but is not in its spec",
+                                         d.name, lab_name),
+                             true)) {
+      plan.actions.push_back({ActionKind::kDeleteDomain, d.name, "", d.name});
+    }
+  }
+  for (const auto& volume : observed.volumes) {
+    const auto node_end = volume.rfind('-');
+    const std::string node = node_end == std::string::npos ? "" : volume.substr(0, node_end);
+    if (!planned_names.contains(node) && !domains.contains(node)) {
+      plan.actions.push_back({ActionKind::kDeleteVolume, volume, "", node});
+    } else if (!planned_names.contains(node) &&
+               std::any_of(plan.actions.begin(), plan.actions.end(), [&](const Action& a) {
+                 return a.kind == ActionKind::kDeleteDomain && a.target == node;
+               })) {
+      plan.actions.push_back({ActionKind::kDeleteVolume, volume, "", node});
+    }
+  }
+  return plan;
+}
+
+}  // namespace vmlab::reconcilers::infrastructure

@@ -1,0 +1,80 @@
+// The infrastructure planner: a PURE function from what a lab should be
+// (desired) and what libvirt shows (observed) to the actions that converge it
+// and the drift found on the way. No I/O; exhaustively table-tested.
+//
+// Rules: objects not owned by the lab are never touched (they are not even in
+// the observation). Nodes are created in full (volumes, domain, start); scale
+// down removes the nodes past the desired counts; a spec change of cpus or
+// memory redefines and restarts one node per reconcile; drift (an object
+// changed behind vmlab's back) is repaired under Remediate and only reported
+// under Report. A lab whose desired state is gone is torn down, volumes kept
+// under deletionPolicy Retain.
+#pragma once
+
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "crds/labcluster_types.h"
+#include "reconcilers/infrastructure/hypervisor.h"
+
+namespace vmlab::reconcilers::infrastructure {
+
+enum class ActionKind {
+  kEnsurePool,
+  kDefineNetwork,
+  kStartNetwork,
+  kCreateVolume,   // target: volume name; xml: the volume
+  kDefineDomain,   // target: domain name; xml: the domain
+  kStartDomain,
+  kRestartDomain,  // stop then start: applies a redefined cpus/memory
+  kDeleteDomain,
+  kDeleteVolume,
+  kDeleteNetwork,
+};
+
+[[nodiscard]] std::string_view ToString(ActionKind kind);
+
+struct Action {
+  ActionKind kind;
+  std::string target;
+  std::string xml;   // for define/create
+  std::string node;  // the node it belongs to, empty for lab-wide actions
+};
+
+struct DriftItem {
+  std::string kind;    // DomainMissing, DomainStopped, DomainCrashed, ResourceMismatch,
+                       // NetworkMissing, NetworkInactive, VolumeMissing, OrphanDomain
+  std::string object;  // the libvirt object's name
+  std::string message;
+  bool remediated = false;  // an action in the plan repairs it
+};
+
+struct Observed {
+  std::vector<DomainInfo> domains;  // owned by this lab
+  std::optional<NetworkInfo> network;  // owned by this lab
+  std::set<std::string> volumes;    // this lab's volumes in vmlab's pool
+  std::set<std::string> known_nodes;  // nodes this lab had created before (from its status)
+};
+
+struct Desired {
+  const crds::LabCluster* lab = nullptr;  // null: the lab is to be deleted
+  bool retain_volumes = false;            // on deletion: deletionPolicy Retain of the last spec
+  std::string spec_hash;
+  std::string state_dir;
+  std::string domain_type = "qemu";
+};
+
+struct Plan {
+  std::vector<Action> actions;
+  std::vector<DriftItem> drift;
+};
+
+[[nodiscard]] Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
+                                      const Observed& observed);
+
+// True when `volume` is one of `lab`'s node volumes (<lab>-cp|worker-<i>-root|data|seed).
+[[nodiscard]] bool IsLabVolume(const std::string& lab, const std::string& volume);
+
+}  // namespace vmlab::reconcilers::infrastructure

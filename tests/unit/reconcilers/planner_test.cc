@@ -1,0 +1,186 @@
+// The infrastructure planner, table by table: creation, scale up and down,
+// resize, every drift kind under Remediate and Report, deletion.
+#include "reconcilers/infrastructure/planner.h"
+
+#include <gtest/gtest.h>
+#include <gmock/gmock.h>
+
+#include <functional>
+
+#include <fmt/format.h>
+
+#include "crds/canonical.h"
+#include "crds/labcluster_parse.h"
+#include "reconcilers/infrastructure/identity.h"
+
+namespace vmlab::reconcilers::infrastructure {
+namespace {
+
+using testing::ElementsAre;
+using testing::IsEmpty;
+
+crds::LabCluster Lab(int control_planes, int workers, const std::string& policy = "Remediate",
+                     int worker_cpus = 2) {
+  const std::string text = fmt::format(
+      "apiVersion: vmlab.io/v1alpha1\nkind: LabCluster\nmetadata: {{name: lab}}\nspec:\n"
+      "  kubernetes: {{version: \"1.30.4\"}}\n  controlPlane: {{replicas: {}}}\n"
+      "  workers: {{replicas: {}, cpus: {}}}\n  drift: {{policy: {}}}\n",
+      control_planes, workers, worker_cpus, policy);
+  auto docs = crds::ParseManifests("lab.yaml", text);
+  EXPECT_TRUE(docs.at(0).valid()) << text;
+  return *docs.at(0).object;
+}
+
+// What libvirt would show for a lab built exactly as `lab` says.
+Observed Built(const crds::LabCluster& lab, const std::string& hash) {
+  Observed o;
+  o.network = NetworkInfo{NetworkName("lab"), true, Ownership{"lab", "", "", hash}};
+  for (const auto& node : crds::PlanNodes(lab)) {
+    const bool cp = node.role == crds::NodeRole::kControlPlane;
+    o.domains.push_back({node.name, "running", cp ? lab.spec.control_plane.cpus : lab.spec.workers.cpus,
+                         cp ? lab.spec.control_plane.memory_mib : lab.spec.workers.memory_mib,
+                         Ownership{"lab", node.name, std::string(crds::ToString(node.role)), hash}});
+    o.volumes.insert(node.name + "-root.qcow2");
+    o.known_nodes.insert(node.name);
+  }
+  return o;
+}
+
+// "Kind target" for each action, for compact expectations.
+std::vector<std::string> Steps(const Plan& plan) {
+  std::vector<std::string> out;
+  for (const auto& a : plan.actions) out.push_back(fmt::format("{} {}", ToString(a.kind), a.target));
+  return out;
+}
+
+std::vector<std::string> DriftKinds(const Plan& plan) {
+  std::vector<std::string> out;
+  for (const auto& d : plan.drift) out.push_back(fmt::format("{} {}{}", d.kind, d.object, d.remediated ? " (repaired)" : ""));
+  return out;
+}
+
+Plan PlanFor(const crds::LabCluster& lab, const Observed& observed, const std::string& hash = "h") {
+  return PlanInfrastructure("lab", Desired{&lab, false, hash, "/s", "qemu"}, observed);
+}
+
+TEST(PlannerTest, NewLabCreatesEverythingWithoutDrift) {
+  const auto plan = PlanFor(Lab(1, 1), Observed{});
+  EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "DefineNetwork vmlab-lab", "StartNetwork vmlab-lab",
+                                       "CreateVolume lab-cp-1-root.qcow2", "DefineDomain lab-cp-1",
+                                       "StartDomain lab-cp-1", "CreateVolume lab-worker-1-root.qcow2",
+                                       "DefineDomain lab-worker-1", "StartDomain lab-worker-1"));
+  EXPECT_THAT(plan.drift, IsEmpty());
+}
+
+TEST(PlannerTest, ConvergedLabNeedsOnlyThePool) {
+  const auto lab = Lab(2, 3);
+  EXPECT_THAT(Steps(PlanFor(lab, Built(lab, "h"))), ElementsAre("EnsurePool vmlab"));
+}
+
+TEST(PlannerTest, ScaleUpAddsTheNextIndices) {
+  const auto plan = PlanFor(Lab(1, 3), Built(Lab(1, 1), "h"));
+  EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "CreateVolume lab-worker-2-root.qcow2",
+                                       "DefineDomain lab-worker-2", "StartDomain lab-worker-2",
+                                       "CreateVolume lab-worker-3-root.qcow2", "DefineDomain lab-worker-3",
+                                       "StartDomain lab-worker-3"));
+  EXPECT_THAT(plan.drift, IsEmpty());
+}
+
+TEST(PlannerTest, ScaleDownRemovesTheHighestIndicesAndTheirVolumes) {
+  const auto plan = PlanFor(Lab(1, 1), Built(Lab(1, 3), "h"));
+  EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "DeleteDomain lab-worker-2", "DeleteDomain lab-worker-3",
+                                       "DeleteVolume lab-worker-2-root.qcow2",
+                                       "DeleteVolume lab-worker-3-root.qcow2"));
+  EXPECT_THAT(plan.drift, IsEmpty()) << "scaling down is not drift";
+}
+
+TEST(PlannerTest, SpecResizeRestartsOneNodePerPass) {
+  const auto before = Lab(1, 2, "Remediate", 2);
+  const auto after = Lab(1, 2, "Remediate", 4);
+  const auto plan = PlanFor(after, Built(before, "old"), "new");
+  EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "DefineDomain lab-cp-1",
+                                       "DefineDomain lab-worker-1", "RestartDomain lab-worker-1"));
+  EXPECT_THAT(plan.drift, IsEmpty());
+}
+
+struct DriftCase {
+  const char* name;
+  std::function<void(Observed&)> break_it;
+  std::vector<std::string> remediate_steps;  // after EnsurePool
+  std::string drift;                          // "Kind object"
+};
+
+class DriftTest : public testing::TestWithParam<DriftCase> {};
+
+TEST_P(DriftTest, RepairedUnderRemediateReportedUnderReport) {
+  const DriftCase& c = GetParam();
+  for (const char* policy : {"Remediate", "Report"}) {
+    const auto lab = Lab(1, 2, policy);
+    Observed observed = Built(lab, "h");
+    c.break_it(observed);
+    const Plan plan = PlanFor(lab, observed);
+    std::vector<std::string> expected{"EnsurePool vmlab"};
+    if (std::string(policy) == "Remediate") {
+      expected.insert(expected.end(), c.remediate_steps.begin(), c.remediate_steps.end());
+    }
+    EXPECT_EQ(Steps(plan), expected) << policy;
+    EXPECT_THAT(DriftKinds(plan), ElementsAre(c.drift + (std::string(policy) == "Remediate" ? " (repaired)" : "")))
+        << policy;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryKind, DriftTest,
+    testing::Values(
+        DriftCase{"DomainMissing", [](Observed& o) { o.domains.erase(o.domains.begin() + 1); },
+                  {"DefineDomain lab-worker-1", "StartDomain lab-worker-1"}, "DomainMissing lab-worker-1"},
+        DriftCase{"DomainStopped", [](Observed& o) { o.domains[1].state = "shutoff"; },
+                  {"StartDomain lab-worker-1"}, "DomainStopped lab-worker-1"},
+        DriftCase{"DomainPaused", [](Observed& o) { o.domains[1].state = "paused"; },
+                  {"StartDomain lab-worker-1"}, "DomainStopped lab-worker-1"},
+        DriftCase{"DomainCrashed", [](Observed& o) { o.domains[2].state = "crashed"; },
+                  {"StartDomain lab-worker-2"}, "DomainCrashed lab-worker-2"},
+        DriftCase{"ResourceMismatch", [](Observed& o) { o.domains[1].memory_mib = 4096; },
+                  {"DefineDomain lab-worker-1", "RestartDomain lab-worker-1"}, "ResourceMismatch lab-worker-1"},
+        DriftCase{"NetworkMissing", [](Observed& o) { o.network.reset(); },
+                  {"DefineNetwork vmlab-lab", "StartNetwork vmlab-lab"}, "NetworkMissing vmlab-lab"},
+        DriftCase{"NetworkInactive", [](Observed& o) { o.network->active = false; },
+                  {"StartNetwork vmlab-lab"}, "NetworkInactive vmlab-lab"},
+        DriftCase{"VolumeMissing", [](Observed& o) { o.volumes.erase("lab-worker-2-root.qcow2"); },
+                  {"CreateVolume lab-worker-2-root.qcow2"}, "VolumeMissing lab-worker-2-root.qcow2"},
+        DriftCase{"OrphanDomain",
+                  [](Observed& o) {
+                    o.domains.push_back({"lab-worker-9", "running", 2, 2048, Ownership{"lab", "lab-worker-9", "worker", "h"}});
+                  },
+                  {"DeleteDomain lab-worker-9"}, "OrphanDomain lab-worker-9"}),
+    [](const testing::TestParamInfo<DriftCase>& param_info) { return std::string(param_info.param.name); });
+
+TEST(PlannerTest, DeletionTearsDownEverythingOwned) {
+  const auto lab = Lab(1, 1);
+  const Observed observed = Built(lab, "h");
+  const Plan plan = PlanInfrastructure("lab", Desired{nullptr, false, "", "/s", "qemu"}, observed);
+  EXPECT_THAT(Steps(plan), ElementsAre("DeleteDomain lab-cp-1", "DeleteDomain lab-worker-1",
+                                       "DeleteVolume lab-cp-1-root.qcow2",
+                                       "DeleteVolume lab-worker-1-root.qcow2", "DeleteNetwork vmlab-lab"));
+}
+
+TEST(PlannerTest, RetainKeepsVolumesOnDeletion) {
+  const auto lab = Lab(1, 1);
+  const Plan plan = PlanInfrastructure("lab", Desired{nullptr, true, "", "/s", "qemu"}, Built(lab, "h"));
+  EXPECT_THAT(Steps(plan), ElementsAre("DeleteDomain lab-cp-1", "DeleteDomain lab-worker-1",
+                                       "DeleteNetwork vmlab-lab"));
+}
+
+TEST(PlannerTest, RecognisesOnlyThisLabsVolumes) {
+  EXPECT_TRUE(IsLabVolume("lab", "lab-cp-1-root.qcow2"));
+  EXPECT_TRUE(IsLabVolume("lab", "lab-worker-12-data.qcow2"));
+  EXPECT_TRUE(IsLabVolume("lab", "lab-worker-3-seed.iso"));
+  EXPECT_FALSE(IsLabVolume("lab", "lab2-cp-1-root.qcow2"));
+  EXPECT_FALSE(IsLabVolume("lab", "lab-cp-1-root.qcow2.bak"));
+  EXPECT_FALSE(IsLabVolume("lab", "lab-cp-x-root.qcow2"));
+  EXPECT_FALSE(IsLabVolume("lab", "base.qcow2"));
+  EXPECT_FALSE(IsLabVolume("lab-cp", "lab-cp-1-root.qcow2")) << "lab-cp's nodes are lab-cp-cp-i";
+}
+
+}  // namespace
+}  // namespace vmlab::reconcilers::infrastructure
