@@ -1,6 +1,7 @@
 // Latency from a manifest's close_write to the start of its reconcile, with
 // the real pieces: inotify ManifestSource thread, WorkQueue, Manager workers,
-// and the LabClusterReconciler writing status to a real state dir. 100 labs
+// and the LabClusterReconciler creating the labs on libvirt's test driver and
+// writing status to a real state dir. 100 labs
 // in the folder; each of N edits rewrites one lab's file with a new worker
 // count and waits for its reconcile. Prints median and p99, total and beyond
 // the debounce. Usage: edit_latency_bench [EDITS] [DEBOUNCE_MS]
@@ -23,6 +24,7 @@
 #include "controller/manifest_source.h"
 #include "controller/status_store.h"
 #include "controller/work_queue.h"
+#include "reconcilers/infrastructure/libvirt_hypervisor.h"
 #include "reconcilers/labcluster_reconciler.h"
 
 namespace {
@@ -98,7 +100,11 @@ int main(int argc, char** argv) {
   controller::ManifestSource source(clock, options, [&](const std::string& name) { queue.Add(name); });
   controller::StatusStore store(root / "state");
   (void)store.Load();
-  reconcilers::LabClusterReconciler reconciler(source, store, clock, nullptr);
+  reconcilers::infrastructure::LibvirtConnection libvirt("test:///default", nullptr);
+  if (!libvirt.Ensure()) return 1;
+  reconcilers::infrastructure::LibvirtHypervisor hypervisor(libvirt);
+  reconcilers::InfrastructureReconciler infrastructure(hypervisor, (root / "state").string());
+  reconcilers::LabClusterReconciler reconciler(source, store, infrastructure, clock, nullptr);
   TimedReconciler timed(reconciler);
   controller::Manager manager(clock, queue, timed, nullptr, controller::ManagerOptions{},
                               [&] { return source.Names(); });

@@ -111,7 +111,16 @@ value LabClusterJson(const std::string& name, const std::optional<DesiredLab>& d
     status["nodes"] = nodes;
     status["endpoint"] = value::string(record->endpoint);
     status["kubeconfig"] = value::string(record->kubeconfig);
-    status["drift"] = value::array();
+    value drift = value::array();
+    for (std::size_t i = 0; i < record->drift.size(); ++i) {
+      value item = value::object(true);
+      item["kind"] = value::string(record->drift[i].kind);
+      item["object"] = value::string(record->drift[i].object);
+      item["message"] = value::string(record->drift[i].message);
+      item["remediated"] = value::boolean(record->drift[i].remediated);
+      drift[i] = item;
+    }
+    status["drift"] = drift;
   }
   lab["status"] = status;
   return lab;

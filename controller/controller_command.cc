@@ -25,6 +25,7 @@
 #include "metrics/lab_metrics.h"
 #include "metrics/registry.h"
 #include "reconcilers/infrastructure/libvirt_connection.h"
+#include "reconcilers/infrastructure/libvirt_hypervisor.h"
 #include "reconcilers/labcluster_reconciler.h"
 
 namespace vmlab::controller {
@@ -57,7 +58,7 @@ class ConnectionKeeper {
       const auto ensured = connection_.Ensure();
       lock.lock();
       if (ensured) {
-        if (!last_error.empty() || delay == std::chrono::seconds(1)) {
+        if (!last_error.empty()) {
           spdlog::info("libvirt: connected to {} (driver {})", connection_.uri(), connection_.driver());
         }
         last_error.clear();
@@ -121,7 +122,13 @@ int RunController(const ControllerOptions& options) {
                         &lab_metrics);
 
   reconcilers::infrastructure::LibvirtConnection libvirt(options.libvirt_uri, &hypervisor_metrics);
-  reconcilers::LabClusterReconciler reconciler(source, store, clock, &lab_metrics);
+  reconcilers::infrastructure::LibvirtHypervisor hypervisor(libvirt);
+  // Lifecycle events only enqueue the owning lab; the reconcile reads everything again.
+  hypervisor.WatchEvents([&queue](const std::string& lab) { queue.Add(lab); });
+  // libvirt needs absolute paths for the pool and the disks.
+  reconcilers::InfrastructureReconciler infrastructure(
+      hypervisor, std::filesystem::absolute(options.state_dir).string());
+  reconcilers::LabClusterReconciler reconciler(source, store, infrastructure, clock, &lab_metrics);
 
   auto all_keys = [&] {
     std::set<std::string> keys;
@@ -157,6 +164,13 @@ int RunController(const ControllerOptions& options) {
   }
   spdlog::info("API on {0}/api/v1/labclusters, metrics on {0}/metrics", http.url());
 
+  // One attempt before the first reconcile, so labs are not marked
+  // HypervisorUnavailable merely because the controller just started.
+  if (auto connected = libvirt.Ensure(); connected) {
+    spdlog::info("libvirt: connected to {} (driver {})", libvirt.uri(), libvirt.driver());
+  } else {
+    spdlog::error("{}", connected.error().message);
+  }
   std::vector<std::string> known;
   for (const auto& record : store.List()) known.push_back(record.name);
   source.Start(known);

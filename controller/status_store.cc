@@ -72,6 +72,17 @@ value ToJson(const LabRecord& r) {
     nodes[i] = item;
   }
   out["nodes"] = nodes;
+  value drift = value::array();
+  for (std::size_t i = 0; i < r.drift.size(); ++i) {
+    value item = value::object();
+    item["kind"] = value::string(r.drift[i].kind);
+    item["object"] = value::string(r.drift[i].object);
+    item["message"] = value::string(r.drift[i].message);
+    item["remediated"] = value::boolean(r.drift[i].remediated);
+    drift[i] = item;
+  }
+  out["drift"] = drift;
+  out["retainVolumes"] = value::boolean(r.retain_volumes);
   value events = value::array();
   for (std::size_t i = 0; i < r.events.size(); ++i) {
     const Event& e = r.events[i];
@@ -112,6 +123,14 @@ LabRecord FromJson(const value& in) {
                          item.has_boolean_field("ready") && item.at("ready").as_bool()});
     }
   }
+  if (in.has_array_field("drift")) {
+    for (const value& item : in.at("drift").as_array()) {
+      r.drift.push_back({StringFrom(item, "kind"), StringFrom(item, "object"),
+                         StringFrom(item, "message"),
+                         item.has_boolean_field("remediated") && item.at("remediated").as_bool()});
+    }
+  }
+  r.retain_volumes = in.has_boolean_field("retainVolumes") && in.at("retainVolumes").as_bool();
   if (in.has_array_field("events")) {
     for (const value& item : in.at("events").as_array()) {
       r.events.push_back({StringFrom(item, "type"), StringFrom(item, "reason"),

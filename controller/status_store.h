@@ -40,6 +40,13 @@ struct NodeStatus {
   bool ready = false;
 };
 
+struct DriftStatus {
+  std::string kind;
+  std::string object;
+  std::string message;
+  bool remediated = false;
+};
+
 struct Event {
   std::string type;  // "Normal" or "Warning"
   std::string reason;
@@ -59,6 +66,8 @@ struct LabRecord {
   std::vector<NodeStatus> nodes;
   std::string endpoint;
   std::string kubeconfig;
+  std::vector<DriftStatus> drift;
+  bool retain_volumes = false;  // deletionPolicy Retain of the last applied spec
   std::vector<Event> events;  // oldest first
 
   [[nodiscard]] const Condition* FindCondition(std::string_view type) const;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "metrics/registry.h"
 
@@ -24,6 +25,14 @@ class LabMetrics {
   void SetManifests(std::size_t valid, std::size_t invalid, std::size_t deleting);
   // `status` is "True", "False" or "Unknown".
   void SetCondition(std::string_view lab, std::string_view type, std::string_view status);
+  // vmlab_labcluster_nodes{name,role,state}: node counts by role and libvirt state.
+  void SetNodes(std::string_view lab, std::string_view role, std::string_view state, double count);
+  // vmlab_drift_active{name,kind} (gauge) for every known kind: `active_kinds` are 1.
+  void SetActiveDrift(std::string_view lab, const std::vector<std::string>& active_kinds);
+  void CountDriftDetected(std::string_view lab, std::string_view kind);
+  // `result`: "success" or "failure".
+  void CountRemediation(std::string_view lab, std::string_view kind, std::string_view result);
+
   // Drops every series of `lab` (it no longer exists).
   void RemoveLab(std::string_view lab);
 

@@ -1,9 +1,14 @@
 #include "reconcilers/labcluster_reconciler.h"
 
+#include <algorithm>
+#include <map>
+
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "metrics/lab_metrics.h"
+#include "reconcilers/infrastructure/identity.h"
 
 namespace vmlab::reconcilers {
 namespace {
@@ -12,10 +17,9 @@ using controller::Condition;
 using controller::DesiredLab;
 using controller::LabRecord;
 
-constexpr const char* kNotImplemented = "NotImplemented";
-constexpr const char* kNotImplementedMessage =
-    "this vmlab build validates and records labs; creating their networks, disks and VMs is not "
-    "implemented yet";
+constexpr const char* kBootstrapNotImplemented = "BootstrapNotImplemented";
+constexpr const char* kBootstrapMessage =
+    "Kubernetes bootstrap (kubeadm on the nodes) is not implemented in this vmlab build yet";
 
 Condition MakeCondition(const char* type, const char* status, std::string reason,
                         std::string message, std::int64_t generation) {
@@ -28,22 +32,61 @@ Condition MakeCondition(const char* type, const char* status, std::string reason
   return c;
 }
 
+std::string FirstAndCount(const std::vector<std::string>& lines) {
+  if (lines.empty()) return "";
+  return lines.size() == 1 ? lines.front()
+                           : fmt::format("{} (and {} more)", lines.front(), lines.size() - 1);
+}
+
 }  // namespace
 
 LabClusterReconciler::LabClusterReconciler(const controller::DesiredState& desired,
                                            controller::StatusStore& store,
+                                           InfrastructureReconciler& infrastructure,
                                            controller::Clock& clock, metrics::LabMetrics* metrics)
-    : desired_(desired), store_(store), clock_(clock), metrics_(metrics) {}
+    : desired_(desired), store_(store), infrastructure_(infrastructure), clock_(clock),
+      metrics_(metrics) {}
+
+Result<controller::ReconcileResult> LabClusterReconciler::Delete(const std::string& name,
+                                                                 const LabRecord& record) {
+  auto outcome = infrastructure_.Converge(name, nullptr, "", record.retain_volumes, {});
+  if (!outcome) return std::unexpected(outcome.error());
+  if (!outcome->failures.empty() || !outcome->nothing_left) {
+    return MakeError(ErrorCode::kUnavailable,
+                     fmt::format("lab {}: teardown incomplete: {}", name,
+                                 outcome->failures.empty() ? "objects remain"
+                                                           : FirstAndCount(outcome->failures)));
+  }
+  if (auto removed = store_.Remove(name); !removed) return std::unexpected(removed.error());
+  if (metrics_) metrics_->RemoveLab(name);
+  spdlog::info("lab {}: deleted ({} domains{})", name, outcome->deleted.size(),
+               record.retain_volumes ? "; volumes retained" : "");
+  return controller::ReconcileResult{};
+}
 
 Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::string& name) {
   const std::optional<DesiredLab> desired = desired_.Get(name);
+  const std::optional<LabRecord> before = store_.Get(name);
   if (!desired) {
-    if (store_.Get(name)) {
-      if (auto removed = store_.Remove(name); !removed) return std::unexpected(removed.error());
-      if (metrics_) metrics_->RemoveLab(name);
-      spdlog::info("lab {}: deleted (its manifest is gone)", name);
-    }
+    if (before) return Delete(name, *before);
     return controller::ReconcileResult{};
+  }
+
+  std::set<std::string> known_nodes;
+  if (before) {
+    for (const auto& node : before->nodes) {
+      if (!node.domain_state.empty() && node.domain_state != "missing") known_nodes.insert(node.name);
+    }
+  }
+  std::optional<InfrastructureOutcome> outcome;
+  std::optional<Error> infra_error;
+  if (desired->spec) {
+    auto converged = infrastructure_.Converge(name, &*desired->spec, desired->spec_hash, false, known_nodes);
+    if (converged) {
+      outcome = std::move(*converged);
+    } else {
+      infra_error = converged.error();
+    }
   }
 
   const controller::WallTime now = clock_.WallNow();
@@ -51,10 +94,9 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   auto updated = store_.Update(name, [&](LabRecord& r) {
     if (r.created == controller::WallTime{}) r.created = now;
     auto set = [&](Condition c, const char* event_type = nullptr) {
-      const std::string type = c.type;
       const std::string reason = c.reason;
       const std::string message = c.message;
-      if (controller::SetCondition(r, std::move(c), now) && event_type) {
+      if (controller::SetCondition(r, std::move(c), now) && event_type && !message.empty()) {
         controller::AddEvent(r, event_type, reason, message, now);
       }
     };
@@ -68,20 +110,20 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
                            now);
     }
     const std::int64_t generation = r.generation;
+    if (desired->spec) {
+      r.retain_volumes = desired->spec->spec.deletion_policy == crds::DeletionPolicy::kRetain;
+    }
 
     if (desired->spec_valid) {
-      set(MakeCondition("SpecValid", "True", "Valid", "the manifest is valid", generation),
-          "Normal");
+      set(MakeCondition("SpecValid", "True", "Valid", "the manifest is valid", generation), "Normal");
     } else {
       const std::string in_force =
-          desired->spec ? fmt::format("; the last valid spec (generation {}) stays in force",
-                                      generation)
+          desired->spec ? fmt::format("; the last valid spec (generation {}) stays in force", generation)
                         : "; nothing is applied until it is valid";
       set(MakeCondition("SpecValid", "False", desired->invalid_reason,
                         desired->invalid_message + in_force, generation),
           "Warning");
     }
-
     if (desired->deletion_at) {
       set(MakeCondition("Deleting", "True", "ManifestRemoved",
                         fmt::format("the manifest is gone; the lab is deleted at {} unless a "
@@ -93,33 +135,124 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       set(MakeCondition("Deleting", "False", "ManifestPresent", "", generation));
     }
 
-    r.nodes.clear();
-    if (desired->spec) {
-      for (const crds::PlannedNode& node : crds::PlanNodes(*desired->spec)) {
-        r.nodes.push_back({node.name, std::string(crds::ToString(node.role)),
-                           crds::Ipv4Address{static_cast<std::uint32_t>(node.address)}.ToString(),
-                           "missing", "", false});
-      }
+    if (infra_error) {
+      set(MakeCondition("InfrastructureReady", "False", "HypervisorUnavailable", infra_error->message,
+                        generation),
+          "Warning");
+    }
+    if (outcome) {
       r.observed_generation = generation;
-      for (const char* type : {"InfrastructureReady", "ControlPlaneReady", "WorkersReady"}) {
-        set(MakeCondition(type, "Unknown", kNotImplemented, kNotImplementedMessage, generation));
+      r.nodes = outcome->nodes;
+      r.drift.clear();
+      std::vector<std::string> repaired;
+      std::vector<std::string> reported;
+      for (const auto& d : outcome->drift) {
+        r.drift.push_back({d.kind, d.object, d.message, d.remediated});
+        controller::AddEvent(r, "Warning", d.kind,
+                             d.message + (d.remediated ? "; repairing" : "; reported only (drift policy Report)"),
+                             now);
+        (d.remediated ? repaired : reported).push_back(fmt::format("{} {}", d.kind, d.object));
+      }
+      if (!outcome->created.empty()) {
+        controller::AddEvent(r, "Normal", "DomainsCreated",
+                             fmt::format("created {}", fmt::join(outcome->created, ", ")), now);
+      }
+      if (!outcome->deleted.empty()) {
+        controller::AddEvent(r, "Normal", "DomainsDeleted",
+                             fmt::format("deleted {}", fmt::join(outcome->deleted, ", ")), now);
+      }
+      for (const auto& node : outcome->restarted) {
+        controller::AddEvent(r, "Normal", "DomainRestarted",
+                             fmt::format("{} redefined and restarted with the spec's vCPUs and memory", node), now);
+      }
+      if (r.drift.empty()) {
+        set(MakeCondition("Drifted", "False", "NoDrift", "", generation));
+      } else {
+        std::string message;
+        if (!repaired.empty()) message += fmt::format("repaired: {}", fmt::join(repaired, ", "));
+        if (!reported.empty()) {
+          message += fmt::format("{}reported only (drift policy Report): {}", message.empty() ? "" : "; ",
+                                 fmt::join(reported, ", "));
+        }
+        set(MakeCondition("Drifted", "True", "DriftFound", message, generation));
+      }
+      std::size_t running = 0;
+      for (const auto& n : outcome->nodes) running += n.domain_state == "running" ? 1 : 0;
+      if (!outcome->failures.empty()) {
+        set(MakeCondition("InfrastructureReady", "False", "ActionFailed", FirstAndCount(outcome->failures),
+                          generation),
+            "Warning");
+      } else if (outcome->converged) {
+        set(MakeCondition("InfrastructureReady", "True", "Ready",
+                          fmt::format("network {} and {} domains running (libvirt {} driver, domain "
+                                      "type {})",
+                                      infrastructure::NetworkName(name), outcome->nodes.size(),
+                                      infrastructure_.Driver(), infrastructure_.DomainType()),
+                          generation),
+            "Normal");
+      } else if (!reported.empty()) {
+        set(MakeCondition("InfrastructureReady", "False", "DriftReported",
+                          fmt::format("{} of {} domains running; drift is reported, not repaired",
+                                      running, outcome->nodes.size()),
+                          generation));
+      } else {
+        set(MakeCondition("InfrastructureReady", "False", "Creating",
+                          fmt::format("{} of {} domains running", running, outcome->nodes.size()),
+                          generation));
+      }
+      for (const char* type : {"ControlPlaneReady", "WorkersReady"}) {
+        set(MakeCondition(type, "Unknown", kBootstrapNotImplemented, kBootstrapMessage, generation));
       }
     }
 
     if (!desired->spec) {
-      set(MakeCondition("Ready", "False", "SpecInvalid",
-                        "the manifest has never been valid; see SpecValid", generation));
-    } else if (desired->deletion_at) {
-      set(MakeCondition("Ready", "False", "Deleting", "the lab is waiting to be deleted",
+      set(MakeCondition("Ready", "False", "SpecInvalid", "the manifest has never been valid; see SpecValid",
                         generation));
+    } else if (desired->deletion_at) {
+      set(MakeCondition("Ready", "False", "Deleting", "the lab is waiting to be deleted", generation));
     } else {
-      set(MakeCondition("Ready", "False", kNotImplemented, kNotImplementedMessage, generation));
+      set(MakeCondition("Ready", "False", kBootstrapNotImplemented, kBootstrapMessage, generation));
     }
     conditions = r.conditions;
   });
   if (!updated) return std::unexpected(updated.error());
+
   if (metrics_) {
     for (const Condition& c : conditions) metrics_->SetCondition(name, c.type, c.status);
+    if (outcome) {
+      std::map<std::pair<std::string, std::string>, double> counts;
+      for (const char* role : {"control-plane", "worker"}) {
+        for (const char* state : {"running", "shutoff", "paused", "crashed", "missing", "other"}) {
+          counts[{role, state}] = 0;
+        }
+      }
+      for (const auto& n : outcome->nodes) {
+        const bool known = counts.contains({n.role, n.domain_state});
+        counts[{n.role, known ? n.domain_state : "other"}] += 1;
+      }
+      for (const auto& [key, count] : counts) metrics_->SetNodes(name, key.first, key.second, count);
+      std::vector<std::string> kinds;
+      for (const auto& d : outcome->drift) {
+        kinds.push_back(d.kind);
+        metrics_->CountDriftDetected(name, d.kind);
+        if (d.remediated) {
+          const bool failed = std::any_of(outcome->failures.begin(), outcome->failures.end(),
+                                          [&](const std::string& f) { return f.find(d.object) != std::string::npos; });
+          metrics_->CountRemediation(name, d.kind, failed ? "failure" : "success");
+        }
+      }
+      metrics_->SetActiveDrift(name, kinds);
+    }
+  }
+  if (infra_error) return std::unexpected(*infra_error);
+  if (outcome && !outcome->failures.empty()) {
+    return MakeError(ErrorCode::kUnavailable, fmt::format("lab {}: {}", name, FirstAndCount(outcome->failures)));
+  }
+  const bool drift_left_alone = outcome && std::any_of(outcome->drift.begin(), outcome->drift.end(),
+                                                       [](const auto& d) { return !d.remediated; });
+  if (outcome && !outcome->converged && !drift_left_alone) {
+    // Still converging (one restart per pass, domains booting): look again soon.
+    return controller::ReconcileResult{.requeue_after = std::chrono::seconds(2)};
   }
   return controller::ReconcileResult{};
 }

@@ -1,12 +1,14 @@
 // LabClusterReconciler: converges one lab toward its manifest.
 //
-// In this build it validates and records only: it keeps metadata.generation
-// in step with the spec, reports SpecValid and Deleting, plans the nodes
-// (names, roles, addresses; domainState "missing"), records events on every
-// transition, and says plainly in InfrastructureReady, ControlPlaneReady,
-// WorkersReady and Ready that creating VMs is not implemented yet. A lab whose
-// desired state is gone has its status removed.
-// Thread-safe (one call per key at a time, as the Manager guarantees).
+// Keeps metadata.generation in step with the spec and reports SpecValid and
+// Deleting; creates, repairs, scales and deletes the lab's libvirt network,
+// volumes and domains through the InfrastructureReconciler, reporting node
+// states, drift (Drifted, status.drift, events, metrics) and
+// InfrastructureReady. Kubernetes bootstrap is not implemented yet, and
+// ControlPlaneReady, WorkersReady and Ready say so. A lab whose desired state
+// is gone is torn down (volumes kept under deletionPolicy Retain), then its
+// status is removed. Thread-safe (one call per key at a time, as the Manager
+// guarantees).
 #pragma once
 
 #include <string>
@@ -15,6 +17,7 @@
 #include "controller/desired_state.h"
 #include "controller/reconciler.h"
 #include "controller/status_store.h"
+#include "reconcilers/infrastructure_reconciler.h"
 
 namespace vmlab::metrics {
 class LabMetrics;
@@ -26,13 +29,18 @@ class LabClusterReconciler final : public controller::Reconciler {
  public:
   // `metrics` may be null. All references must outlive the reconciler.
   LabClusterReconciler(const controller::DesiredState& desired, controller::StatusStore& store,
-                       controller::Clock& clock, metrics::LabMetrics* metrics);
+                       InfrastructureReconciler& infrastructure, controller::Clock& clock,
+                       metrics::LabMetrics* metrics);
 
   [[nodiscard]] Result<controller::ReconcileResult> Reconcile(const std::string& name) override;
 
  private:
+  [[nodiscard]] Result<controller::ReconcileResult> Delete(const std::string& name,
+                                                           const controller::LabRecord& record);
+
   const controller::DesiredState& desired_;
   controller::StatusStore& store_;
+  InfrastructureReconciler& infrastructure_;
   controller::Clock& clock_;
   metrics::LabMetrics* const metrics_;
 };

@@ -103,15 +103,18 @@ std::string StateName(int state) {
   }
 }
 
-std::optional<Ownership> DomainOwner(virDomainPtr domain) {
-  // The persistent definition's <metadata>: what vmlab wrote when it defined it.
+// The persistent definition: what vmlab wrote (ownership) and what the domain
+// will run with on its next start (so a `virsh edit` shows as drift).
+std::string InactiveXml(virDomainPtr domain) {
   CString xml(virDomainGetXMLDesc(domain, VIR_DOMAIN_XML_INACTIVE));
   if (!xml) {
     virResetLastError();
-    return std::nullopt;
+    return "";
   }
-  return ParseOwnership(xml.get());
+  return xml.get();
 }
+
+std::optional<Ownership> DomainOwner(virDomainPtr domain) { return ParseOwnership(InactiveXml(domain)); }
 
 }  // namespace
 
@@ -128,12 +131,13 @@ Result<std::vector<DomainInfo>> LibvirtHypervisor::ListDomains() {
       DomainInfo info;
       info.name = virDomainGetName(domain.get());
       virDomainInfo state{};
-      if (virDomainGetInfo(domain.get(), &state) == 0) {
-        info.state = StateName(state.state);
-        info.vcpus = state.nrVirtCpu;
-        info.memory_mib = static_cast<int>(state.maxMem / 1024);
+      if (virDomainGetInfo(domain.get(), &state) == 0) info.state = StateName(state.state);
+      const std::string xml = InactiveXml(domain.get());
+      info.owner = ParseOwnership(xml);
+      if (const auto resources = ParseDomainResources(xml)) {
+        info.vcpus = resources->vcpus;
+        info.memory_mib = resources->memory_mib;
       }
-      info.owner = DomainOwner(domain.get());
       out.push_back(std::move(info));
     }
     return out;

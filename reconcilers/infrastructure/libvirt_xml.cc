@@ -192,6 +192,7 @@ std::string RenderVolumeXml(const std::string& name, int capacity_gib,
   xmlNodePtr root = doc.root();
   Child(root, "name", name);
   Attr(Child(root, "capacity", std::to_string(capacity_gib)), "unit", "GiB");
+  Child(root, "allocation", "0");  // sparse: a copy-on-write overlay starts empty
   xmlNodePtr target = Child(root, "target");
   Attr(Child(target, "format"), "type", "qcow2");
   if (!backing_path.empty()) {
@@ -200,6 +201,49 @@ std::string RenderVolumeXml(const std::string& name, int capacity_gib,
     Attr(Child(backing, "format"), "type", backing_format);
   }
   return doc.Dump();
+}
+
+namespace {
+
+const xmlNode* FindElement(const xmlNode* node, const char* name) {
+  for (; node; node = node->next) {
+    if (node->type == XML_ELEMENT_NODE && xmlStrEqual(node->name, X(name))) return node;
+  }
+  return nullptr;
+}
+
+std::string Text(const xmlNode* node) {
+  if (!node) return "";
+  xmlChar* content = xmlNodeGetContent(node);
+  std::string out = content ? reinterpret_cast<const char*>(content) : "";
+  xmlFree(content);
+  return out;
+}
+
+}  // namespace
+
+std::optional<DomainResources> ParseDomainResources(const std::string& xml) {
+  std::unique_ptr<xmlDoc, void (*)(xmlDocPtr)> doc(
+      xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "domain.xml", nullptr,
+                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING),
+      xmlFreeDoc);
+  if (!doc) return std::nullopt;
+  const xmlNode* root = xmlDocGetRootElement(doc.get());
+  if (!root) return std::nullopt;
+  const xmlNode* memory = FindElement(root->children, "memory");
+  const xmlNode* vcpu = FindElement(root->children, "vcpu");
+  if (!memory || !vcpu) return std::nullopt;
+  try {
+    const std::string unit = Prop(memory, "unit");
+    const double amount = std::stod(Text(memory));
+    double mib = amount / 1024;  // libvirt's default unit is KiB
+    if (unit == "MiB" || unit == "M") mib = amount;
+    if (unit == "GiB" || unit == "G") mib = amount * 1024;
+    if (unit == "b" || unit == "bytes") mib = amount / 1024 / 1024;
+    return DomainResources{std::stoi(Text(vcpu)), static_cast<int>(mib)};
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
 }
 
 std::optional<Ownership> ParseOwnership(const std::string& xml) {

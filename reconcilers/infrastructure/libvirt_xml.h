@@ -45,4 +45,11 @@ struct Ownership {
 };
 [[nodiscard]] std::optional<Ownership> ParseOwnership(const std::string& xml);
 
+// vCPUs and memory of a domain definition (its persistent configuration).
+struct DomainResources {
+  int vcpus = 0;
+  int memory_mib = 0;
+};
+[[nodiscard]] std::optional<DomainResources> ParseDomainResources(const std::string& xml);
+
 }  // namespace vmlab::reconcilers::infrastructure

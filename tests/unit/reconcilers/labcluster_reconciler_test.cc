@@ -1,15 +1,25 @@
+// LabClusterReconciler with the real LibvirtHypervisor on libvirt's test
+// driver (test:///default). The test acts "behind vmlab's back" through a
+// connection of its own to the same in-process driver. Lab names are unique
+// per test, since the driver's state is shared by the whole process.
 #include "reconcilers/labcluster_reconciler.h"
 
 #include <gtest/gtest.h>
 #include <gmock/gmock.h>
 
+#include <algorithm>
 #include <map>
+
+#include <fmt/format.h>
 
 #include "controller/fake_clock.h"
 #include "crds/canonical.h"
 #include "crds/labcluster_parse.h"
 #include "metrics/lab_metrics.h"
 #include "metrics/registry.h"
+#include "reconcilers/infrastructure/identity.h"
+#include "reconcilers/infrastructure/lab_layout.h"
+#include "reconcilers/infrastructure/libvirt_hypervisor.h"
 #include "../controller/scratch_dir.h"
 
 namespace vmlab::reconcilers {
@@ -18,6 +28,7 @@ namespace {
 using controller::DesiredLab;
 using std::chrono::seconds;
 using testing::HasSubstr;
+namespace infra = infrastructure;
 
 class FakeDesiredState final : public controller::DesiredState {
  public:
@@ -34,8 +45,17 @@ class FakeDesiredState final : public controller::DesiredState {
   std::map<std::string, DesiredLab> labs;
 };
 
-DesiredLab Valid(const std::string& name, int workers) {
-  auto docs = crds::ParseManifests("lab.yaml", testing_support::LabManifest(name, "172.42.42.0/24", workers));
+DesiredLab Desired(const std::string& name, int control_planes, int workers,
+                   const std::string& policy = "Remediate", const std::string& deletion = "Delete") {
+  static int next_net = 0;
+  const std::string text = fmt::format(
+      "apiVersion: vmlab.io/v1alpha1\nkind: LabCluster\nmetadata: {{name: {}}}\nspec:\n"
+      "  kubernetes: {{version: \"1.30.4\"}}\n  network: {{cidr: 172.30.{}.0/24}}\n"
+      "  controlPlane: {{replicas: {}}}\n  workers: {{replicas: {}}}\n  drift: {{policy: {}}}\n"
+      "  deletionPolicy: {}\n",
+      name, 100 + (next_net++ % 100), control_planes, workers, policy, deletion);
+  auto docs = crds::ParseManifests("lab.yaml", text);
+  EXPECT_TRUE(docs.at(0).valid()) << text;
   DesiredLab lab;
   lab.name = name;
   lab.spec = docs.at(0).object;
@@ -47,11 +67,55 @@ DesiredLab Valid(const std::string& name, int workers) {
 
 class LabClusterReconcilerTest : public testing::Test {
  protected:
+  void SetUp() override {
+    ASSERT_TRUE(connection_.Ensure().has_value());
+    ASSERT_TRUE(behind_connection_.Ensure().has_value());
+  }
+  // Labs are torn down through vmlab itself, so the shared driver is left clean.
+  void TearDown() override {
+    std::vector<std::string> names = desired_.Names();
+    desired_.labs.clear();
+    for (const auto& name : names) {
+      for (int i = 0; i < 3 && store_.Get(name); ++i) (void)reconciler_.Reconcile(name);
+    }
+  }
+
   controller::LabRecord Record(const std::string& name) { return store_.Get(name).value(); }
   const controller::Condition& Cond(const controller::LabRecord& r, const char* type) {
+    static const controller::Condition kMissing;
     const auto* c = r.FindCondition(type);
     EXPECT_NE(c, nullptr) << type;
-    return *c;
+    return c ? *c : kMissing;
+  }
+  // Reconciles until nothing asks for another pass (at most 10).
+  void Settle(const std::string& name) {
+    for (int i = 0; i < 10; ++i) {
+      auto result = reconciler_.Reconcile(name);
+      ASSERT_TRUE(result.has_value()) << result.error().message;
+      if (result->requeue_after == controller::Duration::zero()) return;
+    }
+  }
+  std::map<std::string, infra::DomainInfo> Domains(const std::string& lab) {
+    std::map<std::string, infra::DomainInfo> out;
+    const auto domains = hypervisor_.ListDomains();
+    for (const auto& d : domains.value()) {
+      if (d.name.starts_with(lab + "-")) out[d.name] = d;
+    }
+    return out;
+  }
+  std::vector<std::string> Volumes(const std::string& lab) {
+    std::vector<std::string> out;
+    auto volumes = hypervisor_.ListVolumes(infra::kPoolName);
+    if (!volumes) return out;
+    for (const auto& v : *volumes) {
+      if (v.name.starts_with(lab + "-")) out.push_back(v.name);
+    }
+    return out;
+  }
+  bool NetworkExists(const std::string& lab) {
+    const auto networks = hypervisor_.ListNetworks().value();
+    return std::any_of(networks.begin(), networks.end(),
+                       [&](const auto& n) { return n.name == infra::NetworkName(lab); });
   }
 
   testing_support::ScratchDir dir_;
@@ -60,76 +124,153 @@ class LabClusterReconcilerTest : public testing::Test {
   controller::StatusStore store_{dir_.path()};
   metrics::Registry registry_;
   metrics::LabMetrics lab_metrics_{registry_};
-  LabClusterReconciler reconciler_{desired_, store_, clock_, &lab_metrics_};
+  infra::LibvirtConnection connection_{"test:///default", nullptr};
+  infra::LibvirtHypervisor hypervisor_{connection_};
+  InfrastructureReconciler infrastructure_{hypervisor_, dir_.path().string()};
+  LabClusterReconciler reconciler_{desired_, store_, infrastructure_, clock_, &lab_metrics_};
+  // "Behind vmlab's back": another connection to the same driver.
+  infra::LibvirtConnection behind_connection_{"test:///default", nullptr};
+  infra::LibvirtHypervisor behind_{behind_connection_};
 };
 
-TEST_F(LabClusterReconcilerTest, RecordsANewLabHonestly) {
-  desired_.labs["spk"] = Valid("spk", 2);
-  ASSERT_TRUE(reconciler_.Reconcile("spk").has_value());
-  const auto r = Record("spk");
+TEST_F(LabClusterReconcilerTest, CreatesTheLabAndSaysWhatIsNotDoneYet) {
+  desired_.labs["rcnew"] = Desired("rcnew", 1, 2);
+  Settle("rcnew");
+  const auto r = Record("rcnew");
   EXPECT_EQ(r.generation, 1);
-  EXPECT_EQ(r.observed_generation, 1);
   EXPECT_EQ(Cond(r, "SpecValid").status, "True");
+  EXPECT_EQ(Cond(r, "InfrastructureReady").status, "True");
+  EXPECT_THAT(Cond(r, "InfrastructureReady").message, HasSubstr("3 domains running (libvirt TEST driver"));
+  EXPECT_EQ(Cond(r, "Drifted").status, "False");
   EXPECT_EQ(Cond(r, "Ready").status, "False");
-  EXPECT_EQ(Cond(r, "Ready").reason, "NotImplemented");
-  EXPECT_EQ(Cond(r, "InfrastructureReady").status, "Unknown");
-  EXPECT_THAT(Cond(r, "InfrastructureReady").message, HasSubstr("not implemented yet"));
+  EXPECT_EQ(Cond(r, "Ready").reason, "BootstrapNotImplemented");
+  EXPECT_EQ(Cond(r, "WorkersReady").status, "Unknown");
   ASSERT_EQ(r.nodes.size(), 3u);
-  EXPECT_EQ(r.nodes[0].name, "spk-cp-1");
-  EXPECT_EQ(r.nodes[2].ip, "172.42.42.102");
-  EXPECT_EQ(r.nodes[2].domain_state, "missing");
-  ASSERT_FALSE(r.events.empty());
-  EXPECT_EQ(r.events.front().reason, "Created");
+  for (const auto& n : r.nodes) EXPECT_EQ(n.domain_state, "running") << n.name;
+  EXPECT_EQ(Domains("rcnew").size(), 3u);
+  EXPECT_EQ(Volumes("rcnew").size(), 3u);
+  EXPECT_TRUE(NetworkExists("rcnew"));
+  EXPECT_TRUE(std::any_of(r.events.begin(), r.events.end(), [](const auto& e) { return e.reason == "DomainsCreated"; }));
   EXPECT_NE(registry_.Serialize().find(
-                "vmlab_labcluster_status_condition{name=\"spk\",status=\"True\",type=\"SpecValid\"} 1"),
+                "vmlab_labcluster_nodes{name=\"rcnew\",role=\"worker\",state=\"running\"} 2"),
             std::string::npos);
 }
 
 TEST_F(LabClusterReconcilerTest, GenerationMovesOnlyWithTheSpec) {
-  desired_.labs["spk"] = Valid("spk", 1);
-  ASSERT_TRUE(reconciler_.Reconcile("spk").has_value());
-  ASSERT_TRUE(reconciler_.Reconcile("spk").has_value());
-  EXPECT_EQ(Record("spk").generation, 1) << "a resync must not bump the generation";
-  desired_.labs["spk"] = Valid("spk", 3);
-  ASSERT_TRUE(reconciler_.Reconcile("spk").has_value());
-  EXPECT_EQ(Record("spk").generation, 2);
-  EXPECT_EQ(Record("spk").events.back().reason, "SpecChanged");
+  desired_.labs["rcgen"] = Desired("rcgen", 1, 0);
+  Settle("rcgen");
+  Settle("rcgen");
+  EXPECT_EQ(Record("rcgen").generation, 1) << "a resync must not bump the generation";
+  desired_.labs["rcgen"] = Desired("rcgen", 1, 1);
+  Settle("rcgen");
+  EXPECT_EQ(Record("rcgen").generation, 2);
 }
 
-TEST_F(LabClusterReconcilerTest, InvalidSpecKeepsGenerationAndSaysWhy) {
-  desired_.labs["spk"] = Valid("spk", 1);
-  ASSERT_TRUE(reconciler_.Reconcile("spk").has_value());
-  clock_.Advance(seconds(10));
-  DesiredLab broken = desired_.labs["spk"];
+TEST_F(LabClusterReconcilerTest, InvalidSpecKeepsTheLabAsItWas) {
+  desired_.labs["rcbad"] = Desired("rcbad", 1, 1);
+  Settle("rcbad");
+  DesiredLab broken = desired_.labs["rcbad"];
   broken.spec_valid = false;
   broken.invalid_reason = "InvalidSpec";
   broken.invalid_message = "lab.yaml:11:15: error: spec.workers.replicas: must be between 0 and 150";
-  desired_.labs["spk"] = broken;
-  ASSERT_TRUE(reconciler_.Reconcile("spk").has_value());
-  ASSERT_TRUE(reconciler_.Reconcile("spk").has_value());
-  const auto r = Record("spk");
+  desired_.labs["rcbad"] = broken;
+  Settle("rcbad");
+  const auto r = Record("rcbad");
   EXPECT_EQ(r.generation, 1);
-  const auto& spec_valid = Cond(r, "SpecValid");
-  EXPECT_EQ(spec_valid.status, "False");
-  EXPECT_EQ(spec_valid.reason, "InvalidSpec");
-  EXPECT_THAT(spec_valid.message, HasSubstr("spec.workers.replicas"));
-  EXPECT_THAT(spec_valid.message, HasSubstr("the last valid spec (generation 1) stays in force"));
-  EXPECT_EQ(spec_valid.last_transition, clock_.WallNow());
-  EXPECT_EQ(r.events.back().type, "Warning");
-  EXPECT_EQ(r.events.back().count, 1) << "a second reconcile of the same problem adds no event";
+  EXPECT_EQ(Cond(r, "SpecValid").status, "False");
+  EXPECT_THAT(Cond(r, "SpecValid").message, HasSubstr("the last valid spec (generation 1) stays in force"));
+  EXPECT_EQ(Domains("rcbad").size(), 2u) << "an invalid edit destroys nothing";
 }
 
-TEST_F(LabClusterReconcilerTest, PendingDeletionIsShownAndGoneLabIsRemoved) {
-  desired_.labs["spk"] = Valid("spk", 1);
-  ASSERT_TRUE(reconciler_.Reconcile("spk").has_value());
-  desired_.labs["spk"].deletion_at = clock_.WallNow() + seconds(30);
-  ASSERT_TRUE(reconciler_.Reconcile("spk").has_value());
-  EXPECT_EQ(Cond(Record("spk"), "Deleting").status, "True");
-  EXPECT_EQ(Cond(Record("spk"), "Ready").reason, "Deleting");
-  desired_.labs.erase("spk");
-  ASSERT_TRUE(reconciler_.Reconcile("spk").has_value());
-  EXPECT_FALSE(store_.Get("spk").has_value());
-  EXPECT_EQ(registry_.Serialize().find("name=\"spk\""), std::string::npos);
+TEST_F(LabClusterReconcilerTest, DriftIsRepairedAndTheUnownedLookAlikeLeftAlone) {
+  desired_.labs["rcdrift"] = Desired("rcdrift", 2, 3);
+  Settle("rcdrift");
+  ASSERT_EQ(Domains("rcdrift").size(), 5u);
+
+  // Behind vmlab's back: destroy one, undefine another, resize a third, stop
+  // the network, and define a look-alike vmlab does not own.
+  ASSERT_TRUE(behind_.StopDomain("rcdrift-cp-1").has_value());
+  ASSERT_TRUE(behind_.DeleteDomain("rcdrift-worker-1").has_value());
+  {
+    const auto& spec = *desired_.labs["rcdrift"].spec;
+    const auto node = crds::PlanNodes(spec).at(3);  // rcdrift-worker-2
+    std::string xml = infra::RenderDomainXml(spec, node, infra::HostConfigFor(dir_.path(), spec, node, "qemu"),
+                                             desired_.labs["rcdrift"].spec_hash);
+    xml.replace(xml.find(">2048<"), 6, ">4096<");
+    xml.replace(xml.find(">2048<"), 6, ">4096<");
+    ASSERT_TRUE(behind_.DefineDomain(xml).has_value());
+  }
+  ASSERT_TRUE(behind_.DeleteNetwork(infra::NetworkName("rcdrift")).has_value());
+  ASSERT_TRUE(behind_.DefineDomain("<domain type='test'><name>rcdrift-worker-9</name><memory>1024</memory>"
+                                   "<os><type>hvm</type></os></domain>").has_value());
+
+  ASSERT_TRUE(reconciler_.Reconcile("rcdrift").has_value());
+  auto r = Record("rcdrift");
+  std::vector<std::string> kinds;
+  for (const auto& d : r.drift) kinds.push_back(d.kind + " " + d.object);
+  EXPECT_THAT(kinds, testing::UnorderedElementsAre("NetworkMissing vmlab-rcdrift", "DomainStopped rcdrift-cp-1",
+                                                   "DomainMissing rcdrift-worker-1",
+                                                   "ResourceMismatch rcdrift-worker-2"));
+  EXPECT_EQ(Cond(r, "Drifted").status, "True");
+  Settle("rcdrift");
+  r = Record("rcdrift");
+  EXPECT_EQ(Cond(r, "Drifted").status, "False");
+  EXPECT_EQ(Cond(r, "InfrastructureReady").status, "True");
+  const auto domains = Domains("rcdrift");
+  EXPECT_EQ(domains.at("rcdrift-cp-1").state, "running");
+  EXPECT_EQ(domains.at("rcdrift-worker-1").state, "running");
+  EXPECT_EQ(domains.at("rcdrift-worker-2").memory_mib, 2048);
+  ASSERT_TRUE(domains.contains("rcdrift-worker-9")) << "an unowned look-alike is never touched";
+  EXPECT_FALSE(domains.at("rcdrift-worker-9").owner.has_value());
+  EXPECT_NE(registry_.Serialize().find(
+                "vmlab_drift_remediations_total{kind=\"DomainMissing\",name=\"rcdrift\",result=\"success\"} 1"),
+            std::string::npos);
+  ASSERT_TRUE(behind_.DeleteDomain("rcdrift-worker-9").has_value());
+}
+
+TEST_F(LabClusterReconcilerTest, ReportPolicyOnlyReports) {
+  desired_.labs["rcrep"] = Desired("rcrep", 1, 1, "Report");
+  Settle("rcrep");
+  ASSERT_TRUE(behind_.StopDomain("rcrep-worker-1").has_value());
+  Settle("rcrep");
+  const auto r = Record("rcrep");
+  EXPECT_EQ(Cond(r, "Drifted").status, "True");
+  EXPECT_THAT(Cond(r, "Drifted").message, HasSubstr("reported only"));
+  EXPECT_EQ(Cond(r, "InfrastructureReady").reason, "DriftReported");
+  EXPECT_EQ(Domains("rcrep").at("rcrep-worker-1").state, "shutoff") << "Report must not repair";
+}
+
+TEST_F(LabClusterReconcilerTest, ScalesUpAndDownThenDeletesEverything) {
+  desired_.labs["rcscale"] = Desired("rcscale", 1, 3);
+  Settle("rcscale");
+  EXPECT_EQ(Domains("rcscale").size(), 4u);
+  desired_.labs["rcscale"] = Desired("rcscale", 1, 5);
+  Settle("rcscale");
+  EXPECT_EQ(Domains("rcscale").size(), 6u);
+  desired_.labs["rcscale"] = Desired("rcscale", 1, 1);
+  Settle("rcscale");
+  auto domains = Domains("rcscale");
+  EXPECT_EQ(domains.size(), 2u);
+  EXPECT_TRUE(domains.contains("rcscale-worker-1")) << "scale down removes the highest indices";
+  EXPECT_EQ(Volumes("rcscale").size(), 2u);
+
+  desired_.labs.erase("rcscale");
+  Settle("rcscale");
+  EXPECT_TRUE(Domains("rcscale").empty());
+  EXPECT_TRUE(Volumes("rcscale").empty());
+  EXPECT_FALSE(NetworkExists("rcscale"));
+  EXPECT_FALSE(store_.Get("rcscale").has_value());
+}
+
+TEST_F(LabClusterReconcilerTest, RetainKeepsVolumesOnDeletion) {
+  desired_.labs["rcret"] = Desired("rcret", 1, 1, "Remediate", "Retain");
+  Settle("rcret");
+  desired_.labs.erase("rcret");
+  Settle("rcret");
+  EXPECT_TRUE(Domains("rcret").empty());
+  EXPECT_FALSE(NetworkExists("rcret"));
+  EXPECT_EQ(Volumes("rcret").size(), 2u);
+  for (const auto& v : Volumes("rcret")) ASSERT_TRUE(hypervisor_.DeleteVolume(infra::kPoolName, v).has_value());
 }
 
 }  // namespace

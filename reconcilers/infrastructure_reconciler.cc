@@ -1,0 +1,165 @@
+#include "reconcilers/infrastructure_reconciler.h"
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "reconcilers/infrastructure/identity.h"
+#include "reconcilers/infrastructure/lab_layout.h"
+
+namespace vmlab::reconcilers {
+
+using infrastructure::Action;
+using infrastructure::ActionKind;
+
+InfrastructureReconciler::InfrastructureReconciler(infrastructure::Hypervisor& hypervisor,
+                                                   std::string state_dir, int parallelism)
+    : hypervisor_(hypervisor), state_dir_(std::move(state_dir)), parallelism_(parallelism) {}
+
+Result<infrastructure::Observed> InfrastructureReconciler::Observe(const std::string& lab,
+                                                                   bool pool_needed) {
+  infrastructure::Observed observed;
+  auto domains = hypervisor_.ListDomains();
+  if (!domains) return std::unexpected(domains.error());
+  for (auto& d : *domains) {
+    if (d.owner && d.owner->lab == lab) observed.domains.push_back(std::move(d));
+  }
+  auto networks = hypervisor_.ListNetworks();
+  if (!networks) return std::unexpected(networks.error());
+  for (auto& n : *networks) {
+    if (n.owner && n.owner->lab == lab && n.name == infrastructure::NetworkName(lab)) {
+      observed.network = std::move(n);
+    }
+  }
+  if (pool_needed) {
+    if (auto pool = hypervisor_.EnsurePool(infrastructure::kPoolName,
+                                           infrastructure::PoolPath(state_dir_).string());
+        !pool) {
+      return std::unexpected(pool.error());
+    }
+  }
+  auto volumes = hypervisor_.ListVolumes(infrastructure::kPoolName);
+  if (volumes) {
+    for (const auto& v : *volumes) {
+      if (infrastructure::IsLabVolume(lab, v.name)) observed.volumes.insert(v.name);
+    }
+  } else if (volumes.error().code != ErrorCode::kNotFound) {
+    return std::unexpected(volumes.error());
+  }
+  return observed;
+}
+
+Status InfrastructureReconciler::Run(const Action& action) {
+  switch (action.kind) {
+    case ActionKind::kEnsurePool:
+      return hypervisor_.EnsurePool(action.target, infrastructure::PoolPath(state_dir_).string());
+    case ActionKind::kDefineNetwork: return hypervisor_.DefineNetwork(action.xml);
+    case ActionKind::kStartNetwork: return hypervisor_.StartNetwork(action.target);
+    case ActionKind::kCreateVolume: return hypervisor_.CreateVolume(infrastructure::kPoolName, action.xml);
+    case ActionKind::kDefineDomain: return hypervisor_.DefineDomain(action.xml);
+    case ActionKind::kStartDomain: return hypervisor_.StartDomain(action.target);
+    case ActionKind::kRestartDomain: {
+      if (auto stopped = hypervisor_.StopDomain(action.target); !stopped) return stopped;
+      return hypervisor_.StartDomain(action.target);
+    }
+    case ActionKind::kDeleteDomain: return hypervisor_.DeleteDomain(action.target);
+    case ActionKind::kDeleteVolume: return hypervisor_.DeleteVolume(infrastructure::kPoolName, action.target);
+    case ActionKind::kDeleteNetwork: return hypervisor_.DeleteNetwork(action.target);
+  }
+  return {};
+}
+
+Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
+    const std::string& lab, const crds::LabCluster* spec, const std::string& spec_hash,
+    bool retain_volumes, const std::set<std::string>& known_nodes) {
+  auto observed = Observe(lab, spec != nullptr);
+  if (!observed) return std::unexpected(observed.error());
+  observed->known_nodes = known_nodes;
+  const infrastructure::Desired desired{spec, retain_volumes, spec_hash, state_dir_, DomainType()};
+  const infrastructure::Plan plan = infrastructure::PlanInfrastructure(lab, desired, *observed);
+
+  InfrastructureOutcome outcome;
+  outcome.drift = plan.drift;
+  std::mutex mutex;
+  auto run = [&](const Action& action) {
+    auto done = Run(action);
+    std::lock_guard guard(mutex);
+    if (!done) {
+      outcome.failures.push_back(
+          fmt::format("{} {}: {}", infrastructure::ToString(action.kind), action.target, done.error().message));
+      return false;
+    }
+    if (action.kind == ActionKind::kDefineDomain && !std::any_of(observed->domains.begin(), observed->domains.end(),
+                                                                 [&](const auto& d) { return d.name == action.target; })) {
+      outcome.created.push_back(action.target);
+    }
+    if (action.kind == ActionKind::kDeleteDomain) outcome.deleted.push_back(action.target);
+    if (action.kind == ActionKind::kRestartDomain) outcome.restarted.push_back(action.target);
+    return true;
+  };
+
+  // 1. Lab-wide set-up, in order.
+  std::map<std::string, std::vector<const Action*>> by_node;
+  std::vector<const Action*> last;
+  bool setup_ok = true;
+  for (const Action& action : plan.actions) {
+    const bool lab_wide_setup = action.node.empty() &&
+                                (action.kind == ActionKind::kEnsurePool ||
+                                 action.kind == ActionKind::kDefineNetwork ||
+                                 action.kind == ActionKind::kStartNetwork);
+    if (lab_wide_setup) {
+      setup_ok = run(action) && setup_ok;
+    } else if (action.node.empty()) {
+      last.push_back(&action);
+    } else {
+      by_node[action.node].push_back(&action);
+    }
+  }
+  // 2. Each node's actions in order, nodes side by side (bounded).
+  if (setup_ok) {
+    std::vector<const std::vector<const Action*>*> groups;
+    for (const auto& [node, actions] : by_node) groups.push_back(&actions);
+    std::atomic<std::size_t> next{0};
+    auto worker = [&] {
+      for (std::size_t i = next++; i < groups.size(); i = next++) {
+        for (const Action* action : *groups[i]) {
+          if (!run(*action)) break;  // later steps of this node need the earlier ones
+        }
+      }
+    };
+    std::vector<std::thread> threads;
+    const std::size_t count = std::min<std::size_t>(groups.size(), static_cast<std::size_t>(parallelism_));
+    for (std::size_t i = 1; i < count; ++i) threads.emplace_back(worker);
+    if (count > 0) worker();
+    for (auto& t : threads) t.join();
+    // 3. Lab-wide teardown, after the domains that used it are gone.
+    for (const Action* action : last) run(*action);
+  }
+
+  // What libvirt shows now.
+  auto after = Observe(lab, false);
+  if (!after) return std::unexpected(after.error());
+  std::map<std::string, std::string> states;
+  for (const auto& d : after->domains) states[d.name] = d.state;
+  outcome.network_active = after->network && after->network->active;
+  bool all_running = outcome.network_active;
+  if (spec) {
+    for (const auto& node : crds::PlanNodes(*spec)) {
+      const auto it = states.find(node.name);
+      const std::string state = it == states.end() ? "missing" : it->second;
+      all_running = all_running && state == "running";
+      outcome.nodes.push_back({node.name, std::string(crds::ToString(node.role)),
+                               crds::Ipv4Address{static_cast<std::uint32_t>(node.address)}.ToString(),
+                               state, "", false});
+    }
+  }
+  outcome.converged = spec && all_running && outcome.failures.empty() && after->domains.size() == outcome.nodes.size();
+  outcome.nothing_left = after->domains.empty() && !after->network && (retain_volumes || after->volumes.empty());
+  return outcome;
+}
+
+}  // namespace vmlab::reconcilers

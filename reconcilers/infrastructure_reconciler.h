@@ -1,0 +1,57 @@
+// InfrastructureReconciler: observe -> plan -> act for one lab's libvirt
+// objects. Observes only what the lab owns, asks the pure planner what to do,
+// runs lab-wide actions first, then each node's actions with bounded
+// parallelism (nodes are created side by side, not one after another), then
+// the teardown of lab-wide objects, and reports node states and drift.
+// Thread-safe for different labs.
+#pragma once
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "controller/status_store.h"
+#include "crds/labcluster_types.h"
+#include "crds/result.h"
+#include "reconcilers/infrastructure/hypervisor.h"
+#include "reconcilers/infrastructure/planner.h"
+
+namespace vmlab::reconcilers {
+
+struct InfrastructureOutcome {
+  std::vector<controller::NodeStatus> nodes;  // every planned node, with its domain state
+  std::vector<infrastructure::DriftItem> drift;
+  std::vector<std::string> failures;  // one line per failed action
+  std::vector<std::string> created;   // domains defined anew
+  std::vector<std::string> deleted;   // domains removed
+  std::vector<std::string> restarted;
+  bool network_active = false;
+  bool converged = false;  // network active, every planned node running, nothing failed
+  bool nothing_left = false;  // (deletion) no domain, volume or network of the lab remains
+};
+
+class InfrastructureReconciler {
+ public:
+  InfrastructureReconciler(infrastructure::Hypervisor& hypervisor, std::string state_dir,
+                           int parallelism = 8);
+
+  // `spec` null: tear the lab down. `known_nodes`: nodes created before (status).
+  [[nodiscard]] Result<InfrastructureOutcome> Converge(const std::string& lab,
+                                                       const crds::LabCluster* spec,
+                                                       const std::string& spec_hash,
+                                                       bool retain_volumes,
+                                                       const std::set<std::string>& known_nodes);
+  // Domain type used for new domains. KVM detection is not done yet: "qemu" (TCG) always.
+  [[nodiscard]] std::string DomainType() const { return "qemu"; }
+  [[nodiscard]] std::string Driver() const { return hypervisor_.Driver(); }
+
+ private:
+  [[nodiscard]] Result<infrastructure::Observed> Observe(const std::string& lab, bool pool_needed);
+  [[nodiscard]] Status Run(const infrastructure::Action& action);
+
+  infrastructure::Hypervisor& hypervisor_;
+  const std::string state_dir_;
+  const int parallelism_;
+};
+
+}  // namespace vmlab::reconcilers
