@@ -69,6 +69,10 @@ Status InfrastructureReconciler::Run(const Action& action) {
     case ActionKind::kDeleteDomain: return hypervisor_.DeleteDomain(action.target);
     case ActionKind::kDeleteVolume: return hypervisor_.DeleteVolume(infrastructure::kPoolName, action.target);
     case ActionKind::kDeleteNetwork: return hypervisor_.DeleteNetwork(action.target);
+    case ActionKind::kAddNetworkHost:
+      return hypervisor_.UpdateNetworkHost(action.target, true, action.xml, action.extra_xml);
+    case ActionKind::kRemoveNetworkHost:
+      return hypervisor_.UpdateNetworkHost(action.target, false, action.xml, action.extra_xml);
   }
   return {};
 }
@@ -110,7 +114,8 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
     const bool lab_wide_setup = action.node.empty() &&
                                 (action.kind == ActionKind::kEnsurePool ||
                                  action.kind == ActionKind::kDefineNetwork ||
-                                 action.kind == ActionKind::kStartNetwork);
+                                 action.kind == ActionKind::kStartNetwork ||
+                                 action.kind == ActionKind::kAddNetworkHost);
     if (lab_wide_setup) {
       setup_ok = run(action) && setup_ok;
     } else if (action.node.empty()) {

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +33,7 @@ struct NetworkInfo {
   std::string name;
   bool active = false;
   std::optional<Ownership> owner;
+  std::map<std::string, std::string> dhcp_hosts;  // static DHCP entries: host name -> IP
 };
 
 struct VolumeInfo {
@@ -51,6 +53,11 @@ class Hypervisor {
   [[nodiscard]] virtual Status DefineNetwork(const std::string& xml) = 0;
   [[nodiscard]] virtual Status StartNetwork(const std::string& name) = 0;
   [[nodiscard]] virtual Status DeleteNetwork(const std::string& name) = 0;  // destroy + undefine
+  // Adds or removes one node's static DHCP entry and DNS host entry, live and
+  // in the persistent definition.
+  [[nodiscard]] virtual Status UpdateNetworkHost(const std::string& network, bool add,
+                                                 const std::string& dhcp_host_xml,
+                                                 const std::string& dns_host_xml) = 0;
 
   // The vmlab storage pool (a directory pool at `path`), defined, built and started.
   [[nodiscard]] virtual Status EnsurePool(const std::string& name, const std::string& path) = 0;

@@ -157,7 +157,10 @@ Result<std::vector<NetworkInfo>> LibvirtHypervisor::ListNetworks() {
       NetworkInfo info;
       info.name = virNetworkGetName(network.get());
       info.active = virNetworkIsActive(network.get()) == 1;
-      if (CString xml(virNetworkGetXMLDesc(network.get(), 0)); xml) info.owner = ParseOwnership(xml.get());
+      if (CString xml(virNetworkGetXMLDesc(network.get(), 0)); xml) {
+        info.owner = ParseOwnership(xml.get());
+        info.dhcp_hosts = ParseDhcpHosts(xml.get());
+      }
       out.push_back(std::move(info));
     }
     return out;
@@ -191,6 +194,26 @@ Status LibvirtHypervisor::DeleteNetwork(const std::string& name) {
       return std::unexpected(LibvirtError("stop network"));
     }
     if (virNetworkUndefine(network.get()) != 0) return std::unexpected(LibvirtError("undefine network"));
+    return {};
+  });
+}
+
+Status LibvirtHypervisor::UpdateNetworkHost(const std::string& name, bool add,
+                                            const std::string& dhcp_host_xml,
+                                            const std::string& dns_host_xml) {
+  return Call(connection_, "update_network", [&](virConnectPtr conn) -> Status {
+    Network network(virNetworkLookupByName(conn, name.c_str()));
+    if (!network) return std::unexpected(LibvirtError("look up network"));
+    const unsigned int flags = virNetworkIsActive(network.get()) == 1
+                                   ? VIR_NETWORK_UPDATE_AFFECT_LIVE | VIR_NETWORK_UPDATE_AFFECT_CONFIG
+                                   : VIR_NETWORK_UPDATE_AFFECT_CONFIG;
+    const unsigned int command = add ? VIR_NETWORK_UPDATE_COMMAND_ADD_LAST : VIR_NETWORK_UPDATE_COMMAND_DELETE;
+    for (const auto& [section, xml] : {std::pair{VIR_NETWORK_SECTION_IP_DHCP_HOST, &dhcp_host_xml},
+                                       std::pair{VIR_NETWORK_SECTION_DNS_HOST, &dns_host_xml}}) {
+      if (virNetworkUpdate(network.get(), command, section, -1, xml->c_str(), flags) != 0) {
+        return std::unexpected(LibvirtError(add ? "add network host" : "remove network host"));
+      }
+    }
     return {};
   });
 }

@@ -19,6 +19,9 @@ class LibvirtHypervisor final : public Hypervisor {
   [[nodiscard]] Status DefineNetwork(const std::string& xml) override;
   [[nodiscard]] Status StartNetwork(const std::string& name) override;
   [[nodiscard]] Status DeleteNetwork(const std::string& name) override;
+  [[nodiscard]] Status UpdateNetworkHost(const std::string& network, bool add,
+                                         const std::string& dhcp_host_xml,
+                                         const std::string& dns_host_xml) override;
   [[nodiscard]] Status EnsurePool(const std::string& name, const std::string& path) override;
   [[nodiscard]] Result<std::vector<VolumeInfo>> ListVolumes(const std::string& pool) override;
   [[nodiscard]] Status CreateVolume(const std::string& pool, const std::string& xml) override;

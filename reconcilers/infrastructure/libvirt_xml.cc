@@ -60,6 +60,26 @@ std::string Ip(std::uint64_t address) {
   return crds::Ipv4Address{static_cast<std::uint32_t>(address)}.ToString();
 }
 
+void AddDhcpHost(xmlNodePtr dhcp, const crds::LabCluster& lab, const crds::PlannedNode& node) {
+  xmlNodePtr host = Child(dhcp, "host");
+  Attr(host, "mac", MacAddress(lab.metadata.name, node.name));
+  Attr(host, "name", node.name);
+  Attr(host, "ip", Ip(node.address));
+}
+
+void AddDnsHost(xmlNodePtr dns, const crds::LabCluster& lab, const crds::PlannedNode& node) {
+  xmlNodePtr host = Attr(Child(dns, "host"), "ip", Ip(node.address));
+  Child(host, "hostname", node.name);
+  Child(host, "hostname", fmt::format("{}.{}", node.name, lab.spec.network.domain));
+}
+
+// One element, without formatting (for libvirt's update API).
+std::string DumpNode(xmlNodePtr node) {
+  std::unique_ptr<xmlBuffer, void (*)(xmlBufferPtr)> buffer(xmlBufferCreate(), xmlBufferFree);
+  xmlNodeDump(buffer.get(), node->doc, node, 0, 0);
+  return reinterpret_cast<const char*>(xmlBufferContent(buffer.get()));
+}
+
 const xmlNode* FindOwner(const xmlNode* node) {
   for (; node; node = node->next) {
     if (node->type == XML_ELEMENT_NODE && node->ns && node->ns->href &&
@@ -99,23 +119,48 @@ std::string RenderNetworkXml(const crds::LabCluster& lab, const std::string& spe
   xmlNodePtr vip = Attr(Child(dns, "host"), "ip", endpoint.vip.ToString());
   Child(vip, "hostname", endpoint.host);
   Child(vip, "hostname", fmt::format("{}.{}", endpoint.host, net.domain));
-  for (const auto& node : nodes) {
-    xmlNodePtr host = Attr(Child(dns, "host"), "ip", Ip(node.address));
-    Child(host, "hostname", node.name);
-    Child(host, "hostname", fmt::format("{}.{}", node.name, net.domain));
-  }
+  for (const auto& node : nodes) AddDnsHost(dns, lab, node);
 
   xmlNodePtr ip = Child(root, "ip");
   Attr(ip, "address", Ip(net.cidr.OffsetAddress(crds::kGatewayOffset)));
   Attr(ip, "prefix", std::to_string(net.cidr.prefix_length));
   xmlNodePtr dhcp = Child(ip, "dhcp");
-  for (const auto& node : nodes) {
-    xmlNodePtr host = Child(dhcp, "host");
-    Attr(host, "mac", MacAddress(lab.metadata.name, node.name));
-    Attr(host, "name", node.name);
-    Attr(host, "ip", Ip(node.address));
-  }
+  for (const auto& node : nodes) AddDhcpHost(dhcp, lab, node);
   return doc.Dump();
+}
+
+std::string RenderDhcpHostXml(const crds::LabCluster& lab, const crds::PlannedNode& node) {
+  XmlDoc doc("dhcp");
+  AddDhcpHost(doc.root(), lab, node);
+  return DumpNode(doc.root()->children);
+}
+
+std::string RenderDnsHostXml(const crds::LabCluster& lab, const crds::PlannedNode& node) {
+  XmlDoc doc("dns");
+  AddDnsHost(doc.root(), lab, node);
+  return DumpNode(doc.root()->children);
+}
+
+std::map<std::string, std::string> ParseDhcpHosts(const std::string& xml) {
+  std::map<std::string, std::string> out;
+  std::unique_ptr<xmlDoc, void (*)(xmlDocPtr)> doc(
+      xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "network.xml", nullptr,
+                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING),
+      xmlFreeDoc);
+  if (!doc) return out;
+  const xmlNode* root = xmlDocGetRootElement(doc.get());
+  for (const xmlNode* ip = root ? root->children : nullptr; ip; ip = ip->next) {
+    if (ip->type != XML_ELEMENT_NODE || !xmlStrEqual(ip->name, X("ip"))) continue;
+    for (const xmlNode* dhcp = ip->children; dhcp; dhcp = dhcp->next) {
+      if (dhcp->type != XML_ELEMENT_NODE || !xmlStrEqual(dhcp->name, X("dhcp"))) continue;
+      for (const xmlNode* host = dhcp->children; host; host = host->next) {
+        if (host->type == XML_ELEMENT_NODE && xmlStrEqual(host->name, X("host"))) {
+          out[Prop(host, "name")] = Prop(host, "ip");
+        }
+      }
+    }
+  }
+  return out;
 }
 
 std::string RenderDomainXml(const crds::LabCluster& lab, const crds::PlannedNode& node,

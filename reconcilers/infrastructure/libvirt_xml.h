@@ -4,6 +4,7 @@
 // Every object carries vmlab's ownership element in <metadata> (kOwnerNamespace).
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 
@@ -44,6 +45,15 @@ struct Ownership {
   std::string spec_hash;
 };
 [[nodiscard]] std::optional<Ownership> ParseOwnership(const std::string& xml);
+
+// One node's static DHCP entry (<host mac= name= ip=/>) and DNS host entry
+// (<host ip=><hostname>NAME</hostname><hostname>FQDN</hostname></host>), as in
+// RenderNetworkXml, for live network updates.
+[[nodiscard]] std::string RenderDhcpHostXml(const crds::LabCluster& lab, const crds::PlannedNode& node);
+[[nodiscard]] std::string RenderDnsHostXml(const crds::LabCluster& lab, const crds::PlannedNode& node);
+
+// The static DHCP entries of a network definition: host name -> IP.
+[[nodiscard]] std::map<std::string, std::string> ParseDhcpHosts(const std::string& xml);
 
 // vCPUs and memory of a domain definition (its persistent configuration).
 struct DomainResources {

@@ -24,6 +24,8 @@ std::string_view ToString(ActionKind kind) {
     case ActionKind::kDeleteDomain: return "DeleteDomain";
     case ActionKind::kDeleteVolume: return "DeleteVolume";
     case ActionKind::kDeleteNetwork: return "DeleteNetwork";
+    case ActionKind::kAddNetworkHost: return "AddNetworkHost";
+    case ActionKind::kRemoveNetworkHost: return "RemoveNetworkHost";
   }
   return "";
 }
@@ -38,15 +40,15 @@ namespace {
 
 void TearDown(const Observed& observed, bool keep_volumes, Plan& plan) {
   for (const auto& domain : observed.domains) {
-    plan.actions.push_back({ActionKind::kDeleteDomain, domain.name, "", domain.name});
+    plan.actions.push_back({ActionKind::kDeleteDomain, domain.name, "", "", domain.name});
   }
   if (!keep_volumes) {
     for (const auto& volume : observed.volumes) {
-      plan.actions.push_back({ActionKind::kDeleteVolume, volume, "", ""});
+      plan.actions.push_back({ActionKind::kDeleteVolume, volume, "", "", ""});
     }
   }
   if (observed.network) {
-    plan.actions.push_back({ActionKind::kDeleteNetwork, observed.network->name, "", ""});
+    plan.actions.push_back({ActionKind::kDeleteNetwork, observed.network->name, "", "", ""});
   }
 }
 
@@ -66,17 +68,27 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
     return repairable && remediate;
   };
 
-  plan.actions.push_back({ActionKind::kEnsurePool, kPoolName, "", ""});
+  plan.actions.push_back({ActionKind::kEnsurePool, kPoolName, "", "", ""});
   const std::string network = NetworkName(lab_name);
   const bool lab_existed = !observed.known_nodes.empty() || !observed.domains.empty();
   if (!observed.network) {
     if (!lab_existed || drift("NetworkMissing", network, "the lab's network is gone", true)) {
-      plan.actions.push_back({ActionKind::kDefineNetwork, network, RenderNetworkXml(lab, desired.spec_hash), ""});
-      plan.actions.push_back({ActionKind::kStartNetwork, network, "", ""});
+      plan.actions.push_back({ActionKind::kDefineNetwork, network, RenderNetworkXml(lab, desired.spec_hash), "", ""});
+      plan.actions.push_back({ActionKind::kStartNetwork, network, "", "", ""});
     }
   } else if (!observed.network->active) {
     if (!lab_existed || drift("NetworkInactive", network, "the lab's network is stopped", true)) {
-      plan.actions.push_back({ActionKind::kStartNetwork, network, "", ""});
+      plan.actions.push_back({ActionKind::kStartNetwork, network, "", "", ""});
+    }
+  }
+  if (observed.network) {
+    // Nodes added or removed since the network was defined: its DHCP and DNS
+    // entries follow, live, so a new node gets its address at first boot.
+    for (const crds::PlannedNode& node : crds::PlanNodes(lab)) {
+      if (!observed.network->dhcp_hosts.contains(node.name)) {
+        plan.actions.push_back({ActionKind::kAddNetworkHost, network, RenderDhcpHostXml(lab, node),
+                                RenderDnsHostXml(lab, node), ""});
+      }
     }
   }
 
@@ -100,7 +112,7 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
         return;
       }
       plan.actions.push_back({ActionKind::kCreateVolume, name,
-                              RenderVolumeXml(name, gib, backing, backing.empty() ? "" : "qcow2"),
+                              RenderVolumeXml(name, gib, backing, backing.empty() ? "" : "qcow2"), "",
                               node.name});
     };
     volume(files.root_volume, disk, lab.spec.image.path);
@@ -112,8 +124,8 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
       if (known && !drift("DomainMissing", node.name, fmt::format("domain {} is gone", node.name), true)) {
         continue;
       }
-      plan.actions.push_back({ActionKind::kDefineDomain, node.name, xml, node.name});
-      plan.actions.push_back({ActionKind::kStartDomain, node.name, "", node.name});
+      plan.actions.push_back({ActionKind::kDefineDomain, node.name, xml, "", node.name});
+      plan.actions.push_back({ActionKind::kStartDomain, node.name, "", "", node.name});
       continue;
     }
 
@@ -130,22 +142,22 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
       if (apply && !restart_planned) {
         // One node per reconcile: the next one follows on the next pass.
         restart_planned = true;
-        plan.actions.push_back({ActionKind::kDefineDomain, node.name, xml, node.name});
-        plan.actions.push_back({ActionKind::kRestartDomain, node.name, "", node.name});
+        plan.actions.push_back({ActionKind::kDefineDomain, node.name, xml, "", node.name});
+        plan.actions.push_back({ActionKind::kRestartDomain, node.name, "", "", node.name});
         continue;
       }
     } else if (observed_domain.owner && observed_domain.owner->spec_hash != desired.spec_hash) {
       // Same resources, newer spec: refresh the definition (metadata) in place.
-      plan.actions.push_back({ActionKind::kDefineDomain, node.name, xml, node.name});
+      plan.actions.push_back({ActionKind::kDefineDomain, node.name, xml, "", node.name});
     }
     if (observed_domain.state == "crashed") {
       if (drift("DomainCrashed", node.name, fmt::format("domain {} crashed", node.name), true)) {
-        plan.actions.push_back({ActionKind::kStartDomain, node.name, "", node.name});
+        plan.actions.push_back({ActionKind::kStartDomain, node.name, "", "", node.name});
       }
     } else if (observed_domain.state != "running" && observed_domain.state != "blocked") {
       if (drift("DomainStopped", node.name,
                 fmt::format("domain {} is {}", node.name, observed_domain.state), true)) {
-        plan.actions.push_back({ActionKind::kStartDomain, node.name, "", node.name});
+        plan.actions.push_back({ActionKind::kStartDomain, node.name, "", "", node.name});
       }
     }
   }
@@ -159,19 +171,29 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
                              fmt::format("domain {} carries lab {}'s ownership but is not in its spec",
                                          d.name, lab_name),
                              true)) {
-      plan.actions.push_back({ActionKind::kDeleteDomain, d.name, "", d.name});
+      plan.actions.push_back({ActionKind::kDeleteDomain, d.name, "", "", d.name});
+    }
+  }
+  if (observed.network) {
+    for (const auto& [host, ip] : observed.network->dhcp_hosts) {
+      if (planned_names.contains(host)) continue;
+      const auto address = crds::ParseIpv4Address(ip);
+      if (!address) continue;
+      const crds::PlannedNode gone{host, crds::NodeRole::kWorker, 0, address->value};
+      plan.actions.push_back({ActionKind::kRemoveNetworkHost, network, RenderDhcpHostXml(lab, gone),
+                              RenderDnsHostXml(lab, gone), ""});
     }
   }
   for (const auto& volume : observed.volumes) {
     const auto node_end = volume.rfind('-');
     const std::string node = node_end == std::string::npos ? "" : volume.substr(0, node_end);
     if (!planned_names.contains(node) && !domains.contains(node)) {
-      plan.actions.push_back({ActionKind::kDeleteVolume, volume, "", node});
+      plan.actions.push_back({ActionKind::kDeleteVolume, volume, "", "", node});
     } else if (!planned_names.contains(node) &&
                std::any_of(plan.actions.begin(), plan.actions.end(), [&](const Action& a) {
                  return a.kind == ActionKind::kDeleteDomain && a.target == node;
                })) {
-      plan.actions.push_back({ActionKind::kDeleteVolume, volume, "", node});
+      plan.actions.push_back({ActionKind::kDeleteVolume, volume, "", "", node});
     }
   }
   return plan;

@@ -32,6 +32,8 @@ enum class ActionKind {
   kDeleteDomain,
   kDeleteVolume,
   kDeleteNetwork,
+  kAddNetworkHost,     // target: network; xml: DHCP host; extra_xml: DNS host
+  kRemoveNetworkHost,  // same, for a node the spec no longer has
 };
 
 [[nodiscard]] std::string_view ToString(ActionKind kind);
@@ -40,6 +42,7 @@ struct Action {
   ActionKind kind;
   std::string target;
   std::string xml;   // for define/create
+  std::string extra_xml;
   std::string node;  // the node it belongs to, empty for lab-wide actions
 };
 

@@ -247,11 +247,19 @@ TEST_F(LabClusterReconcilerTest, ScalesUpAndDownThenDeletesEverything) {
   desired_.labs["rcscale"] = Desired("rcscale", 1, 5);
   Settle("rcscale");
   EXPECT_EQ(Domains("rcscale").size(), 6u);
+  auto dhcp_hosts = [&] {
+    for (const auto& n : hypervisor_.ListNetworks().value()) {
+      if (n.name == infra::NetworkName("rcscale")) return n.dhcp_hosts.size();
+    }
+    return std::size_t{0};
+  };
+  EXPECT_EQ(dhcp_hosts(), 6u) << "scaled-up nodes get their DHCP and DNS entries";
   desired_.labs["rcscale"] = Desired("rcscale", 1, 1);
   Settle("rcscale");
   auto domains = Domains("rcscale");
   EXPECT_EQ(domains.size(), 2u);
   EXPECT_TRUE(domains.contains("rcscale-worker-1")) << "scale down removes the highest indices";
+  EXPECT_EQ(dhcp_hosts(), 2u);
   EXPECT_EQ(Volumes("rcscale").size(), 2u);
 
   desired_.labs.erase("rcscale");

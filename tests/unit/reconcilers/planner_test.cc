@@ -42,6 +42,7 @@ Observed Built(const crds::LabCluster& lab, const std::string& hash) {
                          Ownership{"lab", node.name, std::string(crds::ToString(node.role)), hash}});
     o.volumes.insert(node.name + "-root.qcow2");
     o.known_nodes.insert(node.name);
+    o.network->dhcp_hosts[node.name] = crds::Ipv4Address{static_cast<std::uint32_t>(node.address)}.ToString();
   }
   return o;
 }
@@ -79,7 +80,8 @@ TEST(PlannerTest, ConvergedLabNeedsOnlyThePool) {
 
 TEST(PlannerTest, ScaleUpAddsTheNextIndices) {
   const auto plan = PlanFor(Lab(1, 3), Built(Lab(1, 1), "h"));
-  EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "CreateVolume lab-worker-2-root.qcow2",
+  EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "AddNetworkHost vmlab-lab", "AddNetworkHost vmlab-lab",
+                                       "CreateVolume lab-worker-2-root.qcow2",
                                        "DefineDomain lab-worker-2", "StartDomain lab-worker-2",
                                        "CreateVolume lab-worker-3-root.qcow2", "DefineDomain lab-worker-3",
                                        "StartDomain lab-worker-3"));
@@ -89,8 +91,10 @@ TEST(PlannerTest, ScaleUpAddsTheNextIndices) {
 TEST(PlannerTest, ScaleDownRemovesTheHighestIndicesAndTheirVolumes) {
   const auto plan = PlanFor(Lab(1, 1), Built(Lab(1, 3), "h"));
   EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "DeleteDomain lab-worker-2", "DeleteDomain lab-worker-3",
+                                       "RemoveNetworkHost vmlab-lab", "RemoveNetworkHost vmlab-lab",
                                        "DeleteVolume lab-worker-2-root.qcow2",
                                        "DeleteVolume lab-worker-3-root.qcow2"));
+  EXPECT_THAT(plan.actions[3].xml, testing::HasSubstr(R"(name="lab-worker-2" ip="172.42.42.102")"));
   EXPECT_THAT(plan.drift, IsEmpty()) << "scaling down is not drift";
 }
 
@@ -154,6 +158,17 @@ INSTANTIATE_TEST_SUITE_P(
                   },
                   {"DeleteDomain lab-worker-9"}, "OrphanDomain lab-worker-9"}),
     [](const testing::TestParamInfo<DriftCase>& param_info) { return std::string(param_info.param.name); });
+
+TEST(PlannerTest, NetworkHostEntriesFollowTheNodes) {
+  const auto lab = Lab(1, 2);
+  const Plan plan = PlanFor(lab, Built(Lab(1, 1), "h"));
+  std::vector<std::string> dns;
+  for (const auto& a : plan.actions) {
+    if (a.kind == ActionKind::kAddNetworkHost) dns.push_back(a.extra_xml);
+  }
+  EXPECT_THAT(dns, ElementsAre(R"(<host ip="172.42.42.102"><hostname>lab-worker-2</hostname>)"
+                               R"(<hostname>lab-worker-2.lab.local</hostname></host>)"));
+}
 
 TEST(PlannerTest, DeletionTearsDownEverythingOwned) {
   const auto lab = Lab(1, 1);
