@@ -248,7 +248,8 @@ TEST_F(LabClusterReconcilerTest, ScalesUpAndDownThenDeletesEverything) {
   Settle("rcscale");
   EXPECT_EQ(Domains("rcscale").size(), 6u);
   auto dhcp_hosts = [&] {
-    for (const auto& n : hypervisor_.ListNetworks().value()) {
+    const auto networks = hypervisor_.ListNetworks();
+    for (const auto& n : networks.value()) {
       if (n.name == infra::NetworkName("rcscale")) return n.dhcp_hosts.size();
     }
     return std::size_t{0};
