@@ -70,6 +70,7 @@ bench: build
 	$(BUILD)/bench/micro_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
 	  --benchmark_min_time=0.2
 	$(BUILD)/bench/edit_latency_bench $(BENCH_EDITS) 200
+	$(BUILD)/bench/infra_bench
 	python3 bench/idle_controller.py $(VMLAB) $(IDLE_SECONDS)
 
 # Fuzz parse+validate for FUZZ_SECONDS; new inputs go to $(FUZZ_BUILD)/corpus,

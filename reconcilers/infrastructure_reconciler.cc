@@ -23,12 +23,13 @@ InfrastructureReconciler::InfrastructureReconciler(infrastructure::Hypervisor& h
 Result<infrastructure::Observed> InfrastructureReconciler::Observe(const std::string& lab,
                                                                    bool pool_needed) {
   infrastructure::Observed observed;
-  auto domains = hypervisor_.ListDomains();
+  // Every node of the lab is named <lab>-...; other domains are not even inspected.
+  auto domains = hypervisor_.ListDomains(lab + "-");
   if (!domains) return std::unexpected(domains.error());
   for (auto& d : *domains) {
     if (d.owner && d.owner->lab == lab) observed.domains.push_back(std::move(d));
   }
-  auto networks = hypervisor_.ListNetworks();
+  auto networks = hypervisor_.ListNetworks(infrastructure::NetworkName(lab));
   if (!networks) return std::unexpected(networks.error());
   for (auto& n : *networks) {
     if (n.owner && n.owner->lab == lab && n.name == infrastructure::NetworkName(lab)) {
@@ -42,7 +43,7 @@ Result<infrastructure::Observed> InfrastructureReconciler::Observe(const std::st
       return std::unexpected(pool.error());
     }
   }
-  auto volumes = hypervisor_.ListVolumes(infrastructure::kPoolName);
+  auto volumes = hypervisor_.ListVolumes(infrastructure::kPoolName, lab + "-");
   if (volumes) {
     for (const auto& v : *volumes) {
       if (infrastructure::IsLabVolume(lab, v.name)) observed.volumes.insert(v.name);
@@ -145,8 +146,10 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
     for (const Action* action : last) run(*action);
   }
 
-  // What libvirt shows now.
-  auto after = Observe(lab, false);
+  // What libvirt shows now (unchanged when nothing but the pool check ran).
+  const bool acted = std::any_of(plan.actions.begin(), plan.actions.end(),
+                                 [](const Action& a) { return a.kind != ActionKind::kEnsurePool; });
+  auto after = acted ? Observe(lab, false) : observed;
   if (!after) return std::unexpected(after.error());
   std::map<std::string, std::string> states;
   for (const auto& d : after->domains) states[d.name] = d.state;

@@ -118,8 +118,8 @@ std::optional<Ownership> DomainOwner(virDomainPtr domain) { return ParseOwnershi
 
 }  // namespace
 
-Result<std::vector<DomainInfo>> LibvirtHypervisor::ListDomains() {
-  return Call(connection_, "list_domains", [](virConnectPtr conn) -> Result<std::vector<DomainInfo>> {
+Result<std::vector<DomainInfo>> LibvirtHypervisor::ListDomains(std::string_view name_prefix) {
+  return Call(connection_, "list_domains", [name_prefix](virConnectPtr conn) -> Result<std::vector<DomainInfo>> {
     virDomainPtr* raw = nullptr;
     const int count = virConnectListAllDomains(conn, &raw, 0);
     if (count < 0) return std::unexpected(LibvirtError("list domains"));
@@ -130,6 +130,7 @@ Result<std::vector<DomainInfo>> LibvirtHypervisor::ListDomains() {
     for (const Domain& domain : domains) {
       DomainInfo info;
       info.name = virDomainGetName(domain.get());
+      if (!info.name.starts_with(name_prefix)) continue;
       virDomainInfo state{};
       if (virDomainGetInfo(domain.get(), &state) == 0) info.state = StateName(state.state);
       const std::string xml = InactiveXml(domain.get());
@@ -144,8 +145,8 @@ Result<std::vector<DomainInfo>> LibvirtHypervisor::ListDomains() {
   });
 }
 
-Result<std::vector<NetworkInfo>> LibvirtHypervisor::ListNetworks() {
-  return Call(connection_, "list_networks", [](virConnectPtr conn) -> Result<std::vector<NetworkInfo>> {
+Result<std::vector<NetworkInfo>> LibvirtHypervisor::ListNetworks(std::string_view name_prefix) {
+  return Call(connection_, "list_networks", [name_prefix](virConnectPtr conn) -> Result<std::vector<NetworkInfo>> {
     virNetworkPtr* raw = nullptr;
     const int count = virConnectListAllNetworks(conn, &raw, 0);
     if (count < 0) return std::unexpected(LibvirtError("list networks"));
@@ -156,6 +157,7 @@ Result<std::vector<NetworkInfo>> LibvirtHypervisor::ListNetworks() {
     for (const Network& network : networks) {
       NetworkInfo info;
       info.name = virNetworkGetName(network.get());
+      if (!info.name.starts_with(name_prefix)) continue;
       info.active = virNetworkIsActive(network.get()) == 1;
       if (CString xml(virNetworkGetXMLDesc(network.get(), 0)); xml) {
         info.owner = ParseOwnership(xml.get());
@@ -239,7 +241,8 @@ Status LibvirtHypervisor::EnsurePool(const std::string& name, const std::string&
   });
 }
 
-Result<std::vector<VolumeInfo>> LibvirtHypervisor::ListVolumes(const std::string& pool_name) {
+Result<std::vector<VolumeInfo>> LibvirtHypervisor::ListVolumes(const std::string& pool_name,
+                                                               std::string_view name_prefix) {
   return Call(connection_, "list_volumes", [&](virConnectPtr conn) -> Result<std::vector<VolumeInfo>> {
     Pool pool(virStoragePoolLookupByName(conn, pool_name.c_str()));
     if (!pool) return std::unexpected(LibvirtError("look up pool"));
@@ -249,8 +252,10 @@ Result<std::vector<VolumeInfo>> LibvirtHypervisor::ListVolumes(const std::string
     std::vector<VolumeInfo> out;
     for (int i = 0; i < count; ++i) {
       Vol vol(raw[i]);
+      std::string name = virStorageVolGetName(vol.get());
+      if (!name.starts_with(name_prefix)) continue;
       CString path(virStorageVolGetPath(vol.get()));
-      out.push_back({virStorageVolGetName(vol.get()), path ? path.get() : ""});
+      out.push_back({std::move(name), path ? path.get() : ""});
     }
     std::free(raw);
     return out;
