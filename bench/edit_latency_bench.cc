@@ -1,7 +1,9 @@
 // Latency from a manifest's close_write to the start of its reconcile, with
 // the real pieces: inotify ManifestSource thread, WorkQueue, Manager workers,
-// and the LabClusterReconciler creating the labs on libvirt's test driver and
-// writing status to a real state dir. 100 labs
+// and the LabClusterReconciler creating the labs (1 control plane, 1 worker)
+// on libvirt's test driver and writing status to a real state dir. Each edit
+// flips spec.cache.apt: a new spec hash, so a real reconcile, without
+// reshaping the lab. 100 labs
 // in the folder; each of N edits rewrites one lab's file with a new worker
 // count and waits for its reconcile. Prints median and p99, total and beyond
 // the debounce. Usage: edit_latency_bench [EDITS] [DEBOUNCE_MS]
@@ -33,11 +35,12 @@ namespace fs = std::filesystem;
 using namespace vmlab;
 using Clock = std::chrono::steady_clock;
 
-std::string Manifest(int i, int workers) {
+// `apt` alternates between edits: a spec change that does not reshape the lab.
+std::string Manifest(int i, bool apt) {
   return "apiVersion: vmlab.io/v1alpha1\nkind: LabCluster\nmetadata:\n  name: lab" +
          std::to_string(i) + "\nspec:\n  kubernetes:\n    version: \"1.30.4\"\n  network:\n    cidr: 172." +
          std::to_string(16 + i / 256) + "." + std::to_string(i % 256) +
-         ".0/24\n  workers:\n    replicas: " + std::to_string(workers) + "\n";
+         ".0/24\n  workers:\n    replicas: 1\n  cache:\n    apt: " + (apt ? "true" : "false") + "\n";
 }
 
 // Records when each key's reconcile starts, then delegates.
@@ -90,7 +93,7 @@ int main(int argc, char** argv) {
   fs::remove_all(root);
   fs::create_directories(root / "watch");
   constexpr int kLabs = 100;
-  for (int i = 0; i < kLabs; ++i) std::ofstream(root / "watch" / ("lab" + std::to_string(i) + ".yaml")) << Manifest(i, 1);
+  for (int i = 0; i < kLabs; ++i) std::ofstream(root / "watch" / ("lab" + std::to_string(i) + ".yaml")) << Manifest(i, true);
 
   controller::RealClock clock;
   controller::WorkQueue queue(clock, controller::WorkQueueOptions{});
@@ -111,7 +114,7 @@ int main(int argc, char** argv) {
   source.Start();
   std::thread source_thread([&] { source.Run(); });
   manager.Start();
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // initial reconciles settle
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // initial reconciles settle
 
   std::vector<double> latencies_ms;
   for (int e = 0; e < edits; ++e) {
@@ -120,7 +123,7 @@ int main(int argc, char** argv) {
     const auto before = Clock::now();
     {
       std::ofstream out(root / "watch" / (key + ".yaml"), std::ios::trunc);
-      out << Manifest(lab, 2 + e);
+      out << Manifest(lab, (e / kLabs) % 2 == 1);
     }  // close_write happens here
     const auto written = Clock::now();
     const auto started = timed.WaitFor(key, written);
