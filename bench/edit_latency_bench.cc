@@ -7,6 +7,8 @@
 // in the folder; each of N edits rewrites one lab's file with a new worker
 // count and waits for its reconcile. Prints median and p99, total and beyond
 // the debounce. Usage: edit_latency_bench [EDITS] [DEBOUNCE_MS]
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -19,8 +21,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <unistd.h>
 
 #include "controller/manager.h"
 #include "controller/manifest_source.h"
@@ -38,9 +38,11 @@ using Clock = std::chrono::steady_clock;
 // `apt` alternates between edits: a spec change that does not reshape the lab.
 std::string Manifest(int i, bool apt) {
   return "apiVersion: vmlab.io/v1alpha1\nkind: LabCluster\nmetadata:\n  name: lab" +
-         std::to_string(i) + "\nspec:\n  kubernetes:\n    version: \"1.30.4\"\n  network:\n    cidr: 172." +
+         std::to_string(i) +
+         "\nspec:\n  kubernetes:\n    version: \"1.30.4\"\n  network:\n    cidr: 172." +
          std::to_string(16 + i / 256) + "." + std::to_string(i % 256) +
-         ".0/24\n  workers:\n    replicas: 1\n  cache:\n    apt: " + (apt ? "true" : "false") + "\n";
+         ".0/24\n  workers:\n    replicas: 1\n  cache:\n    apt: " + (apt ? "true" : "false") +
+         "\n";
 }
 
 // Records when each key's reconcile starts, then delegates.
@@ -93,14 +95,16 @@ int main(int argc, char** argv) {
   fs::remove_all(root);
   fs::create_directories(root / "watch");
   constexpr int kLabs = 100;
-  for (int i = 0; i < kLabs; ++i) std::ofstream(root / "watch" / ("lab" + std::to_string(i) + ".yaml")) << Manifest(i, true);
+  for (int i = 0; i < kLabs; ++i)
+    std::ofstream(root / "watch" / ("lab" + std::to_string(i) + ".yaml")) << Manifest(i, true);
 
   controller::RealClock clock;
   controller::WorkQueue queue(clock, controller::WorkQueueOptions{});
   controller::ManifestSourceOptions options;
   options.folder = root / "watch";
   options.debounce = std::chrono::milliseconds(debounce_ms);
-  controller::ManifestSource source(clock, options, [&](const std::string& name) { queue.Add(name); });
+  controller::ManifestSource source(clock, options,
+                                    [&](const std::string& name) { queue.Add(name); });
   controller::StatusStore store(root / "state");
   (void)store.Load();
   reconcilers::infrastructure::LibvirtConnection libvirt("test:///default", nullptr);

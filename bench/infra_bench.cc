@@ -1,16 +1,15 @@
 // Infrastructure reconcile on libvirt's test driver: time to converge a new
 // lab of 1, 10 and 50 nodes, and a no-op pass over 100 converged labs of 10
 // nodes each (what a resync costs when nothing changed). Medians of 5 runs.
+#include <fmt/format.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
-
-#include <fmt/format.h>
 
 #include "crds/canonical.h"
 #include "crds/labcluster_parse.h"
@@ -39,7 +38,8 @@ double Median(std::vector<double> v) {
 }  // namespace
 
 int main() {
-  const auto root = std::filesystem::temp_directory_path() / fmt::format("vmlab-infra-bench-{}", getpid());
+  const auto root =
+      std::filesystem::temp_directory_path() / fmt::format("vmlab-infra-bench-{}", getpid());
   reconcilers::infrastructure::LibvirtConnection connection("test:///default", nullptr);
   if (!connection.Ensure()) return 1;
   reconcilers::infrastructure::LibvirtHypervisor hypervisor(connection);
@@ -61,7 +61,8 @@ int main() {
       }
       (void)infrastructure.Converge(name, nullptr, "", false, {});  // clean up
     }
-    std::printf("converge a new lab of %2d nodes (test driver): median %.2f ms\n", nodes, Median(ms));
+    std::printf("converge a new lab of %2d nodes (test driver): median %.2f ms\n", nodes,
+                Median(ms));
   }
 
   std::vector<std::pair<std::string, crds::LabCluster>> labs;
@@ -80,8 +81,9 @@ int main() {
     }
     pass_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
   }
-  std::printf("no-op pass over 100 labs x 10 nodes (1000 domains): median %.1f ms (%.2f ms per lab)\n",
-              Median(pass_ms), Median(pass_ms) / 100);
+  std::printf(
+      "no-op pass over 100 labs x 10 nodes (1000 domains): median %.1f ms (%.2f ms per lab)\n",
+      Median(pass_ms), Median(pass_ms) / 100);
   std::filesystem::remove_all(root);
   return 0;
 }

@@ -1,12 +1,11 @@
 #include "controller/api.h"
 
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <set>
 
-#include <cpprest/json.h>
-#include <fmt/format.h>
-
+#include "controller/status_json.h"
 #include "crds/canonical.h"
 #include "crds/yaml_scalar.h"
 #include "metrics/registry.h"
@@ -35,15 +34,21 @@ value YamlToJson(const YAML::Node& node) {
     case YAML::NodeType::Scalar: {
       if (node.Tag() == "!") return value::string(node.Scalar());
       switch (crds::ClassifyPlainScalar(node.Scalar())) {
-        case crds::ScalarKind::kInt: return value::number(static_cast<int64_t>(std::stoll(node.Scalar())));
-        case crds::ScalarKind::kBool: return value::boolean(node.Scalar() == "true");
-        case crds::ScalarKind::kNull: return value::null();
-        case crds::ScalarKind::kFloat: return value::number(std::stod(node.Scalar()));
-        case crds::ScalarKind::kString: return value::string(node.Scalar());
+        case crds::ScalarKind::kInt:
+          return value::number(static_cast<int64_t>(std::stoll(node.Scalar())));
+        case crds::ScalarKind::kBool:
+          return value::boolean(node.Scalar() == "true");
+        case crds::ScalarKind::kNull:
+          return value::null();
+        case crds::ScalarKind::kFloat:
+          return value::number(std::stod(node.Scalar()));
+        case crds::ScalarKind::kString:
+          return value::string(node.Scalar());
       }
       return value::string(node.Scalar());
     }
-    default: return value::null();
+    default:
+      return value::null();
   }
 }
 
@@ -83,44 +88,11 @@ value LabClusterJson(const std::string& name, const std::optional<DesiredLab>& d
   value status = value::object(true);
   if (record) {
     status["observedGeneration"] = value::number(record->observed_generation);
-    value conditions = value::array();
-    for (std::size_t i = 0; i < record->conditions.size(); ++i) {
-      const Condition& c = record->conditions[i];
-      value item = value::object(true);
-      item["type"] = value::string(c.type);
-      item["status"] = value::string(c.status);
-      item["reason"] = value::string(c.reason);
-      item["message"] = value::string(c.message);
-      item["lastTransitionTime"] = value::string(FormatTimestamp(c.last_transition));
-      item["observedGeneration"] = value::number(c.observed_generation);
-      conditions[i] = item;
-    }
-    status["conditions"] = conditions;
-    value nodes = value::array();
-    for (std::size_t i = 0; i < record->nodes.size(); ++i) {
-      const NodeStatus& n = record->nodes[i];
-      value item = value::object(true);
-      item["name"] = value::string(n.name);
-      item["role"] = value::string(n.role);
-      item["ip"] = value::string(n.ip);
-      item["domainState"] = value::string(n.domain_state);
-      item["bootstrapPhase"] = value::string(n.bootstrap_phase);
-      item["ready"] = value::boolean(n.ready);
-      nodes[i] = item;
-    }
-    status["nodes"] = nodes;
+    status["conditions"] = ArrayJson(record->conditions);
+    status["nodes"] = ArrayJson(record->nodes);
     status["endpoint"] = value::string(record->endpoint);
     status["kubeconfig"] = value::string(record->kubeconfig);
-    value drift = value::array();
-    for (std::size_t i = 0; i < record->drift.size(); ++i) {
-      value item = value::object(true);
-      item["kind"] = value::string(record->drift[i].kind);
-      item["object"] = value::string(record->drift[i].object);
-      item["message"] = value::string(record->drift[i].message);
-      item["remediated"] = value::boolean(record->drift[i].remediated);
-      drift[i] = item;
-    }
-    status["drift"] = drift;
+    status["drift"] = ArrayJson(record->drift);
   }
   lab["status"] = status;
   return lab;
@@ -129,14 +101,7 @@ value LabClusterJson(const std::string& name, const std::optional<DesiredLab>& d
 value EventsJson(const std::string& name, const LabRecord& record) {
   value items = value::array();
   for (std::size_t i = 0; i < record.events.size(); ++i) {
-    const Event& e = record.events[i];
-    value item = value::object(true);
-    item["type"] = value::string(e.type);
-    item["reason"] = value::string(e.reason);
-    item["message"] = value::string(e.message);
-    item["count"] = value::number(e.count);
-    item["firstTimestamp"] = value::string(FormatTimestamp(e.first));
-    item["lastTimestamp"] = value::string(FormatTimestamp(e.last));
+    value item = ToJson(record.events[i]);
     value involved = value::object(true);
     involved["kind"] = value::string(std::string(crds::kKind));
     involved["name"] = value::string(name);
@@ -149,7 +114,9 @@ value EventsJson(const std::string& name, const LabRecord& record) {
   return out;
 }
 
-ApiResponse Json(int status, const value& body) { return {status, "application/json", body.serialize()}; }
+ApiResponse Json(int status, const value& body) {
+  return {status, "application/json", body.serialize()};
+}
 
 ApiResponse Failure(int code, const char* reason, std::string message) {
   value body = value::object(true);
@@ -162,7 +129,9 @@ ApiResponse Failure(int code, const char* reason, std::string message) {
   return Json(code, body);
 }
 
-ApiResponse Text(int status, std::string body) { return {status, "text/plain; charset=utf-8", std::move(body)}; }
+ApiResponse Text(int status, std::string body) {
+  return {status, "text/plain; charset=utf-8", std::move(body)};
+}
 
 }  // namespace
 
@@ -179,7 +148,8 @@ ApiResponse HandleApiRequest(const ApiContext& context, std::string_view method,
     }
     return Text(200, "ok\n");
   }
-  if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", context.registry->Serialize()};
+  if (path == "/metrics")
+    return {200, "text/plain; version=0.0.4; charset=utf-8", context.registry->Serialize()};
 
   if (path == kCollection || path == std::string(kCollection) + "/") {
     std::set<std::string> names;

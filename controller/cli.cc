@@ -60,28 +60,30 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       ->required();
   controller_cmd->add_option("--libvirt", controller.libvirt_uri, "libvirt connection URI")
       ->capture_default_str();
-  controller_cmd->add_option("--state-dir", controller.state_dir,
-                             "Where vmlab keeps what it cannot observe (locked while running)")
+  controller_cmd
+      ->add_option("--state-dir", controller.state_dir,
+                   "Where vmlab keeps what it cannot observe (locked while running)")
       ->capture_default_str();
-  controller_cmd->add_option("--listen", controller.listen,
-                             "HOST:PORT of the HTTP API and /metrics (port 0: any free port)")
+  controller_cmd
+      ->add_option("--listen", controller.listen,
+                   "HOST:PORT of the HTTP API and /metrics (port 0: any free port)")
       ->capture_default_str();
   controller_cmd->add_option("--workers", controller.workers, "Labs reconciled at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
   controller_cmd->add_option("--resync", resync, "Reconcile every lab this often")
       ->capture_default_str();
-  controller_cmd->add_option("--debounce", debounce,
-                             "Quiet period after a file changes before it is read")
+  controller_cmd
+      ->add_option("--debounce", debounce, "Quiet period after a file changes before it is read")
       ->capture_default_str();
-  controller_cmd->add_option("--deletion-grace", grace,
-                             "How long a lab outlives its removed manifest")
+  controller_cmd
+      ->add_option("--deletion-grace", grace, "How long a lab outlives its removed manifest")
       ->capture_default_str();
-  controller_cmd->add_option("--shutdown-timeout", shutdown_timeout,
-                             "On SIGTERM/SIGINT, how long in-flight work may take")
+  controller_cmd
+      ->add_option("--shutdown-timeout", shutdown_timeout,
+                   "On SIGTERM/SIGINT, how long in-flight work may take")
       ->capture_default_str();
-  controller_cmd->add_option("--log-level", controller.log_level,
-                             "trace, debug, info, warn, error")
+  controller_cmd->add_option("--log-level", controller.log_level, "trace, debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   controller_cmd->footer(
@@ -89,7 +91,8 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       "/api/v1/labclusters[/NAME[/events]], /healthz, /readyz and /metrics.");
 
   GetOptions get;
-  CLI::App* get_cmd = app.add_subcommand("get", "List labs, or show one, from a running controller");
+  CLI::App* get_cmd =
+      app.add_subcommand("get", "List labs, or show one, from a running controller");
   get_cmd->add_option("NAME", get.name, "A lab (default: all)");
   get_cmd->add_option("-o,--output", get.output, "table, json or yaml")
       ->capture_default_str()
@@ -103,7 +106,8 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   describe_cmd->add_option("NAME", describe.name, "The lab")->required();
   describe_cmd->add_option("--server", describe.server, "The controller's API")
       ->capture_default_str();
-  describe_cmd->footer("Exit status: 0 done, 1 no such lab or an API error, 2 controller unreachable.");
+  describe_cmd->footer(
+      "Exit status: 0 done, 1 no such lab or an API error, 2 controller unreachable.");
 
   CLI::App* version_cmd = app.add_subcommand("version", "Print vmlab's version and build commit");
 
@@ -122,10 +126,10 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
 
   if (validate_cmd->parsed()) return RunValidate(validate, out, err);
   if (controller_cmd->parsed()) {
-    for (auto [text, target] : {std::pair{&resync, &controller.resync},
-                                std::pair{&debounce, &controller.debounce},
-                                std::pair{&grace, &controller.deletion_grace},
-                                std::pair{&shutdown_timeout, &controller.shutdown_timeout}}) {
+    for (auto [text, target] :
+         {std::pair{&resync, &controller.resync}, std::pair{&debounce, &controller.debounce},
+          std::pair{&grace, &controller.deletion_grace},
+          std::pair{&shutdown_timeout, &controller.shutdown_timeout}}) {
       auto parsed = ParseDuration(*text);
       if (!parsed) {
         fmt::print(err, "vmlab controller: {}\n", parsed.error().message);

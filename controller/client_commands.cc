@@ -1,15 +1,14 @@
 #include "controller/client_commands.h"
 
+#include <cpprest/http_client.h>
+#include <fmt/format.h>
+#include <fmt/ostream.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <vector>
-
-#include <cpprest/http_client.h>
-#include <fmt/format.h>
-#include <fmt/ostream.h>
 
 #include "controller/status_store.h"
 
@@ -73,9 +72,9 @@ const value* FindCondition(const value& lab, const std::string& type) {
 std::string Age(const std::string& timestamp) {
   const auto created = ParseTimestamp(timestamp);
   if (!created) return "<unknown>";
-  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(
-                           std::chrono::system_clock::now() - *created)
-                           .count();
+  const auto seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - *created)
+          .count();
   if (seconds < 120) return fmt::format("{}s", std::max<long long>(seconds, 0));
   if (seconds < 2 * 3600) return fmt::format("{}m", seconds / 60);
   if (seconds < 2 * 86400) return fmt::format("{}h", seconds / 3600);
@@ -87,7 +86,8 @@ std::string NodeCount(const value& lab, const char* role, const char* replicas_f
   int ready = 0;
   if (const value* nodes = Field(lab, {"status", "nodes"}); nodes && nodes->is_array()) {
     for (const value& n : nodes->as_array()) {
-      if (Str(n, "role") == role && n.has_boolean_field("ready") && n.at("ready").as_bool()) ++ready;
+      if (Str(n, "role") == role && n.has_boolean_field("ready") && n.at("ready").as_bool())
+        ++ready;
     }
   }
   const value* desired = Field(lab, {"spec", replicas_field, "replicas"});
@@ -103,11 +103,13 @@ std::string Message(const value& lab) {
 }
 
 void PrintTable(const std::vector<value>& labs, std::ostream& out) {
-  std::vector<std::array<std::string, 6>> rows{{"NAME", "READY", "CONTROL-PLANE", "WORKERS", "AGE", "MESSAGE"}};
+  std::vector<std::array<std::string, 6>> rows{
+      {"NAME", "READY", "CONTROL-PLANE", "WORKERS", "AGE", "MESSAGE"}};
   for (const value& lab : labs) {
     const value* ready = FindCondition(lab, "Ready");
     rows.push_back({Str(lab.at("metadata"), "name"), ready ? Str(*ready, "status") : "Unknown",
-                    NodeCount(lab, "control-plane", "controlPlane"), NodeCount(lab, "worker", "workers"),
+                    NodeCount(lab, "control-plane", "controlPlane"),
+                    NodeCount(lab, "worker", "workers"),
                     Age(Str(lab.at("metadata"), "creationTimestamp")), Message(lab)});
   }
   std::array<std::size_t, 6> widths{};
@@ -222,10 +224,11 @@ int RunDescribe(const DescribeOptions& options, std::ostream& out, std::ostream&
     fmt::print(out, "Spec:         <none valid yet>\n");
   }
   fmt::print(out, "Conditions:\n");
-  if (const value* conditions = Field(v, {"status", "conditions"}); conditions && conditions->is_array()) {
+  if (const value* conditions = Field(v, {"status", "conditions"});
+      conditions && conditions->is_array()) {
     for (const value& c : conditions->as_array()) {
-      fmt::print(out, "  {:<20} {:<8} {:<18} {}\n", Str(c, "type"), Str(c, "status"), Str(c, "reason"),
-                 Str(c, "message"));
+      fmt::print(out, "  {:<20} {:<8} {:<18} {}\n", Str(c, "type"), Str(c, "status"),
+                 Str(c, "reason"), Str(c, "message"));
     }
   }
   fmt::print(out, "Nodes:\n");

@@ -10,7 +10,7 @@ namespace vmlab::controller {
 inline constexpr const char* kDefaultServer = "http://127.0.0.1:9440";
 
 struct GetOptions {
-  std::string name;  // empty: all labs
+  std::string name;              // empty: all labs
   std::string output = "table";  // table | json | yaml
   std::string server = kDefaultServer;
 };

@@ -43,8 +43,6 @@ class RealClock final : public Clock {
 };
 
 // Seconds as a double, for metrics.
-[[nodiscard]] inline double Seconds(Duration d) {
-  return std::chrono::duration<double>(d).count();
-}
+[[nodiscard]] inline double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
 
 }  // namespace vmlab::controller

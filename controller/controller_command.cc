@@ -1,16 +1,15 @@
 #include "controller/controller_command.h"
 
+#include <fmt/format.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <set>
 #include <thread>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "controller/api.h"
 #include "controller/http_server.h"
@@ -59,7 +58,8 @@ class ConnectionKeeper {
       lock.lock();
       if (ensured) {
         if (!last_error.empty()) {
-          spdlog::info("libvirt: connected to {} (driver {})", connection_.uri(), connection_.driver());
+          spdlog::info("libvirt: connected to {} (driver {})", connection_.uri(),
+                       connection_.driver());
         }
         last_error.clear();
         delay = std::chrono::seconds(5);  // liveness check interval
@@ -101,8 +101,7 @@ int RunController(const ControllerOptions& options) {
     return 1;
   }
   spdlog::info("vmlab {} (commit {}) starting: watch {}, state dir {}, libvirt {}", kVersion,
-               kGitCommit, options.watch.string(), options.state_dir.string(),
-               options.libvirt_uri);
+               kGitCommit, options.watch.string(), options.state_dir.string(), options.libvirt_uri);
 
   RealClock clock;
   metrics::Registry registry;
@@ -118,8 +117,8 @@ int RunController(const ControllerOptions& options) {
   source_options.folder = options.watch;
   source_options.debounce = options.debounce;
   source_options.deletion_grace = options.deletion_grace;
-  ManifestSource source(clock, source_options, [&queue](const std::string& name) { queue.Add(name); },
-                        &lab_metrics);
+  ManifestSource source(
+      clock, source_options, [&queue](const std::string& name) { queue.Add(name); }, &lab_metrics);
 
   reconcilers::infrastructure::LibvirtConnection libvirt(options.libvirt_uri, &hypervisor_metrics);
   reconcilers::infrastructure::LibvirtHypervisor hypervisor(libvirt);
@@ -152,7 +151,8 @@ int RunController(const ControllerOptions& options) {
       const std::string error = source.FolderError();
       return error.empty() ? "initial scan of the watch folder not done" : error;
     }
-    if (!libvirt.connected()) return fmt::format("not connected to libvirt at {}", options.libvirt_uri);
+    if (!libvirt.connected())
+      return fmt::format("not connected to libvirt at {}", options.libvirt_uri);
     return std::nullopt;
   };
   HttpServer http(options.listen, [&api](std::string_view method, std::string_view path) {

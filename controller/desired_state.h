@@ -21,15 +21,15 @@ struct DesiredLab {
   std::string spec_hash;                 // SpecHash of `spec`
   std::string source;                    // the file that defines (or last defined) the lab
   bool spec_valid = false;
-  std::string invalid_reason;   // CamelCase reason when !spec_valid
-  std::string invalid_message;  // the validator's message(s) when !spec_valid
+  std::string invalid_reason;           // CamelCase reason when !spec_valid
+  std::string invalid_message;          // the validator's message(s) when !spec_valid
   std::optional<WallTime> deletion_at;  // the manifest is gone: deleted then unless it returns
 
   friend bool operator==(const DesiredLab& a, const DesiredLab& b) {
-    return a.name == b.name && a.spec_hash == b.spec_hash && a.spec.has_value() == b.spec.has_value() &&
-           a.source == b.source && a.spec_valid == b.spec_valid &&
-           a.invalid_reason == b.invalid_reason && a.invalid_message == b.invalid_message &&
-           a.deletion_at == b.deletion_at;
+    return a.name == b.name && a.spec_hash == b.spec_hash &&
+           a.spec.has_value() == b.spec.has_value() && a.source == b.source &&
+           a.spec_valid == b.spec_valid && a.invalid_reason == b.invalid_reason &&
+           a.invalid_message == b.invalid_message && a.deletion_at == b.deletion_at;
   }
 };
 

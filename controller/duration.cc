@@ -1,8 +1,8 @@
 #include "controller/duration.h"
 
-#include <charconv>
-
 #include <fmt/format.h>
+
+#include <charconv>
 
 namespace vmlab::controller {
 

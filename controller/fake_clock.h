@@ -12,7 +12,9 @@ namespace vmlab::controller {
 
 class FakeClock final : public Clock {
  public:
-  FakeClock() : now_(std::chrono::hours(1000)), wall_epoch_(std::chrono::sys_days{std::chrono::year{2026} / 1 / 1}) {}
+  FakeClock()
+      : now_(std::chrono::hours(1000)),
+        wall_epoch_(std::chrono::sys_days{std::chrono::year{2026} / 1 / 1}) {}
 
   [[nodiscard]] SteadyTime Now() const override {
     std::lock_guard guard(mutex_);

@@ -1,15 +1,14 @@
 #include "controller/http_server.h"
 
 #include <arpa/inet.h>
+#include <cpprest/http_listener.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <charconv>
-
-#include <cpprest/http_listener.h>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 namespace vmlab::controller {
 namespace {
@@ -24,7 +23,8 @@ Result<int> FreePort(const std::string& host) {
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = 0;
-  if (inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host.c_str(), &address.sin_addr) != 1) {
+  if (inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host.c_str(), &address.sin_addr) !=
+      1) {
     close(fd);
     return MakeError(ErrorCode::kInvalidArgument,
                      fmt::format("port 0 needs an IPv4 address to listen on, not {}", host));
@@ -50,9 +50,9 @@ Result<std::pair<std::string, int>> ParseListenAddress(std::string_view address)
     if (ec != std::errc() || end != digits.data() + digits.size()) port = -1;
   }
   if (port < 0 || port > 65535) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("listen address \"{}\" is not HOST:PORT (such as 127.0.0.1:9440)",
-                                 address));
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        fmt::format("listen address \"{}\" is not HOST:PORT (such as 127.0.0.1:9440)", address));
   }
   return std::pair{std::string(address.substr(0, colon)), port};
 }
@@ -83,8 +83,8 @@ Status HttpServer::Start() {
     impl_->port = *port;
   }
   try {
-    impl_->listener = std::make_unique<web::http::experimental::listener::http_listener>(
-        web::uri(url()));
+    impl_->listener =
+        std::make_unique<web::http::experimental::listener::http_listener>(web::uri(url()));
     Handler handler = impl_->handler;
     impl_->listener->support([handler](web::http::http_request request) {
       try {
@@ -127,6 +127,8 @@ void HttpServer::Stop() {
 
 int HttpServer::port() const { return impl_->port; }
 
-std::string HttpServer::url() const { return fmt::format("http://{}:{}", impl_->host, impl_->port); }
+std::string HttpServer::url() const {
+  return fmt::format("http://{}:{}", impl_->host, impl_->port);
+}
 
 }  // namespace vmlab::controller

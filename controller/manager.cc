@@ -1,9 +1,9 @@
 #include "controller/manager.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <exception>
-
-#include <spdlog/spdlog.h>
 
 #include "metrics/controller_metrics.h"
 
@@ -13,8 +13,12 @@ using metrics::ReconcileOutcome;
 
 Manager::Manager(Clock& clock, WorkQueue& queue, Reconciler& reconciler,
                  metrics::ControllerMetrics* metrics, ManagerOptions options, KeyLister all_keys)
-    : clock_(clock), queue_(queue), reconciler_(reconciler), metrics_(metrics),
-      options_(options), all_keys_(std::move(all_keys)) {
+    : clock_(clock),
+      queue_(queue),
+      reconciler_(reconciler),
+      metrics_(metrics),
+      options_(options),
+      all_keys_(std::move(all_keys)) {
   if (metrics_) {
     metrics_->SetMaxConcurrentReconciles(options_.workers);
     metrics_->SetActiveWorkers(0);
@@ -94,8 +98,9 @@ void Manager::Handle(const std::string& key) {
                       ErrorCodeName(result.error().code));
         queue_.Forget(key);
       } else {
-        spdlog::warn("reconcile {}: {} (retry in {} ms)", key, result.error().message,
-                     std::chrono::duration_cast<std::chrono::milliseconds>(queue_.NextBackoff(key)).count());
+        spdlog::warn(
+            "reconcile {}: {} (retry in {} ms)", key, result.error().message,
+            std::chrono::duration_cast<std::chrono::milliseconds>(queue_.NextBackoff(key)).count());
         queue_.AddRateLimited(key);
       }
     } else if (result->requeue_after > Duration::zero()) {

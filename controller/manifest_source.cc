@@ -1,6 +1,8 @@
 #include "controller/manifest_source.h"
 
+#include <fmt/format.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -12,9 +14,6 @@
 #include <fstream>
 #include <set>
 #include <sstream>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "controller/manifest_files.h"
 #include "crds/canonical.h"
@@ -44,7 +43,9 @@ std::string FirstErrors(const crds::ParsedDocument& doc) {
 
 ManifestSource::ManifestSource(Clock& clock, ManifestSourceOptions options,
                                ChangeCallback on_change, metrics::LabMetrics* metrics)
-    : clock_(clock), options_(std::move(options)), on_change_(std::move(on_change)),
+    : clock_(clock),
+      options_(std::move(options)),
+      on_change_(std::move(on_change)),
       metrics_(metrics) {
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }
@@ -108,10 +109,11 @@ bool ManifestSource::TryWatch() {
     const int error = errno;
     std::string message =
         error == ENOENT || error == ENOTDIR
-            ? fmt::format("watch folder {} does not exist or is not a folder; create it (vmlab "
-                          "retries every {} s)",
-                          options_.folder.string(),
-                          std::chrono::duration_cast<std::chrono::seconds>(options_.folder_retry).count())
+            ? fmt::format(
+                  "watch folder {} does not exist or is not a folder; create it (vmlab "
+                  "retries every {} s)",
+                  options_.folder.string(),
+                  std::chrono::duration_cast<std::chrono::seconds>(options_.folder_retry).count())
             : fmt::format("cannot watch {}: {}; vmlab retries", options_.folder.string(),
                           std::strerror(error));
     if (message != FolderError()) spdlog::error("{}", message);
@@ -158,9 +160,10 @@ void ManifestSource::ReadEvents() {
       }
       if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) {
         if (event->wd == watch_) {
-          CloseWatch(fmt::format("watch folder {} was removed or moved; labs are kept; vmlab "
-                                 "retries",
-                                 options_.folder.string()));
+          CloseWatch(
+              fmt::format("watch folder {} was removed or moved; labs are kept; vmlab "
+                          "retries",
+                          options_.folder.string()));
         }
         continue;
       }
@@ -227,8 +230,12 @@ bool ManifestSource::Reload(const std::string& name) {
     if (!in && !in.eof()) {
       crds::ParsedDocument unreadable;
       unreadable.file = label;
-      unreadable.diagnostics.push_back({crds::Severity::kError, label, {1, 1}, "",
-                                        fmt::format("cannot read the file: {}", std::strerror(errno))});
+      unreadable.diagnostics.push_back(
+          {crds::Severity::kError,
+           label,
+           {1, 1},
+           "",
+           fmt::format("cannot read the file: {}", std::strerror(errno))});
       documents.push_back(std::move(unreadable));
     } else {
       documents = crds::ParseManifests(label, text.str());
@@ -236,11 +243,13 @@ bool ManifestSource::Reload(const std::string& name) {
   }
   // Hashed once here: Recompute runs over every file on each change.
   std::vector<std::string> hashes;
-  for (const auto& doc : documents) hashes.push_back(doc.object ? crds::SpecHash(doc.object->spec) : "");
+  for (const auto& doc : documents)
+    hashes.push_back(doc.object ? crds::SpecHash(doc.object->spec) : "");
   FileState& state = files_[name];
   // Documents compare by what they say (spec hash, name, problems), not by identity.
   auto same = [](const crds::ParsedDocument& a, const crds::ParsedDocument& b) {
-    if (a.name != b.name || a.valid() != b.valid() || a.diagnostics.size() != b.diagnostics.size() ||
+    if (a.name != b.name || a.valid() != b.valid() ||
+        a.diagnostics.size() != b.diagnostics.size() ||
         (a.object && b.object && a.object->metadata.labels != b.object->metadata.labels)) {
       return false;
     }
@@ -251,8 +260,9 @@ bool ManifestSource::Reload(const std::string& name) {
     }
     return true;
   };
-  const bool changed = state.documents.size() != documents.size() || state.spec_hashes != hashes ||
-                       !std::equal(documents.begin(), documents.end(), state.documents.begin(), same);
+  const bool changed =
+      state.documents.size() != documents.size() || state.spec_hashes != hashes ||
+      !std::equal(documents.begin(), documents.end(), state.documents.begin(), same);
   state.documents = std::move(documents);
   state.spec_hashes = std::move(hashes);
   return changed;
@@ -393,7 +403,8 @@ void ManifestSource::Step(Duration max_wait) {
   const SteadyTime now = clock_.Now();
   const SteadyTime next = NextDue();
   Duration wait = max_wait;
-  if (next != SteadyTime::max()) wait = std::clamp<Duration>(next - now, Duration::zero(), max_wait);
+  if (next != SteadyTime::max())
+    wait = std::clamp<Duration>(next - now, Duration::zero(), max_wait);
   std::array<pollfd, 2> fds{pollfd{inotify_fd_, POLLIN, 0}, pollfd{wake_fd_, POLLIN, 0}};
   const auto timeout_ms = std::chrono::ceil<std::chrono::milliseconds>(wait).count();
   if (poll(fds.data(), fds.size(), static_cast<int>(timeout_ms)) > 0) {

@@ -1,10 +1,10 @@
 #include "controller/render_command.h"
 
-#include <fstream>
-#include <sstream>
-
 #include <fmt/format.h>
 #include <fmt/ostream.h>
+
+#include <fstream>
+#include <sstream>
 
 #include "controller/validate_command.h"
 #include "crds/canonical.h"
@@ -18,8 +18,9 @@ namespace infra = reconcilers::infrastructure;
 
 int RunRender(const RenderOptions& options, std::ostream& out, std::ostream& err) {
   if (options.what == "user-data") {
-    fmt::print(err, "vmlab render: user-data is not rendered yet: the per-role cloud-init "
-                    "scripts arrive with the bootstrap work\n");
+    fmt::print(err,
+               "vmlab render: user-data is not rendered yet: the per-role cloud-init "
+               "scripts arrive with the bootstrap work\n");
     return kExitUsage;
   }
   std::ifstream in(options.path, std::ios::binary);
@@ -54,11 +55,11 @@ int RunRender(const RenderOptions& options, std::ostream& out, std::ostream& err
       for (const auto& node : crds::PlanNodes(lab)) {
         if (!options.node.empty() && node.name != options.node) continue;
         node_found = true;
-        fmt::print(out, "<!-- domain {} -->\n{}", node.name,
-                   infra::RenderDomainXml(lab, node,
-                                          infra::HostConfigFor(options.state_dir, lab, node,
-                                                               options.domain_type),
-                                          hash));
+        fmt::print(
+            out, "<!-- domain {} -->\n{}", node.name,
+            infra::RenderDomainXml(
+                lab, node, infra::HostConfigFor(options.state_dir, lab, node, options.domain_type),
+                hash));
       }
     }
   }

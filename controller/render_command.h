@@ -9,8 +9,8 @@ namespace vmlab::controller {
 
 struct RenderOptions {
   std::string path;
-  std::string node;            // empty: every node
-  std::string what = "all";    // network | domain | user-data | all
+  std::string node;          // empty: every node
+  std::string what = "all";  // network | domain | user-data | all
   std::string state_dir = "/var/lib/vmlab";
   std::string domain_type = "qemu";  // kvm | qemu
 };

@@ -1,6 +1,9 @@
 #include "controller/status_store.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,10 +14,7 @@
 #include <iomanip>
 #include <sstream>
 
-#include <cpprest/json.h>
-#include <fmt/format.h>
-#include <fmt/ranges.h>
-#include <spdlog/spdlog.h>
+#include "controller/status_json.h"
 
 namespace vmlab::controller {
 namespace {
@@ -38,7 +38,7 @@ std::int64_t IntFrom(const value& object, const char* key) {
 }
 
 value ToJson(const LabRecord& r) {
-  value out = value::object();
+  value out = value::object(true);
   out["name"] = value::string(r.name);
   out["generation"] = value::number(r.generation);
   out["specHash"] = value::string(r.spec_hash);
@@ -46,56 +46,11 @@ value ToJson(const LabRecord& r) {
   out["observedGeneration"] = value::number(r.observed_generation);
   out["endpoint"] = value::string(r.endpoint);
   out["kubeconfig"] = value::string(r.kubeconfig);
-  value conditions = value::array();
-  for (std::size_t i = 0; i < r.conditions.size(); ++i) {
-    const Condition& c = r.conditions[i];
-    value item = value::object();
-    item["type"] = value::string(c.type);
-    item["status"] = value::string(c.status);
-    item["reason"] = value::string(c.reason);
-    item["message"] = value::string(c.message);
-    item["lastTransitionTime"] = TimeJson(c.last_transition);
-    item["observedGeneration"] = value::number(c.observed_generation);
-    conditions[i] = item;
-  }
-  out["conditions"] = conditions;
-  value nodes = value::array();
-  for (std::size_t i = 0; i < r.nodes.size(); ++i) {
-    const NodeStatus& n = r.nodes[i];
-    value item = value::object();
-    item["name"] = value::string(n.name);
-    item["role"] = value::string(n.role);
-    item["ip"] = value::string(n.ip);
-    item["domainState"] = value::string(n.domain_state);
-    item["bootstrapPhase"] = value::string(n.bootstrap_phase);
-    item["ready"] = value::boolean(n.ready);
-    nodes[i] = item;
-  }
-  out["nodes"] = nodes;
-  value drift = value::array();
-  for (std::size_t i = 0; i < r.drift.size(); ++i) {
-    value item = value::object();
-    item["kind"] = value::string(r.drift[i].kind);
-    item["object"] = value::string(r.drift[i].object);
-    item["message"] = value::string(r.drift[i].message);
-    item["remediated"] = value::boolean(r.drift[i].remediated);
-    drift[i] = item;
-  }
-  out["drift"] = drift;
+  out["conditions"] = ArrayJson(r.conditions);
+  out["nodes"] = ArrayJson(r.nodes);
+  out["drift"] = ArrayJson(r.drift);
   out["retainVolumes"] = value::boolean(r.retain_volumes);
-  value events = value::array();
-  for (std::size_t i = 0; i < r.events.size(); ++i) {
-    const Event& e = r.events[i];
-    value item = value::object();
-    item["type"] = value::string(e.type);
-    item["reason"] = value::string(e.reason);
-    item["message"] = value::string(e.message);
-    item["count"] = value::number(e.count);
-    item["firstTimestamp"] = TimeJson(e.first);
-    item["lastTimestamp"] = TimeJson(e.last);
-    events[i] = item;
-  }
-  out["events"] = events;
+  out["events"] = ArrayJson(r.events);
   return out;
 }
 
@@ -183,9 +138,9 @@ void AddEvent(LabRecord& record, std::string type, std::string reason, std::stri
   }
   record.events.push_back({std::move(type), std::move(reason), std::move(message), 1, now, now});
   if (record.events.size() > kMaxEvents) {
-    record.events.erase(record.events.begin(),
-                        record.events.begin() +
-                            static_cast<std::ptrdiff_t>(record.events.size() - kMaxEvents));
+    record.events.erase(
+        record.events.begin(),
+        record.events.begin() + static_cast<std::ptrdiff_t>(record.events.size() - kMaxEvents));
   }
 }
 
@@ -269,7 +224,8 @@ Status StatusStore::Load() {
     } catch (const std::exception& e) {
       const fs::path aside = path.string() + ".corrupt";
       fs::rename(path, aside, ec);
-      damaged.push_back(fmt::format("{} ({}; moved to {})", path.string(), e.what(), aside.string()));
+      damaged.push_back(
+          fmt::format("{} ({}; moved to {})", path.string(), e.what(), aside.string()));
     }
   }
   {
@@ -327,6 +283,48 @@ Status StatusStore::Remove(const std::string& name) {
   }
   records_.erase(name);
   return {};
+}
+
+value ToJson(const Condition& c) {
+  value item = value::object(true);
+  item["type"] = value::string(c.type);
+  item["status"] = value::string(c.status);
+  item["reason"] = value::string(c.reason);
+  item["message"] = value::string(c.message);
+  item["lastTransitionTime"] = value::string(FormatTimestamp(c.last_transition));
+  item["observedGeneration"] = value::number(c.observed_generation);
+  return item;
+}
+
+value ToJson(const NodeStatus& n) {
+  value item = value::object(true);
+  item["name"] = value::string(n.name);
+  item["role"] = value::string(n.role);
+  item["ip"] = value::string(n.ip);
+  item["domainState"] = value::string(n.domain_state);
+  item["bootstrapPhase"] = value::string(n.bootstrap_phase);
+  item["ready"] = value::boolean(n.ready);
+  return item;
+}
+
+value ToJson(const DriftStatus& d) {
+  value item = value::object(true);
+  item["kind"] = value::string(d.kind);
+  item["object"] = value::string(d.object);
+  item["message"] = value::string(d.message);
+  item["remediated"] = value::boolean(d.remediated);
+  return item;
+}
+
+value ToJson(const Event& e) {
+  value item = value::object(true);
+  item["type"] = value::string(e.type);
+  item["reason"] = value::string(e.reason);
+  item["message"] = value::string(e.message);
+  item["count"] = value::number(e.count);
+  item["firstTimestamp"] = value::string(FormatTimestamp(e.first));
+  item["lastTimestamp"] = value::string(FormatTimestamp(e.last));
+  return item;
 }
 
 }  // namespace vmlab::controller

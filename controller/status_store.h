@@ -33,7 +33,7 @@ struct Condition {
 
 struct NodeStatus {
   std::string name;
-  std::string role;          // "control-plane" or "worker"
+  std::string role;  // "control-plane" or "worker"
   std::string ip;
   std::string domain_state;  // libvirt state in lower case, or "missing"
   std::string bootstrap_phase;
@@ -68,7 +68,7 @@ struct LabRecord {
   std::string kubeconfig;
   std::vector<DriftStatus> drift;
   bool retain_volumes = false;  // deletionPolicy Retain of the last applied spec
-  std::vector<Event> events;  // oldest first
+  std::vector<Event> events;    // oldest first
 
   [[nodiscard]] const Condition* FindCondition(std::string_view type) const;
 };
@@ -111,6 +111,7 @@ class StatusStore {
 [[nodiscard]] std::optional<WallTime> ParseTimestamp(const std::string& text);
 
 // Writes `content` to `path` atomically: temp file, fsync, rename, fsync of the folder.
-[[nodiscard]] Status WriteFileAtomically(const std::filesystem::path& path, std::string_view content);
+[[nodiscard]] Status WriteFileAtomically(const std::filesystem::path& path,
+                                         std::string_view content);
 
 }  // namespace vmlab::controller

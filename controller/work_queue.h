@@ -14,6 +14,7 @@
 
 #include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -21,7 +22,6 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
-#include <deque>
 
 #include "controller/clock.h"
 

@@ -20,9 +20,9 @@ prometheus::Histogram::BucketBoundaries WorkqueueBuckets() {
 
 // controller-runtime's controller_runtime_reconcile_time_seconds buckets.
 prometheus::Histogram::BucketBoundaries ReconcileBuckets() {
-  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6,
-          0.7,   0.8,  0.9,   1.0,  1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5,
-          6,     7,    8,     9,    10,   15,  20,   25,  30,  40,  50,  60};
+  return {0.005, 0.01, 0.025, 0.05, 0.1,  0.15, 0.2,  0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6,
+          0.7,   0.8,  0.9,   1.0,  1.25, 1.5,  1.75, 2.0,  2.5, 3.0,  3.5, 4.0,  4.5, 5,
+          6,     7,    8,     9,    10,   15,   20,   25,   30,  40,   50,  60};
 }
 
 }  // namespace
@@ -107,8 +107,9 @@ ControllerMetrics::ControllerMetrics(Registry& registry, std::string controller)
                   .Add(queue);
   m_->queue_latency = &prometheus::BuildHistogram()
                            .Name("workqueue_queue_duration_seconds")
-                           .Help("How long in seconds an item stays in workqueue before being "
-                                 "requested")
+                           .Help(
+                               "How long in seconds an item stays in workqueue before being "
+                               "requested")
                            .Register(r)
                            .Add(queue, WorkqueueBuckets());
   m_->work_duration = &prometheus::BuildHistogram()
@@ -118,16 +119,18 @@ ControllerMetrics::ControllerMetrics(Registry& registry, std::string controller)
                            .Add(queue, WorkqueueBuckets());
   m_->unfinished = &prometheus::BuildGauge()
                         .Name("workqueue_unfinished_work_seconds")
-                        .Help("How many seconds of work has been done that is in progress and "
-                              "hasn't been observed by work_duration. Large values indicate "
-                              "stuck threads. One can deduce the number of stuck threads by "
-                              "observing the rate at which this increases.")
+                        .Help(
+                            "How many seconds of work has been done that is in progress and "
+                            "hasn't been observed by work_duration. Large values indicate "
+                            "stuck threads. One can deduce the number of stuck threads by "
+                            "observing the rate at which this increases.")
                         .Register(r)
                         .Add(queue);
   m_->longest_running = &prometheus::BuildGauge()
                              .Name("workqueue_longest_running_processor_seconds")
-                             .Help("How many seconds has the longest running processor for "
-                                   "workqueue been running.")
+                             .Help(
+                                 "How many seconds has the longest running processor for "
+                                 "workqueue been running.")
                              .Register(r)
                              .Add(queue);
   m_->retries = &prometheus::BuildCounter()
@@ -146,10 +149,18 @@ void ControllerMetrics::SetActiveWorkers(int workers) { m_->active_workers->Set(
 
 void ControllerMetrics::ObserveReconcile(ReconcileOutcome outcome, double seconds) {
   switch (outcome) {
-    case ReconcileOutcome::kSuccess: m_->reconcile_success->Increment(); break;
-    case ReconcileOutcome::kError: m_->reconcile_error->Increment(); break;
-    case ReconcileOutcome::kRequeue: m_->reconcile_requeue->Increment(); break;
-    case ReconcileOutcome::kRequeueAfter: m_->reconcile_requeue_after->Increment(); break;
+    case ReconcileOutcome::kSuccess:
+      m_->reconcile_success->Increment();
+      break;
+    case ReconcileOutcome::kError:
+      m_->reconcile_error->Increment();
+      break;
+    case ReconcileOutcome::kRequeue:
+      m_->reconcile_requeue->Increment();
+      break;
+    case ReconcileOutcome::kRequeueAfter:
+      m_->reconcile_requeue_after->Increment();
+      break;
   }
   m_->reconcile_time->Observe(seconds);
 }

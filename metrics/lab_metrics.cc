@@ -7,20 +7,21 @@
 
 #include <algorithm>
 #include <array>
-#include <set>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 
 namespace vmlab::metrics {
 namespace {
 constexpr const char* kStatuses[] = {"True", "False", "Unknown"};
-constexpr const char* kDriftKinds[] = {"DomainMissing",   "DomainStopped",  "DomainCrashed",
+constexpr const char* kDriftKinds[] = {"DomainMissing",    "DomainStopped",  "DomainCrashed",
                                        "ResourceMismatch", "NetworkMissing", "NetworkInactive",
-                                       "VolumeMissing",   "OrphanDomain"};
+                                       "VolumeMissing",    "OrphanDomain"};
 constexpr const char* kRoles[] = {"control-plane", "worker"};
-constexpr const char* kNodeStates[] = {"running", "shutoff", "paused", "crashed", "missing", "other"};
+constexpr const char* kNodeStates[] = {"running", "shutoff", "paused",
+                                       "crashed", "missing", "other"};
 }  // namespace
 
 struct LabMetrics::Metrics {
@@ -55,7 +56,8 @@ struct LabMetrics::Metrics {
       gauges.push_back(&drift_active->Add({{"name", name}, {"kind", kind}}));
       counters.push_back(&drift_detected->Add({{"name", name}, {"kind", kind}}));
       for (const char* result : {"success", "failure"}) {
-        counters.push_back(&remediations->Add({{"name", name}, {"kind", kind}, {"result", result}}));
+        counters.push_back(
+            &remediations->Add({{"name", name}, {"kind", kind}, {"result", result}}));
       }
     }
   }
@@ -88,8 +90,9 @@ LabMetrics::LabMetrics(Registry& registry) : m_(std::make_unique<Metrics>()) {
                           .Register(r);
   m_->conditions = &prometheus::BuildGauge()
                         .Name("vmlab_labcluster_status_condition")
-                        .Help("The current status of each LabCluster condition: 1 for the "
-                              "status it has, 0 for the others")
+                        .Help(
+                            "The current status of each LabCluster condition: 1 for the "
+                            "status it has, 0 for the others")
                         .Register(r);
 }
 
@@ -121,15 +124,19 @@ void LabMetrics::SetNodes(std::string_view lab, std::string_view role, std::stri
                           double count) {
   std::lock_guard guard(m_->mutex);
   m_->Initialise(lab);
-  m_->nodes->Add({{"name", std::string(lab)}, {"role", std::string(role)}, {"state", std::string(state)}})
+  m_->nodes
+      ->Add(
+          {{"name", std::string(lab)}, {"role", std::string(role)}, {"state", std::string(state)}})
       .Set(count);
 }
 
-void LabMetrics::SetActiveDrift(std::string_view lab, const std::vector<std::string>& active_kinds) {
+void LabMetrics::SetActiveDrift(std::string_view lab,
+                                const std::vector<std::string>& active_kinds) {
   std::lock_guard guard(m_->mutex);
   m_->Initialise(lab);
   for (const char* kind : kDriftKinds) {
-    const bool active = std::find(active_kinds.begin(), active_kinds.end(), kind) != active_kinds.end();
+    const bool active =
+        std::find(active_kinds.begin(), active_kinds.end(), kind) != active_kinds.end();
     m_->drift_active->Add({{"name", std::string(lab)}, {"kind", kind}}).Set(active ? 1 : 0);
   }
 }
@@ -140,11 +147,14 @@ void LabMetrics::CountDriftDetected(std::string_view lab, std::string_view kind)
   m_->drift_detected->Add({{"name", std::string(lab)}, {"kind", std::string(kind)}}).Increment();
 }
 
-void LabMetrics::CountRemediation(std::string_view lab, std::string_view kind, std::string_view result) {
+void LabMetrics::CountRemediation(std::string_view lab, std::string_view kind,
+                                  std::string_view result) {
   std::lock_guard guard(m_->mutex);
   m_->Initialise(lab);
   m_->remediations
-      ->Add({{"name", std::string(lab)}, {"kind", std::string(kind)}, {"result", std::string(result)}})
+      ->Add({{"name", std::string(lab)},
+             {"kind", std::string(kind)},
+             {"result", std::string(result)}})
       .Increment();
 }
 

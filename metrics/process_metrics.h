@@ -3,9 +3,9 @@
 // descriptors, start time.
 #pragma once
 
-#include <vector>
-
 #include <prometheus/metric_family.h>
+
+#include <vector>
 
 namespace vmlab::metrics {
 

@@ -1,12 +1,12 @@
 #include "reconcilers/infrastructure_reconciler.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
 #include <map>
 #include <mutex>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "reconcilers/infrastructure/identity.h"
 #include "reconcilers/infrastructure/lab_layout.h"
@@ -58,18 +58,26 @@ Status InfrastructureReconciler::Run(const Action& action) {
   switch (action.kind) {
     case ActionKind::kEnsurePool:
       return hypervisor_.EnsurePool(action.target, infrastructure::PoolPath(state_dir_).string());
-    case ActionKind::kDefineNetwork: return hypervisor_.DefineNetwork(action.xml);
-    case ActionKind::kStartNetwork: return hypervisor_.StartNetwork(action.target);
-    case ActionKind::kCreateVolume: return hypervisor_.CreateVolume(infrastructure::kPoolName, action.xml);
-    case ActionKind::kDefineDomain: return hypervisor_.DefineDomain(action.xml);
-    case ActionKind::kStartDomain: return hypervisor_.StartDomain(action.target);
+    case ActionKind::kDefineNetwork:
+      return hypervisor_.DefineNetwork(action.xml);
+    case ActionKind::kStartNetwork:
+      return hypervisor_.StartNetwork(action.target);
+    case ActionKind::kCreateVolume:
+      return hypervisor_.CreateVolume(infrastructure::kPoolName, action.xml);
+    case ActionKind::kDefineDomain:
+      return hypervisor_.DefineDomain(action.xml);
+    case ActionKind::kStartDomain:
+      return hypervisor_.StartDomain(action.target);
     case ActionKind::kRestartDomain: {
       if (auto stopped = hypervisor_.StopDomain(action.target); !stopped) return stopped;
       return hypervisor_.StartDomain(action.target);
     }
-    case ActionKind::kDeleteDomain: return hypervisor_.DeleteDomain(action.target);
-    case ActionKind::kDeleteVolume: return hypervisor_.DeleteVolume(infrastructure::kPoolName, action.target);
-    case ActionKind::kDeleteNetwork: return hypervisor_.DeleteNetwork(action.target);
+    case ActionKind::kDeleteDomain:
+      return hypervisor_.DeleteDomain(action.target);
+    case ActionKind::kDeleteVolume:
+      return hypervisor_.DeleteVolume(infrastructure::kPoolName, action.target);
+    case ActionKind::kDeleteNetwork:
+      return hypervisor_.DeleteNetwork(action.target);
     case ActionKind::kAddNetworkHost:
       return hypervisor_.UpdateNetworkHost(action.target, true, action.xml, action.extra_xml);
     case ActionKind::kRemoveNetworkHost:
@@ -94,12 +102,13 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
     auto done = Run(action);
     std::lock_guard guard(mutex);
     if (!done) {
-      outcome.failures.push_back(
-          fmt::format("{} {}: {}", infrastructure::ToString(action.kind), action.target, done.error().message));
+      outcome.failures.push_back(fmt::format("{} {}: {}", infrastructure::ToString(action.kind),
+                                             action.target, done.error().message));
       return false;
     }
-    if (action.kind == ActionKind::kDefineDomain && !std::any_of(observed->domains.begin(), observed->domains.end(),
-                                                                 [&](const auto& d) { return d.name == action.target; })) {
+    if (action.kind == ActionKind::kDefineDomain &&
+        !std::any_of(observed->domains.begin(), observed->domains.end(),
+                     [&](const auto& d) { return d.name == action.target; })) {
       outcome.created.push_back(action.target);
     }
     if (action.kind == ActionKind::kDeleteDomain) outcome.deleted.push_back(action.target);
@@ -112,11 +121,10 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
   std::vector<const Action*> last;
   bool setup_ok = true;
   for (const Action& action : plan.actions) {
-    const bool lab_wide_setup = action.node.empty() &&
-                                (action.kind == ActionKind::kEnsurePool ||
-                                 action.kind == ActionKind::kDefineNetwork ||
-                                 action.kind == ActionKind::kStartNetwork ||
-                                 action.kind == ActionKind::kAddNetworkHost);
+    const bool lab_wide_setup =
+        action.node.empty() &&
+        (action.kind == ActionKind::kEnsurePool || action.kind == ActionKind::kDefineNetwork ||
+         action.kind == ActionKind::kStartNetwork || action.kind == ActionKind::kAddNetworkHost);
     if (lab_wide_setup) {
       setup_ok = run(action) && setup_ok;
     } else if (action.node.empty()) {
@@ -138,7 +146,8 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
       }
     };
     std::vector<std::thread> threads;
-    const std::size_t count = std::min<std::size_t>(groups.size(), static_cast<std::size_t>(parallelism_));
+    const std::size_t count =
+        std::min<std::size_t>(groups.size(), static_cast<std::size_t>(parallelism_));
     for (std::size_t i = 1; i < count; ++i) threads.emplace_back(worker);
     if (count > 0) worker();
     for (auto& t : threads) t.join();
@@ -160,13 +169,16 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
       const auto it = states.find(node.name);
       const std::string state = it == states.end() ? "missing" : it->second;
       all_running = all_running && state == "running";
-      outcome.nodes.push_back({node.name, std::string(crds::ToString(node.role)),
-                               crds::Ipv4Address{static_cast<std::uint32_t>(node.address)}.ToString(),
-                               state, "", false});
+      outcome.nodes.push_back(
+          {node.name, std::string(crds::ToString(node.role)),
+           crds::Ipv4Address{static_cast<std::uint32_t>(node.address)}.ToString(), state, "",
+           false});
     }
   }
-  outcome.converged = spec && all_running && outcome.failures.empty() && after->domains.size() == outcome.nodes.size();
-  outcome.nothing_left = after->domains.empty() && !after->network && (retain_volumes || after->volumes.empty());
+  outcome.converged = spec && all_running && outcome.failures.empty() &&
+                      after->domains.size() == outcome.nodes.size();
+  outcome.nothing_left =
+      after->domains.empty() && !after->network && (retain_volumes || after->volumes.empty());
   return outcome;
 }
 

@@ -26,7 +26,7 @@ struct InfrastructureOutcome {
   std::vector<std::string> deleted;   // domains removed
   std::vector<std::string> restarted;
   bool network_active = false;
-  bool converged = false;  // network active, every planned node running, nothing failed
+  bool converged = false;     // network active, every planned node running, nothing failed
   bool nothing_left = false;  // (deletion) no domain, volume or network of the lab remains
 };
 

@@ -1,11 +1,11 @@
 #include "reconcilers/labcluster_reconciler.h"
 
-#include <algorithm>
-#include <map>
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <map>
 
 #include "metrics/lab_metrics.h"
 #include "reconcilers/infrastructure/identity.h"
@@ -44,7 +44,10 @@ LabClusterReconciler::LabClusterReconciler(const controller::DesiredState& desir
                                            controller::StatusStore& store,
                                            InfrastructureReconciler& infrastructure,
                                            controller::Clock& clock, metrics::LabMetrics* metrics)
-    : desired_(desired), store_(store), infrastructure_(infrastructure), clock_(clock),
+    : desired_(desired),
+      store_(store),
+      infrastructure_(infrastructure),
+      clock_(clock),
       metrics_(metrics) {}
 
 Result<controller::ReconcileResult> LabClusterReconciler::Delete(const std::string& name,
@@ -75,13 +78,15 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   std::set<std::string> known_nodes;
   if (before) {
     for (const auto& node : before->nodes) {
-      if (!node.domain_state.empty() && node.domain_state != "missing") known_nodes.insert(node.name);
+      if (!node.domain_state.empty() && node.domain_state != "missing")
+        known_nodes.insert(node.name);
     }
   }
   std::optional<InfrastructureOutcome> outcome;
   std::optional<Error> infra_error;
   if (desired->spec) {
-    auto converged = infrastructure_.Converge(name, &*desired->spec, desired->spec_hash, false, known_nodes);
+    auto converged =
+        infrastructure_.Converge(name, &*desired->spec, desired->spec_hash, false, known_nodes);
     if (converged) {
       outcome = std::move(*converged);
     } else {
@@ -115,11 +120,13 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
     }
 
     if (desired->spec_valid) {
-      set(MakeCondition("SpecValid", "True", "Valid", "the manifest is valid", generation), "Normal");
+      set(MakeCondition("SpecValid", "True", "Valid", "the manifest is valid", generation),
+          "Normal");
     } else {
       const std::string in_force =
-          desired->spec ? fmt::format("; the last valid spec (generation {}) stays in force", generation)
-                        : "; nothing is applied until it is valid";
+          desired->spec
+              ? fmt::format("; the last valid spec (generation {}) stays in force", generation)
+              : "; nothing is applied until it is valid";
       set(MakeCondition("SpecValid", "False", desired->invalid_reason,
                         desired->invalid_message + in_force, generation),
           "Warning");
@@ -136,8 +143,8 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
     }
 
     if (infra_error) {
-      set(MakeCondition("InfrastructureReady", "False", "HypervisorUnavailable", infra_error->message,
-                        generation),
+      set(MakeCondition("InfrastructureReady", "False", "HypervisorUnavailable",
+                        infra_error->message, generation),
           "Warning");
     }
     if (outcome) {
@@ -148,9 +155,10 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       std::vector<std::string> reported;
       for (const auto& d : outcome->drift) {
         r.drift.push_back({d.kind, d.object, d.message, d.remediated});
-        controller::AddEvent(r, "Warning", d.kind,
-                             d.message + (d.remediated ? "; repairing" : "; reported only (drift policy Report)"),
-                             now);
+        controller::AddEvent(
+            r, "Warning", d.kind,
+            d.message + (d.remediated ? "; repairing" : "; reported only (drift policy Report)"),
+            now);
         (d.remediated ? repaired : reported).push_back(fmt::format("{} {}", d.kind, d.object));
       }
       if (!outcome->created.empty()) {
@@ -162,8 +170,9 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
                              fmt::format("deleted {}", fmt::join(outcome->deleted, ", ")), now);
       }
       for (const auto& node : outcome->restarted) {
-        controller::AddEvent(r, "Normal", "DomainRestarted",
-                             fmt::format("{} redefined and restarted with the spec's vCPUs and memory", node), now);
+        controller::AddEvent(
+            r, "Normal", "DomainRestarted",
+            fmt::format("{} redefined and restarted with the spec's vCPUs and memory", node), now);
       }
       if (r.drift.empty()) {
         set(MakeCondition("Drifted", "False", "NoDrift", "", generation));
@@ -171,24 +180,25 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         std::string message;
         if (!repaired.empty()) message += fmt::format("repaired: {}", fmt::join(repaired, ", "));
         if (!reported.empty()) {
-          message += fmt::format("{}reported only (drift policy Report): {}", message.empty() ? "" : "; ",
-                                 fmt::join(reported, ", "));
+          message += fmt::format("{}reported only (drift policy Report): {}",
+                                 message.empty() ? "" : "; ", fmt::join(reported, ", "));
         }
         set(MakeCondition("Drifted", "True", "DriftFound", message, generation));
       }
       std::size_t running = 0;
       for (const auto& n : outcome->nodes) running += n.domain_state == "running" ? 1 : 0;
       if (!outcome->failures.empty()) {
-        set(MakeCondition("InfrastructureReady", "False", "ActionFailed", FirstAndCount(outcome->failures),
-                          generation),
+        set(MakeCondition("InfrastructureReady", "False", "ActionFailed",
+                          FirstAndCount(outcome->failures), generation),
             "Warning");
       } else if (outcome->converged) {
-        set(MakeCondition("InfrastructureReady", "True", "Ready",
-                          fmt::format("network {} and {} domains running (libvirt {} driver, domain "
-                                      "type {})",
-                                      infrastructure::NetworkName(name), outcome->nodes.size(),
-                                      infrastructure_.Driver(), infrastructure_.DomainType()),
-                          generation),
+        set(MakeCondition(
+                "InfrastructureReady", "True", "Ready",
+                fmt::format("network {} and {} domains running (libvirt {} driver, domain "
+                            "type {})",
+                            infrastructure::NetworkName(name), outcome->nodes.size(),
+                            infrastructure_.Driver(), infrastructure_.DomainType()),
+                generation),
             "Normal");
       } else if (!reported.empty()) {
         set(MakeCondition("InfrastructureReady", "False", "DriftReported",
@@ -201,15 +211,17 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
                           generation));
       }
       for (const char* type : {"ControlPlaneReady", "WorkersReady"}) {
-        set(MakeCondition(type, "Unknown", kBootstrapNotImplemented, kBootstrapMessage, generation));
+        set(MakeCondition(type, "Unknown", kBootstrapNotImplemented, kBootstrapMessage,
+                          generation));
       }
     }
 
     if (!desired->spec) {
-      set(MakeCondition("Ready", "False", "SpecInvalid", "the manifest has never been valid; see SpecValid",
-                        generation));
+      set(MakeCondition("Ready", "False", "SpecInvalid",
+                        "the manifest has never been valid; see SpecValid", generation));
     } else if (desired->deletion_at) {
-      set(MakeCondition("Ready", "False", "Deleting", "the lab is waiting to be deleted", generation));
+      set(MakeCondition("Ready", "False", "Deleting", "the lab is waiting to be deleted",
+                        generation));
     } else {
       set(MakeCondition("Ready", "False", kBootstrapNotImplemented, kBootstrapMessage, generation));
     }
@@ -230,14 +242,16 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         const bool known = counts.contains({n.role, n.domain_state});
         counts[{n.role, known ? n.domain_state : "other"}] += 1;
       }
-      for (const auto& [key, count] : counts) metrics_->SetNodes(name, key.first, key.second, count);
+      for (const auto& [key, count] : counts)
+        metrics_->SetNodes(name, key.first, key.second, count);
       std::vector<std::string> kinds;
       for (const auto& d : outcome->drift) {
         kinds.push_back(d.kind);
         metrics_->CountDriftDetected(name, d.kind);
         if (d.remediated) {
-          const bool failed = std::any_of(outcome->failures.begin(), outcome->failures.end(),
-                                          [&](const std::string& f) { return f.find(d.object) != std::string::npos; });
+          const bool failed = std::any_of(
+              outcome->failures.begin(), outcome->failures.end(),
+              [&](const std::string& f) { return f.find(d.object) != std::string::npos; });
           metrics_->CountRemediation(name, d.kind, failed ? "failure" : "success");
         }
       }
@@ -246,7 +260,8 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   }
   if (infra_error) return std::unexpected(*infra_error);
   if (outcome && !outcome->failures.empty()) {
-    return MakeError(ErrorCode::kUnavailable, fmt::format("lab {}: {}", name, FirstAndCount(outcome->failures)));
+    return MakeError(ErrorCode::kUnavailable,
+                     fmt::format("lab {}: {}", name, FirstAndCount(outcome->failures)));
   }
   const bool drift_left_alone = outcome && std::any_of(outcome->drift.begin(), outcome->drift.end(),
                                                        [](const auto& d) { return !d.remediated; });

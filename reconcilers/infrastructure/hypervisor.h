@@ -49,9 +49,11 @@ class Hypervisor {
   // Domains whose names start with `name_prefix` (all when empty). Only those
   // are inspected (state, definition), so a lab's reconcile costs the same
   // however many other domains the host has.
-  [[nodiscard]] virtual Result<std::vector<DomainInfo>> ListDomains(std::string_view name_prefix = {}) = 0;
+  [[nodiscard]] virtual Result<std::vector<DomainInfo>> ListDomains(
+      std::string_view name_prefix = {}) = 0;
   // Networks whose names start with `name_prefix` (all when empty).
-  [[nodiscard]] virtual Result<std::vector<NetworkInfo>> ListNetworks(std::string_view name_prefix = {}) = 0;
+  [[nodiscard]] virtual Result<std::vector<NetworkInfo>> ListNetworks(
+      std::string_view name_prefix = {}) = 0;
   // The driver's name ("TEST", "QEMU").
   [[nodiscard]] virtual std::string Driver() = 0;
 
@@ -67,8 +69,8 @@ class Hypervisor {
   // The vmlab storage pool (a directory pool at `path`), defined, built and started.
   [[nodiscard]] virtual Status EnsurePool(const std::string& name, const std::string& path) = 0;
   // Volumes of `pool` whose names start with `name_prefix` (all when empty).
-  [[nodiscard]] virtual Result<std::vector<VolumeInfo>> ListVolumes(const std::string& pool,
-                                                                    std::string_view name_prefix = {}) = 0;
+  [[nodiscard]] virtual Result<std::vector<VolumeInfo>> ListVolumes(
+      const std::string& pool, std::string_view name_prefix = {}) = 0;
   [[nodiscard]] virtual Status CreateVolume(const std::string& pool, const std::string& xml) = 0;
   [[nodiscard]] virtual Status DeleteVolume(const std::string& pool, const std::string& name) = 0;
 

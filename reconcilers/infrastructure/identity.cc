@@ -1,11 +1,10 @@
 #include "reconcilers/infrastructure/identity.h"
 
+#include <fmt/format.h>
 #include <openssl/evp.h>
 
 #include <array>
 #include <cstdlib>
-
-#include <fmt/format.h>
 
 namespace vmlab::reconcilers::infrastructure {
 namespace {
@@ -37,7 +36,8 @@ std::string DomainUuid(std::string_view lab, std::string_view node) {
   h[6] = static_cast<unsigned char>((h[6] & 0x0f) | 0x50);  // version 5 (name-based, SHA)
   h[8] = static_cast<unsigned char>((h[8] & 0x3f) | 0x80);  // RFC 4122 variant
   return fmt::format(
-      "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+      "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:"
+      "02x}{:02x}",
       h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13], h[14],
       h[15]);
 }

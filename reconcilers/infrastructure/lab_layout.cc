@@ -2,7 +2,9 @@
 
 namespace vmlab::reconcilers::infrastructure {
 
-std::filesystem::path PoolPath(const std::filesystem::path& state_dir) { return state_dir / "pool"; }
+std::filesystem::path PoolPath(const std::filesystem::path& state_dir) {
+  return state_dir / "pool";
+}
 
 NodeFiles FilesFor(const std::filesystem::path& state_dir, const crds::LabCluster& lab,
                    const crds::PlannedNode& node) {

@@ -1,13 +1,12 @@
 #include "reconcilers/infrastructure/libvirt_connection.h"
 
+#include <fmt/format.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <thread>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "metrics/hypervisor_metrics.h"
 
@@ -27,13 +26,15 @@ std::string LastError() {
 
 int DomainEvent(virConnectPtr, virDomainPtr domain, int, int, void* opaque) {
   const auto* handler = static_cast<std::shared_ptr<Handler>*>(opaque);
-  if (const char* name = virDomainGetName(domain); name && *handler && **handler) (**handler)(name, false);
+  if (const char* name = virDomainGetName(domain); name && *handler && **handler)
+    (**handler)(name, false);
   return 0;
 }
 
 void NetworkEvent(virConnectPtr, virNetworkPtr network, int, int, void* opaque) {
   const auto* handler = static_cast<std::shared_ptr<Handler>*>(opaque);
-  if (const char* name = virNetworkGetName(network); name && *handler && **handler) (**handler)(name, true);
+  if (const char* name = virNetworkGetName(network); name && *handler && **handler)
+    (**handler)(name, true);
 }
 
 void FreeOpaque(void* opaque) { delete static_cast<std::shared_ptr<Handler>*>(opaque); }
@@ -53,8 +54,7 @@ struct LibvirtConnection::Handle {
 };
 
 LibvirtConnection::LibvirtConnection(std::string uri, metrics::HypervisorMetrics* metrics)
-    : uri_(std::move(uri)), metrics_(metrics),
-      handler_(std::make_shared<Handler>()) {
+    : uri_(std::move(uri)), metrics_(metrics), handler_(std::make_shared<Handler>()) {
   static std::once_flag once;
   std::call_once(once, [] {
     virInitialize();
@@ -106,8 +106,8 @@ Status LibvirtConnection::Ensure() {
       handle->conn, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(DomainEvent),
       new std::shared_ptr<Handler>(handler_), FreeOpaque);
   handle->network_callback = virConnectNetworkEventRegisterAny(
-      handle->conn, nullptr, VIR_NETWORK_EVENT_ID_LIFECYCLE, VIR_NETWORK_EVENT_CALLBACK(NetworkEvent),
-      new std::shared_ptr<Handler>(handler_), FreeOpaque);
+      handle->conn, nullptr, VIR_NETWORK_EVENT_ID_LIFECYCLE,
+      VIR_NETWORK_EVENT_CALLBACK(NetworkEvent), new std::shared_ptr<Handler>(handler_), FreeOpaque);
   handle_ = std::move(handle);
   if (metrics_) metrics_->SetConnected(true);
   return {};

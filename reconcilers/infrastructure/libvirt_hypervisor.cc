@@ -1,13 +1,12 @@
 #include "reconcilers/infrastructure/libvirt_hypervisor.h"
 
+#include <fmt/format.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <memory>
-
-#include <fmt/format.h>
 
 namespace vmlab::reconcilers::infrastructure {
 namespace {
@@ -80,26 +79,36 @@ auto Call(const LibvirtConnection& connection, const char* op, Body body)
     -> decltype(body(std::declval<virConnectPtr>())) {
   Conn conn(static_cast<virConnectPtr>(connection.Acquire()));
   if (!conn) {
-    return std::unexpected(Error{ErrorCode::kUnavailable,
-                                 fmt::format("libvirt {}: not connected to {}", op, connection.uri())});
+    return std::unexpected(
+        Error{ErrorCode::kUnavailable,
+              fmt::format("libvirt {}: not connected to {}", op, connection.uri())});
   }
   const auto start = std::chrono::steady_clock::now();
   auto result = body(conn.get());
-  connection.Observe(op, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-                     !result.has_value());
+  connection.Observe(
+      op, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+      !result.has_value());
   return result;
 }
 
 std::string StateName(int state) {
   switch (state) {
-    case VIR_DOMAIN_RUNNING: return "running";
-    case VIR_DOMAIN_BLOCKED: return "blocked";
-    case VIR_DOMAIN_PAUSED: return "paused";
-    case VIR_DOMAIN_SHUTDOWN: return "shutdown";
-    case VIR_DOMAIN_SHUTOFF: return "shutoff";
-    case VIR_DOMAIN_CRASHED: return "crashed";
-    case VIR_DOMAIN_PMSUSPENDED: return "pmsuspended";
-    default: return "unknown";
+    case VIR_DOMAIN_RUNNING:
+      return "running";
+    case VIR_DOMAIN_BLOCKED:
+      return "blocked";
+    case VIR_DOMAIN_PAUSED:
+      return "paused";
+    case VIR_DOMAIN_SHUTDOWN:
+      return "shutdown";
+    case VIR_DOMAIN_SHUTOFF:
+      return "shutoff";
+    case VIR_DOMAIN_CRASHED:
+      return "crashed";
+    case VIR_DOMAIN_PMSUSPENDED:
+      return "pmsuspended";
+    default:
+      return "unknown";
   }
 }
 
@@ -114,59 +123,64 @@ std::string InactiveXml(virDomainPtr domain) {
   return xml.get();
 }
 
-std::optional<Ownership> DomainOwner(virDomainPtr domain) { return ParseOwnership(InactiveXml(domain)); }
+std::optional<Ownership> DomainOwner(virDomainPtr domain) {
+  return ParseOwnership(InactiveXml(domain));
+}
 
 }  // namespace
 
 Result<std::vector<DomainInfo>> LibvirtHypervisor::ListDomains(std::string_view name_prefix) {
-  return Call(connection_, "list_domains", [name_prefix](virConnectPtr conn) -> Result<std::vector<DomainInfo>> {
-    virDomainPtr* raw = nullptr;
-    const int count = virConnectListAllDomains(conn, &raw, 0);
-    if (count < 0) return std::unexpected(LibvirtError("list domains"));
-    std::vector<Domain> domains;
-    for (int i = 0; i < count; ++i) domains.emplace_back(raw[i]);
-    std::free(raw);
-    std::vector<DomainInfo> out;
-    for (const Domain& domain : domains) {
-      DomainInfo info;
-      info.name = virDomainGetName(domain.get());
-      if (!info.name.starts_with(name_prefix)) continue;
-      virDomainInfo state{};
-      if (virDomainGetInfo(domain.get(), &state) == 0) info.state = StateName(state.state);
-      const std::string xml = InactiveXml(domain.get());
-      info.owner = ParseOwnership(xml);
-      if (const auto resources = ParseDomainResources(xml)) {
-        info.vcpus = resources->vcpus;
-        info.memory_mib = resources->memory_mib;
-      }
-      out.push_back(std::move(info));
-    }
-    return out;
-  });
+  return Call(connection_, "list_domains",
+              [name_prefix](virConnectPtr conn) -> Result<std::vector<DomainInfo>> {
+                virDomainPtr* raw = nullptr;
+                const int count = virConnectListAllDomains(conn, &raw, 0);
+                if (count < 0) return std::unexpected(LibvirtError("list domains"));
+                std::vector<Domain> domains;
+                for (int i = 0; i < count; ++i) domains.emplace_back(raw[i]);
+                std::free(raw);
+                std::vector<DomainInfo> out;
+                for (const Domain& domain : domains) {
+                  DomainInfo info;
+                  info.name = virDomainGetName(domain.get());
+                  if (!info.name.starts_with(name_prefix)) continue;
+                  virDomainInfo state{};
+                  if (virDomainGetInfo(domain.get(), &state) == 0)
+                    info.state = StateName(state.state);
+                  const std::string xml = InactiveXml(domain.get());
+                  info.owner = ParseOwnership(xml);
+                  if (const auto resources = ParseDomainResources(xml)) {
+                    info.vcpus = resources->vcpus;
+                    info.memory_mib = resources->memory_mib;
+                  }
+                  out.push_back(std::move(info));
+                }
+                return out;
+              });
 }
 
 Result<std::vector<NetworkInfo>> LibvirtHypervisor::ListNetworks(std::string_view name_prefix) {
-  return Call(connection_, "list_networks", [name_prefix](virConnectPtr conn) -> Result<std::vector<NetworkInfo>> {
-    virNetworkPtr* raw = nullptr;
-    const int count = virConnectListAllNetworks(conn, &raw, 0);
-    if (count < 0) return std::unexpected(LibvirtError("list networks"));
-    std::vector<Network> networks;
-    for (int i = 0; i < count; ++i) networks.emplace_back(raw[i]);
-    std::free(raw);
-    std::vector<NetworkInfo> out;
-    for (const Network& network : networks) {
-      NetworkInfo info;
-      info.name = virNetworkGetName(network.get());
-      if (!info.name.starts_with(name_prefix)) continue;
-      info.active = virNetworkIsActive(network.get()) == 1;
-      if (CString xml(virNetworkGetXMLDesc(network.get(), 0)); xml) {
-        info.owner = ParseOwnership(xml.get());
-        info.dhcp_hosts = ParseDhcpHosts(xml.get());
-      }
-      out.push_back(std::move(info));
-    }
-    return out;
-  });
+  return Call(connection_, "list_networks",
+              [name_prefix](virConnectPtr conn) -> Result<std::vector<NetworkInfo>> {
+                virNetworkPtr* raw = nullptr;
+                const int count = virConnectListAllNetworks(conn, &raw, 0);
+                if (count < 0) return std::unexpected(LibvirtError("list networks"));
+                std::vector<Network> networks;
+                for (int i = 0; i < count; ++i) networks.emplace_back(raw[i]);
+                std::free(raw);
+                std::vector<NetworkInfo> out;
+                for (const Network& network : networks) {
+                  NetworkInfo info;
+                  info.name = virNetworkGetName(network.get());
+                  if (!info.name.starts_with(name_prefix)) continue;
+                  info.active = virNetworkIsActive(network.get()) == 1;
+                  if (CString xml(virNetworkGetXMLDesc(network.get(), 0)); xml) {
+                    info.owner = ParseOwnership(xml.get());
+                    info.dhcp_hosts = ParseDhcpHosts(xml.get());
+                  }
+                  out.push_back(std::move(info));
+                }
+                return out;
+              });
 }
 
 Status LibvirtHypervisor::DefineNetwork(const std::string& xml) {
@@ -195,7 +209,8 @@ Status LibvirtHypervisor::DeleteNetwork(const std::string& name) {
     if (virNetworkIsActive(network.get()) == 1 && virNetworkDestroy(network.get()) != 0) {
       return std::unexpected(LibvirtError("stop network"));
     }
-    if (virNetworkUndefine(network.get()) != 0) return std::unexpected(LibvirtError("undefine network"));
+    if (virNetworkUndefine(network.get()) != 0)
+      return std::unexpected(LibvirtError("undefine network"));
     return {};
   });
 }
@@ -206,10 +221,12 @@ Status LibvirtHypervisor::UpdateNetworkHost(const std::string& name, bool add,
   return Call(connection_, "update_network", [&](virConnectPtr conn) -> Status {
     Network network(virNetworkLookupByName(conn, name.c_str()));
     if (!network) return std::unexpected(LibvirtError("look up network"));
-    const unsigned int flags = virNetworkIsActive(network.get()) == 1
-                                   ? VIR_NETWORK_UPDATE_AFFECT_LIVE | VIR_NETWORK_UPDATE_AFFECT_CONFIG
-                                   : VIR_NETWORK_UPDATE_AFFECT_CONFIG;
-    const unsigned int command = add ? VIR_NETWORK_UPDATE_COMMAND_ADD_LAST : VIR_NETWORK_UPDATE_COMMAND_DELETE;
+    const unsigned int flags =
+        virNetworkIsActive(network.get()) == 1
+            ? VIR_NETWORK_UPDATE_AFFECT_LIVE | VIR_NETWORK_UPDATE_AFFECT_CONFIG
+            : VIR_NETWORK_UPDATE_AFFECT_CONFIG;
+    const unsigned int command =
+        add ? VIR_NETWORK_UPDATE_COMMAND_ADD_LAST : VIR_NETWORK_UPDATE_COMMAND_DELETE;
     for (const auto& [section, xml] : {std::pair{VIR_NETWORK_SECTION_IP_DHCP_HOST, &dhcp_host_xml},
                                        std::pair{VIR_NETWORK_SECTION_DNS_HOST, &dns_host_xml}}) {
       if (virNetworkUpdate(network.get(), command, section, -1, xml->c_str(), flags) != 0) {
@@ -231,7 +248,8 @@ Status LibvirtHypervisor::EnsurePool(const std::string& name, const std::string&
           name, path);
       pool.reset(virStoragePoolDefineXML(conn, xml.c_str(), 0));
       if (!pool) return std::unexpected(LibvirtError("define pool"));
-      if (virStoragePoolBuild(pool.get(), 0) != 0) return std::unexpected(LibvirtError("build pool"));
+      if (virStoragePoolBuild(pool.get(), 0) != 0)
+        return std::unexpected(LibvirtError("build pool"));
       virStoragePoolSetAutostart(pool.get(), 1);
     }
     if (virStoragePoolIsActive(pool.get()) != 1 && virStoragePoolCreate(pool.get(), 0) != 0) {
@@ -243,23 +261,24 @@ Status LibvirtHypervisor::EnsurePool(const std::string& name, const std::string&
 
 Result<std::vector<VolumeInfo>> LibvirtHypervisor::ListVolumes(const std::string& pool_name,
                                                                std::string_view name_prefix) {
-  return Call(connection_, "list_volumes", [&](virConnectPtr conn) -> Result<std::vector<VolumeInfo>> {
-    Pool pool(virStoragePoolLookupByName(conn, pool_name.c_str()));
-    if (!pool) return std::unexpected(LibvirtError("look up pool"));
-    virStorageVolPtr* raw = nullptr;
-    const int count = virStoragePoolListAllVolumes(pool.get(), &raw, 0);
-    if (count < 0) return std::unexpected(LibvirtError("list volumes"));
-    std::vector<VolumeInfo> out;
-    for (int i = 0; i < count; ++i) {
-      Vol vol(raw[i]);
-      std::string name = virStorageVolGetName(vol.get());
-      if (!name.starts_with(name_prefix)) continue;
-      CString path(virStorageVolGetPath(vol.get()));
-      out.push_back({std::move(name), path ? path.get() : ""});
-    }
-    std::free(raw);
-    return out;
-  });
+  return Call(connection_, "list_volumes",
+              [&](virConnectPtr conn) -> Result<std::vector<VolumeInfo>> {
+                Pool pool(virStoragePoolLookupByName(conn, pool_name.c_str()));
+                if (!pool) return std::unexpected(LibvirtError("look up pool"));
+                virStorageVolPtr* raw = nullptr;
+                const int count = virStoragePoolListAllVolumes(pool.get(), &raw, 0);
+                if (count < 0) return std::unexpected(LibvirtError("list volumes"));
+                std::vector<VolumeInfo> out;
+                for (int i = 0; i < count; ++i) {
+                  Vol vol(raw[i]);
+                  std::string name = virStorageVolGetName(vol.get());
+                  if (!name.starts_with(name_prefix)) continue;
+                  CString path(virStorageVolGetPath(vol.get()));
+                  out.push_back({std::move(name), path ? path.get() : ""});
+                }
+                std::free(raw);
+                return out;
+              });
 }
 
 Status LibvirtHypervisor::CreateVolume(const std::string& pool_name, const std::string& xml) {
@@ -278,7 +297,8 @@ Status LibvirtHypervisor::DeleteVolume(const std::string& pool_name, const std::
     if (!pool) return std::unexpected(LibvirtError("look up pool"));
     Vol vol(virStorageVolLookupByName(pool.get(), name.c_str()));
     if (!vol) return std::unexpected(LibvirtError("look up volume"));
-    if (virStorageVolDelete(vol.get(), 0) != 0) return std::unexpected(LibvirtError("delete volume"));
+    if (virStorageVolDelete(vol.get(), 0) != 0)
+      return std::unexpected(LibvirtError("delete volume"));
     return {};
   });
 }
@@ -345,7 +365,8 @@ void LibvirtHypervisor::WatchEvents(std::function<void(const std::string& lab)> 
       virResetLastError();
       // Undefined: the name says which lab it was (<lab>-cp-i / <lab>-worker-i).
       for (const char* marker : {"-cp-", "-worker-"}) {
-        if (const auto at = object.rfind(marker); at != std::string::npos) on_event(object.substr(0, at));
+        if (const auto at = object.rfind(marker); at != std::string::npos)
+          on_event(object.substr(0, at));
       }
       return;
     }

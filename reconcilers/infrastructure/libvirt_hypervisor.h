@@ -13,8 +13,10 @@ class LibvirtHypervisor final : public Hypervisor {
  public:
   explicit LibvirtHypervisor(LibvirtConnection& connection) : connection_(connection) {}
 
-  [[nodiscard]] Result<std::vector<DomainInfo>> ListDomains(std::string_view name_prefix = {}) override;
-  [[nodiscard]] Result<std::vector<NetworkInfo>> ListNetworks(std::string_view name_prefix = {}) override;
+  [[nodiscard]] Result<std::vector<DomainInfo>> ListDomains(
+      std::string_view name_prefix = {}) override;
+  [[nodiscard]] Result<std::vector<NetworkInfo>> ListNetworks(
+      std::string_view name_prefix = {}) override;
   [[nodiscard]] std::string Driver() override { return connection_.driver(); }
   [[nodiscard]] Status DefineNetwork(const std::string& xml) override;
   [[nodiscard]] Status StartNetwork(const std::string& name) override;
@@ -23,8 +25,8 @@ class LibvirtHypervisor final : public Hypervisor {
                                          const std::string& dhcp_host_xml,
                                          const std::string& dns_host_xml) override;
   [[nodiscard]] Status EnsurePool(const std::string& name, const std::string& path) override;
-  [[nodiscard]] Result<std::vector<VolumeInfo>> ListVolumes(const std::string& pool,
-                                                            std::string_view name_prefix = {}) override;
+  [[nodiscard]] Result<std::vector<VolumeInfo>> ListVolumes(
+      const std::string& pool, std::string_view name_prefix = {}) override;
   [[nodiscard]] Status CreateVolume(const std::string& pool, const std::string& xml) override;
   [[nodiscard]] Status DeleteVolume(const std::string& pool, const std::string& name) override;
   [[nodiscard]] Status DefineDomain(const std::string& xml) override;

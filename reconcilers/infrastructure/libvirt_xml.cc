@@ -1,11 +1,10 @@
 #include "reconcilers/infrastructure/libvirt_xml.h"
 
+#include <fmt/format.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
 #include <memory>
-
-#include <fmt/format.h>
 
 #include "reconcilers/infrastructure/identity.h"
 
@@ -299,7 +298,8 @@ std::optional<Ownership> ParseOwnership(const std::string& xml) {
   if (!doc) return std::nullopt;
   const xmlNode* owner = FindOwner(xmlDocGetRootElement(doc.get()));
   if (!owner) return std::nullopt;
-  Ownership out{Prop(owner, "lab"), Prop(owner, "node"), Prop(owner, "role"), Prop(owner, "specHash")};
+  Ownership out{Prop(owner, "lab"), Prop(owner, "node"), Prop(owner, "role"),
+                Prop(owner, "specHash")};
   if (out.lab.empty()) return std::nullopt;
   return out;
 }

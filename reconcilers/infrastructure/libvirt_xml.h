@@ -26,11 +26,14 @@ struct DomainHostConfig {
 
 // The lab's network: NAT, bridge, gateway .1, static DHCP host entries
 // (MAC -> IP -> name) and DNS host entries for the endpoint and every node.
-[[nodiscard]] std::string RenderNetworkXml(const crds::LabCluster& lab, const std::string& spec_hash);
+[[nodiscard]] std::string RenderNetworkXml(const crds::LabCluster& lab,
+                                           const std::string& spec_hash);
 
 // One node's domain.
-[[nodiscard]] std::string RenderDomainXml(const crds::LabCluster& lab, const crds::PlannedNode& node,
-                                          const DomainHostConfig& host, const std::string& spec_hash);
+[[nodiscard]] std::string RenderDomainXml(const crds::LabCluster& lab,
+                                          const crds::PlannedNode& node,
+                                          const DomainHostConfig& host,
+                                          const std::string& spec_hash);
 
 // A qcow2 volume of `capacity_gib`, copy-on-write over `backing` when given.
 [[nodiscard]] std::string RenderVolumeXml(const std::string& name, int capacity_gib,
@@ -49,8 +52,10 @@ struct Ownership {
 // One node's static DHCP entry (<host mac= name= ip=/>) and DNS host entry
 // (<host ip=><hostname>NAME</hostname><hostname>FQDN</hostname></host>), as in
 // RenderNetworkXml, for live network updates.
-[[nodiscard]] std::string RenderDhcpHostXml(const crds::LabCluster& lab, const crds::PlannedNode& node);
-[[nodiscard]] std::string RenderDnsHostXml(const crds::LabCluster& lab, const crds::PlannedNode& node);
+[[nodiscard]] std::string RenderDhcpHostXml(const crds::LabCluster& lab,
+                                            const crds::PlannedNode& node);
+[[nodiscard]] std::string RenderDnsHostXml(const crds::LabCluster& lab,
+                                           const crds::PlannedNode& node);
 
 // The static DHCP entries of a network definition: host name -> IP.
 [[nodiscard]] std::map<std::string, std::string> ParseDhcpHosts(const std::string& xml);

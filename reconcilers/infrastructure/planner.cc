@@ -1,10 +1,10 @@
 #include "reconcilers/infrastructure/planner.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <map>
 #include <regex>
-
-#include <fmt/format.h>
 
 #include "reconcilers/infrastructure/identity.h"
 #include "reconcilers/infrastructure/lab_layout.h"
@@ -14,18 +14,30 @@ namespace vmlab::reconcilers::infrastructure {
 
 std::string_view ToString(ActionKind kind) {
   switch (kind) {
-    case ActionKind::kEnsurePool: return "EnsurePool";
-    case ActionKind::kDefineNetwork: return "DefineNetwork";
-    case ActionKind::kStartNetwork: return "StartNetwork";
-    case ActionKind::kCreateVolume: return "CreateVolume";
-    case ActionKind::kDefineDomain: return "DefineDomain";
-    case ActionKind::kStartDomain: return "StartDomain";
-    case ActionKind::kRestartDomain: return "RestartDomain";
-    case ActionKind::kDeleteDomain: return "DeleteDomain";
-    case ActionKind::kDeleteVolume: return "DeleteVolume";
-    case ActionKind::kDeleteNetwork: return "DeleteNetwork";
-    case ActionKind::kAddNetworkHost: return "AddNetworkHost";
-    case ActionKind::kRemoveNetworkHost: return "RemoveNetworkHost";
+    case ActionKind::kEnsurePool:
+      return "EnsurePool";
+    case ActionKind::kDefineNetwork:
+      return "DefineNetwork";
+    case ActionKind::kStartNetwork:
+      return "StartNetwork";
+    case ActionKind::kCreateVolume:
+      return "CreateVolume";
+    case ActionKind::kDefineDomain:
+      return "DefineDomain";
+    case ActionKind::kStartDomain:
+      return "StartDomain";
+    case ActionKind::kRestartDomain:
+      return "RestartDomain";
+    case ActionKind::kDeleteDomain:
+      return "DeleteDomain";
+    case ActionKind::kDeleteVolume:
+      return "DeleteVolume";
+    case ActionKind::kDeleteNetwork:
+      return "DeleteNetwork";
+    case ActionKind::kAddNetworkHost:
+      return "AddNetworkHost";
+    case ActionKind::kRemoveNetworkHost:
+      return "RemoveNetworkHost";
   }
   return "";
 }
@@ -64,7 +76,8 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
   const crds::LabCluster& lab = *desired.lab;
   const bool remediate = lab.spec.drift_policy == crds::DriftPolicy::kRemediate;
   auto drift = [&](std::string kind, std::string object, std::string message, bool repairable) {
-    plan.drift.push_back({std::move(kind), std::move(object), std::move(message), repairable && remediate});
+    plan.drift.push_back(
+        {std::move(kind), std::move(object), std::move(message), repairable && remediate});
     return repairable && remediate;
   };
 
@@ -73,7 +86,8 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
   const bool lab_existed = !observed.known_nodes.empty() || !observed.domains.empty();
   if (!observed.network) {
     if (!lab_existed || drift("NetworkMissing", network, "the lab's network is gone", true)) {
-      plan.actions.push_back({ActionKind::kDefineNetwork, network, RenderNetworkXml(lab, desired.spec_hash), "", ""});
+      plan.actions.push_back(
+          {ActionKind::kDefineNetwork, network, RenderNetworkXml(lab, desired.spec_hash), "", ""});
       plan.actions.push_back({ActionKind::kStartNetwork, network, "", "", ""});
     }
   } else if (!observed.network->active) {
@@ -108,20 +122,23 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
 
     auto volume = [&](const std::string& name, int gib, const std::string& backing) {
       if (name.empty() || observed.volumes.contains(name)) return;
-      if (exists && !drift("VolumeMissing", name, fmt::format("volume {} of {} is gone", name, node.name), true)) {
+      if (exists && !drift("VolumeMissing", name,
+                           fmt::format("volume {} of {} is gone", name, node.name), true)) {
         return;
       }
       plan.actions.push_back({ActionKind::kCreateVolume, name,
-                              RenderVolumeXml(name, gib, backing, backing.empty() ? "" : "qcow2"), "",
-                              node.name});
+                              RenderVolumeXml(name, gib, backing, backing.empty() ? "" : "qcow2"),
+                              "", node.name});
     };
     volume(files.root_volume, disk, lab.spec.image.path);
     volume(files.extra_volume, lab.spec.workers.extra_disk_gib, "");
 
-    const std::string xml = RenderDomainXml(
-        lab, node, HostConfigFor(desired.state_dir, lab, node, desired.domain_type), desired.spec_hash);
+    const std::string xml =
+        RenderDomainXml(lab, node, HostConfigFor(desired.state_dir, lab, node, desired.domain_type),
+                        desired.spec_hash);
     if (!exists) {
-      if (known && !drift("DomainMissing", node.name, fmt::format("domain {} is gone", node.name), true)) {
+      if (known &&
+          !drift("DomainMissing", node.name, fmt::format("domain {} is gone", node.name), true)) {
         continue;
       }
       plan.actions.push_back({ActionKind::kDefineDomain, node.name, xml, "", node.name});
@@ -131,13 +148,15 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
 
     const DomainInfo& observed_domain = *domain->second;
     const int cpus = control_plane ? lab.spec.control_plane.cpus : lab.spec.workers.cpus;
-    const int memory = control_plane ? lab.spec.control_plane.memory_mib : lab.spec.workers.memory_mib;
+    const int memory =
+        control_plane ? lab.spec.control_plane.memory_mib : lab.spec.workers.memory_mib;
     const bool resized = observed_domain.vcpus != cpus || observed_domain.memory_mib != memory;
     if (resized) {
-      const bool spec_changed = !observed_domain.owner || observed_domain.owner->spec_hash != desired.spec_hash;
-      const std::string what = fmt::format("{} has {} vCPUs and {} MiB; the spec says {} and {}",
-                                           node.name, observed_domain.vcpus, observed_domain.memory_mib,
-                                           cpus, memory);
+      const bool spec_changed =
+          !observed_domain.owner || observed_domain.owner->spec_hash != desired.spec_hash;
+      const std::string what =
+          fmt::format("{} has {} vCPUs and {} MiB; the spec says {} and {}", node.name,
+                      observed_domain.vcpus, observed_domain.memory_mib, cpus, memory);
       const bool apply = spec_changed || drift("ResourceMismatch", node.name, what, true);
       if (apply && !restart_planned) {
         // One node per reconcile: the next one follows on the next pass.
@@ -167,10 +186,11 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
   for (const auto& d : observed.domains) {
     if (planned_names.contains(d.name)) continue;
     const bool scaled_down = observed.known_nodes.contains(d.name);
-    if (scaled_down || drift("OrphanDomain", d.name,
-                             fmt::format("domain {} carries lab {}'s ownership but is not in its spec",
-                                         d.name, lab_name),
-                             true)) {
+    if (scaled_down ||
+        drift("OrphanDomain", d.name,
+              fmt::format("domain {} carries lab {}'s ownership but is not in its spec", d.name,
+                          lab_name),
+              true)) {
       plan.actions.push_back({ActionKind::kDeleteDomain, d.name, "", "", d.name});
     }
   }

@@ -25,8 +25,8 @@ enum class ActionKind {
   kEnsurePool,
   kDefineNetwork,
   kStartNetwork,
-  kCreateVolume,   // target: volume name; xml: the volume
-  kDefineDomain,   // target: domain name; xml: the domain
+  kCreateVolume,  // target: volume name; xml: the volume
+  kDefineDomain,  // target: domain name; xml: the domain
   kStartDomain,
   kRestartDomain,  // stop then start: applies a redefined cpus/memory
   kDeleteDomain,
@@ -41,7 +41,7 @@ enum class ActionKind {
 struct Action {
   ActionKind kind;
   std::string target;
-  std::string xml;   // for define/create
+  std::string xml;  // for define/create
   std::string extra_xml;
   std::string node;  // the node it belongs to, empty for lab-wide actions
 };
@@ -55,10 +55,10 @@ struct DriftItem {
 };
 
 struct Observed {
-  std::vector<DomainInfo> domains;  // owned by this lab
+  std::vector<DomainInfo> domains;     // owned by this lab
   std::optional<NetworkInfo> network;  // owned by this lab
-  std::set<std::string> volumes;    // this lab's volumes in vmlab's pool
-  std::set<std::string> known_nodes;  // nodes this lab had created before (from its status)
+  std::set<std::string> volumes;       // this lab's volumes in vmlab's pool
+  std::set<std::string> known_nodes;   // nodes this lab had created before (from its status)
 };
 
 struct Desired {

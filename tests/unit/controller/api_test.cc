@@ -2,8 +2,8 @@
 // real listener on 127.0.0.1 (port 0) with a real HTTP client (curl).
 #include "controller/api.h"
 
-#include <gtest/gtest.h>
 #include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 #include <array>
 #include <cstdio>
@@ -14,6 +14,7 @@
 #include "controller/http_server.h"
 #include "crds/canonical.h"
 #include "crds/labcluster_parse.h"
+#include "fake_desired_state.h"
 #include "metrics/lab_metrics.h"
 #include "metrics/registry.h"
 #include "scratch_dir.h"
@@ -23,26 +24,13 @@ namespace {
 
 using testing::HasSubstr;
 
-class FakeDesiredState final : public DesiredState {
- public:
-  std::optional<DesiredLab> Get(const std::string& name) const override {
-    auto it = labs.find(name);
-    if (it == labs.end()) return std::nullopt;
-    return it->second;
-  }
-  std::vector<std::string> Names() const override {
-    std::vector<std::string> names;
-    for (const auto& [name, lab] : labs) names.push_back(name);
-    return names;
-  }
-  std::map<std::string, DesiredLab> labs;
-};
+using testing_support::FakeDesiredState;
 
 class ApiTest : public testing::Test {
  protected:
   ApiTest() {
-    auto docs = crds::ParseManifests(
-        "spk.yaml", testing_support::LabManifest("spk", "172.42.42.0/24", 2));
+    auto docs =
+        crds::ParseManifests("spk.yaml", testing_support::LabManifest("spk", "172.42.42.0/24", 2));
     DesiredLab lab;
     lab.name = "spk";
     lab.spec = docs.at(0).object;
@@ -51,17 +39,20 @@ class ApiTest : public testing::Test {
     lab.spec_valid = true;
     desired_.labs["spk"] = lab;
     EXPECT_TRUE(store_.Load().has_value());
-    EXPECT_TRUE(store_.Update("spk", [&](LabRecord& r) {
-      r.generation = 4;
-      r.created = clock_.WallNow();
-      Condition c;
-      c.type = "Ready";
-      c.status = "False";
-      c.reason = "NotImplemented";
-      c.message = "m";
-      SetCondition(r, c, clock_.WallNow());
-      AddEvent(r, "Normal", "Created", "generation 1", clock_.WallNow());
-    }).has_value());
+    EXPECT_TRUE(store_
+                    .Update("spk",
+                            [&](LabRecord& r) {
+                              r.generation = 4;
+                              r.created = clock_.WallNow();
+                              Condition c;
+                              c.type = "Ready";
+                              c.status = "False";
+                              c.reason = "NotImplemented";
+                              c.message = "m";
+                              SetCondition(r, c, clock_.WallNow());
+                              AddEvent(r, "Normal", "Created", "generation 1", clock_.WallNow());
+                            })
+                    .has_value());
     context_.desired = &desired_;
     context_.store = &store_;
     context_.registry = &registry_;
@@ -83,7 +74,9 @@ TEST_F(ApiTest, ServesOneLabWithSpecAndStatus) {
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.content_type, "application/json");
   EXPECT_THAT(r.body, HasSubstr(R"("apiVersion":"vmlab.io/v1alpha1","kind":"LabCluster")"));
-  EXPECT_THAT(r.body, HasSubstr(R"("name":"spk","generation":4,"creationTimestamp":"2026-02-11T16:00:00Z")"));
+  EXPECT_THAT(
+      r.body,
+      HasSubstr(R"("name":"spk","generation":4,"creationTimestamp":"2026-02-11T16:00:00Z")"));
   EXPECT_THAT(r.body, HasSubstr(R"("workers":{"replicas":2,"cpus":2,"memoryMiB":2048)"));
   EXPECT_THAT(r.body, HasSubstr(R"("version":"1.30.4")"));
   EXPECT_THAT(r.body, HasSubstr(R"("cache":{"apt":true,"images":true})"));

@@ -60,8 +60,8 @@ class ManagerTest : public testing::Test {
   WorkQueue queue_{clock_, WorkQueueOptions{}, &metrics_};
   FakeReconciler reconciler_;
   std::vector<std::string> keys_{"a", "b"};
-  Manager manager_{clock_, queue_, reconciler_, &metrics_, ManagerOptions{},
-                   [this] { return keys_; }};
+  Manager manager_{clock_,    queue_,           reconciler_,
+                   &metrics_, ManagerOptions{}, [this] { return keys_; }};
 };
 
 TEST_F(ManagerTest, SuccessForgetsAndCounts) {
@@ -69,9 +69,12 @@ TEST_F(ManagerTest, SuccessForgetsAndCounts) {
   EXPECT_TRUE(manager_.ProcessNextItem());
   EXPECT_FALSE(manager_.ProcessNextItem());
   EXPECT_EQ(reconciler_.Calls("a"), 1);
-  EXPECT_TRUE(Contains("controller_runtime_reconcile_total{controller=\"labcluster\",result=\"success\"} 1"));
-  EXPECT_TRUE(Contains("controller_runtime_reconcile_time_seconds_count{controller=\"labcluster\"} 1"));
-  EXPECT_TRUE(Contains("controller_runtime_max_concurrent_reconciles{controller=\"labcluster\"} 2"));
+  EXPECT_TRUE(Contains(
+      "controller_runtime_reconcile_total{controller=\"labcluster\",result=\"success\"} 1"));
+  EXPECT_TRUE(
+      Contains("controller_runtime_reconcile_time_seconds_count{controller=\"labcluster\"} 1"));
+  EXPECT_TRUE(
+      Contains("controller_runtime_max_concurrent_reconciles{controller=\"labcluster\"} 2"));
   EXPECT_TRUE(Contains("controller_runtime_active_workers{controller=\"labcluster\"} 0"));
 }
 
@@ -89,7 +92,8 @@ TEST_F(ManagerTest, RetryableErrorIsRetriedWithGrowingBackoff) {
   EXPECT_TRUE(manager_.ProcessNextItem());
   EXPECT_EQ(queue_.NumRequeues("a"), 0) << "success forgets the failures";
   EXPECT_TRUE(Contains("controller_runtime_reconcile_errors_total{controller=\"labcluster\"} 2"));
-  EXPECT_TRUE(Contains("controller_runtime_reconcile_total{controller=\"labcluster\",result=\"error\"} 2"));
+  EXPECT_TRUE(
+      Contains("controller_runtime_reconcile_total{controller=\"labcluster\",result=\"error\"} 2"));
   EXPECT_TRUE(Contains("workqueue_retries_total{controller=\"labcluster\",name=\"labcluster\"} 2"));
 }
 
@@ -100,7 +104,8 @@ TEST_F(ManagerTest, TerminalErrorIsNotRetried) {
   clock_.Advance(seconds(2000));
   EXPECT_FALSE(manager_.ProcessNextItem());
   EXPECT_EQ(reconciler_.Calls("a"), 1);
-  EXPECT_TRUE(Contains("controller_runtime_terminal_reconcile_errors_total{controller=\"labcluster\"} 1"));
+  EXPECT_TRUE(
+      Contains("controller_runtime_terminal_reconcile_errors_total{controller=\"labcluster\"} 1"));
 }
 
 TEST_F(ManagerTest, RequeueAfterComesBackAtThatTime) {
@@ -111,7 +116,8 @@ TEST_F(ManagerTest, RequeueAfterComesBackAtThatTime) {
   EXPECT_FALSE(manager_.ProcessNextItem());
   clock_.Advance(seconds(1));
   EXPECT_TRUE(manager_.ProcessNextItem());
-  EXPECT_TRUE(Contains("controller_runtime_reconcile_total{controller=\"labcluster\",result=\"requeue_after\"} 1"));
+  EXPECT_TRUE(Contains(
+      "controller_runtime_reconcile_total{controller=\"labcluster\",result=\"requeue_after\"} 1"));
 }
 
 TEST_F(ManagerTest, RequeueUsesBackoff) {
@@ -121,7 +127,8 @@ TEST_F(ManagerTest, RequeueUsesBackoff) {
   EXPECT_FALSE(manager_.ProcessNextItem());
   clock_.Advance(milliseconds(5));
   EXPECT_TRUE(manager_.ProcessNextItem());
-  EXPECT_TRUE(Contains("controller_runtime_reconcile_total{controller=\"labcluster\",result=\"requeue\"} 1"));
+  EXPECT_TRUE(Contains(
+      "controller_runtime_reconcile_total{controller=\"labcluster\",result=\"requeue\"} 1"));
 }
 
 TEST_F(ManagerTest, ExceptionIsCaughtCountedAndRetried) {
@@ -132,7 +139,8 @@ TEST_F(ManagerTest, ExceptionIsCaughtCountedAndRetried) {
   EXPECT_TRUE(manager_.ProcessNextItem());
   EXPECT_EQ(reconciler_.Calls("a"), 2);
   EXPECT_TRUE(Contains("controller_runtime_reconcile_panics_total{controller=\"labcluster\"} 1"));
-  EXPECT_TRUE(Contains("controller_runtime_reconcile_total{controller=\"labcluster\",result=\"error\"} 1"));
+  EXPECT_TRUE(
+      Contains("controller_runtime_reconcile_total{controller=\"labcluster\",result=\"error\"} 1"));
 }
 
 TEST_F(ManagerTest, WorkersReconcileAndResyncEnqueuesEveryKey) {
@@ -150,10 +158,10 @@ TEST_F(ManagerTest, StopWaitsForInFlightReconcile) {
   std::atomic<bool> release{false};
   std::atomic<bool> finished{false};
   reconciler_.Script("a", {[&]() -> Result<ReconcileResult> {
-    while (!release) std::this_thread::yield();
-    finished = true;
-    return ReconcileResult{};
-  }});
+                       while (!release) std::this_thread::yield();
+                       finished = true;
+                       return ReconcileResult{};
+                     }});
   manager_.Start();
   queue_.Add("a");
   while (reconciler_.Calls("a") < 1) std::this_thread::yield();

@@ -3,8 +3,8 @@
 // clock decides when debounce, grace period and retries are due. No sleeps.
 #include "controller/manifest_source.h"
 
-#include <gtest/gtest.h>
 #include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
@@ -174,7 +174,8 @@ TEST_F(ManifestSourceTest, InvalidEditKeepsTheLastGoodSpec) {
 }
 
 TEST_F(ManifestSourceTest, UnparsableFileKeepsEveryLabItDefined) {
-  dir_.Write("labs.yaml", LabManifest("a", "172.42.1.0/24") + "---\n" + LabManifest("b", "172.42.2.0/24"));
+  dir_.Write("labs.yaml",
+             LabManifest("a", "172.42.1.0/24") + "---\n" + LabManifest("b", "172.42.2.0/24"));
   source_->Start();
   dir_.Write("labs.yaml", "this: is: not [valid yaml\n");
   Settle();

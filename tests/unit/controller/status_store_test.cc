@@ -1,7 +1,7 @@
 #include "controller/status_store.h"
 
-#include <gtest/gtest.h>
 #include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
@@ -59,8 +59,8 @@ TEST(EventTest, RepeatsAreMergedAndTheRingIsBounded) {
 }
 
 TEST(TimestampTest, RoundTripsRfc3339) {
-  const WallTime t = std::chrono::sys_days{std::chrono::year{2026} / 11 / 26} + std::chrono::hours(13) +
-                     std::chrono::minutes(4) + seconds(5);
+  const WallTime t = std::chrono::sys_days{std::chrono::year{2026} / 11 / 26} +
+                     std::chrono::hours(13) + std::chrono::minutes(4) + seconds(5);
   EXPECT_EQ(FormatTimestamp(t), "2026-11-26T13:04:05Z");
   EXPECT_EQ(ParseTimestamp("2026-11-26T13:04:05Z"), t);
   EXPECT_EQ(ParseTimestamp("yesterday"), std::nullopt);
@@ -72,14 +72,19 @@ TEST(StatusStoreTest, PersistsAndRestoresEverything) {
   {
     StatusStore store(dir.path());
     ASSERT_TRUE(store.Load().has_value());
-    ASSERT_TRUE(store.Update("spk", [&](LabRecord& r) {
-      r.generation = 3;
-      r.spec_hash = "abc";
-      r.created = clock.WallNow();
-      SetCondition(r, Make("SpecValid", "True", "Valid", "ok"), clock.WallNow());
-      r.nodes.push_back({"spk-cp-1", "control-plane", "172.42.42.11", "missing", "", false});
-      AddEvent(r, "Normal", "Created", "generation 1", clock.WallNow());
-    }).has_value());
+    ASSERT_TRUE(store
+                    .Update("spk",
+                            [&](LabRecord& r) {
+                              r.generation = 3;
+                              r.spec_hash = "abc";
+                              r.created = clock.WallNow();
+                              SetCondition(r, Make("SpecValid", "True", "Valid", "ok"),
+                                           clock.WallNow());
+                              r.nodes.push_back({"spk-cp-1", "control-plane", "172.42.42.11",
+                                                 "missing", "", false});
+                              AddEvent(r, "Normal", "Created", "generation 1", clock.WallNow());
+                            })
+                    .has_value());
   }
   StatusStore again(dir.path());
   ASSERT_TRUE(again.Load().has_value());
@@ -105,7 +110,8 @@ TEST(StatusStoreTest, WritesOnlyWhenSomethingChangedAndLeavesNoTempFiles) {
   const auto first_write = fs::last_write_time(file);
   fs::last_write_time(file, first_write - std::chrono::hours(1));
   ASSERT_TRUE(store.Update("a", [](LabRecord& r) { r.generation = 1; }).has_value());
-  EXPECT_EQ(fs::last_write_time(file), first_write - std::chrono::hours(1)) << "rewritten unchanged";
+  EXPECT_EQ(fs::last_write_time(file), first_write - std::chrono::hours(1))
+      << "rewritten unchanged";
   std::vector<std::string> files;
   for (const auto& entry : fs::directory_iterator(dir.path() / "labs")) {
     files.push_back(entry.path().filename().string());

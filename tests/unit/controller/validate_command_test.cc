@@ -1,5 +1,4 @@
 #include "controller/validate_command.h"
-#include "scratch_dir.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,6 +12,7 @@
 #include <vector>
 
 #include "controller/cli.h"
+#include "scratch_dir.h"
 
 namespace vmlab::controller {
 namespace {

@@ -4,14 +4,15 @@
 // per test, since the driver's state is shared by the whole process.
 #include "reconcilers/labcluster_reconciler.h"
 
-#include <gtest/gtest.h>
+#include <fmt/format.h>
 #include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <map>
 
-#include <fmt/format.h>
-
+#include "../controller/fake_desired_state.h"
+#include "../controller/scratch_dir.h"
 #include "controller/fake_clock.h"
 #include "crds/canonical.h"
 #include "crds/labcluster_parse.h"
@@ -20,7 +21,6 @@
 #include "reconcilers/infrastructure/identity.h"
 #include "reconcilers/infrastructure/lab_layout.h"
 #include "reconcilers/infrastructure/libvirt_hypervisor.h"
-#include "../controller/scratch_dir.h"
 
 namespace vmlab::reconcilers {
 namespace {
@@ -30,23 +30,11 @@ using std::chrono::seconds;
 using testing::HasSubstr;
 namespace infra = infrastructure;
 
-class FakeDesiredState final : public controller::DesiredState {
- public:
-  std::optional<DesiredLab> Get(const std::string& name) const override {
-    auto it = labs.find(name);
-    if (it == labs.end()) return std::nullopt;
-    return it->second;
-  }
-  std::vector<std::string> Names() const override {
-    std::vector<std::string> names;
-    for (const auto& [name, lab] : labs) names.push_back(name);
-    return names;
-  }
-  std::map<std::string, DesiredLab> labs;
-};
+using testing_support::FakeDesiredState;
 
 DesiredLab Desired(const std::string& name, int control_planes, int workers,
-                   const std::string& policy = "Remediate", const std::string& deletion = "Delete") {
+                   const std::string& policy = "Remediate",
+                   const std::string& deletion = "Delete") {
   static int next_net = 0;
   const std::string text = fmt::format(
       "apiVersion: vmlab.io/v1alpha1\nkind: LabCluster\nmetadata: {{name: {}}}\nspec:\n"
@@ -140,7 +128,8 @@ TEST_F(LabClusterReconcilerTest, CreatesTheLabAndSaysWhatIsNotDoneYet) {
   EXPECT_EQ(r.generation, 1);
   EXPECT_EQ(Cond(r, "SpecValid").status, "True");
   EXPECT_EQ(Cond(r, "InfrastructureReady").status, "True");
-  EXPECT_THAT(Cond(r, "InfrastructureReady").message, HasSubstr("3 domains running (libvirt TEST driver"));
+  EXPECT_THAT(Cond(r, "InfrastructureReady").message,
+              HasSubstr("3 domains running (libvirt TEST driver"));
   EXPECT_EQ(Cond(r, "Drifted").status, "False");
   EXPECT_EQ(Cond(r, "Ready").status, "False");
   EXPECT_EQ(Cond(r, "Ready").reason, "BootstrapNotImplemented");
@@ -150,7 +139,8 @@ TEST_F(LabClusterReconcilerTest, CreatesTheLabAndSaysWhatIsNotDoneYet) {
   EXPECT_EQ(Domains("rcnew").size(), 3u);
   EXPECT_EQ(Volumes("rcnew").size(), 3u);
   EXPECT_TRUE(NetworkExists("rcnew"));
-  EXPECT_TRUE(std::any_of(r.events.begin(), r.events.end(), [](const auto& e) { return e.reason == "DomainsCreated"; }));
+  EXPECT_TRUE(std::any_of(r.events.begin(), r.events.end(),
+                          [](const auto& e) { return e.reason == "DomainsCreated"; }));
   EXPECT_NE(registry_.Serialize().find(
                 "vmlab_labcluster_nodes{name=\"rcnew\",role=\"worker\",state=\"running\"} 2"),
             std::string::npos);
@@ -172,13 +162,15 @@ TEST_F(LabClusterReconcilerTest, InvalidSpecKeepsTheLabAsItWas) {
   DesiredLab broken = desired_.labs["rcbad"];
   broken.spec_valid = false;
   broken.invalid_reason = "InvalidSpec";
-  broken.invalid_message = "lab.yaml:11:15: error: spec.workers.replicas: must be between 0 and 150";
+  broken.invalid_message =
+      "lab.yaml:11:15: error: spec.workers.replicas: must be between 0 and 150";
   desired_.labs["rcbad"] = broken;
   Settle("rcbad");
   const auto r = Record("rcbad");
   EXPECT_EQ(r.generation, 1);
   EXPECT_EQ(Cond(r, "SpecValid").status, "False");
-  EXPECT_THAT(Cond(r, "SpecValid").message, HasSubstr("the last valid spec (generation 1) stays in force"));
+  EXPECT_THAT(Cond(r, "SpecValid").message,
+              HasSubstr("the last valid spec (generation 1) stays in force"));
   EXPECT_EQ(Domains("rcbad").size(), 2u) << "an invalid edit destroys nothing";
 }
 
@@ -194,23 +186,27 @@ TEST_F(LabClusterReconcilerTest, DriftIsRepairedAndTheUnownedLookAlikeLeftAlone)
   {
     const auto& spec = *desired_.labs["rcdrift"].spec;
     const auto node = crds::PlanNodes(spec).at(3);  // rcdrift-worker-2
-    std::string xml = infra::RenderDomainXml(spec, node, infra::HostConfigFor(dir_.path(), spec, node, "qemu"),
-                                             desired_.labs["rcdrift"].spec_hash);
+    std::string xml =
+        infra::RenderDomainXml(spec, node, infra::HostConfigFor(dir_.path(), spec, node, "qemu"),
+                               desired_.labs["rcdrift"].spec_hash);
     xml.replace(xml.find(">2048<"), 6, ">4096<");
     xml.replace(xml.find(">2048<"), 6, ">4096<");
     ASSERT_TRUE(behind_.DefineDomain(xml).has_value());
   }
   ASSERT_TRUE(behind_.DeleteNetwork(infra::NetworkName("rcdrift")).has_value());
-  ASSERT_TRUE(behind_.DefineDomain("<domain type='test'><name>rcdrift-worker-9</name><memory>1024</memory>"
-                                   "<os><type>hvm</type></os></domain>").has_value());
+  ASSERT_TRUE(
+      behind_
+          .DefineDomain("<domain type='test'><name>rcdrift-worker-9</name><memory>1024</memory>"
+                        "<os><type>hvm</type></os></domain>")
+          .has_value());
 
   ASSERT_TRUE(reconciler_.Reconcile("rcdrift").has_value());
   auto r = Record("rcdrift");
   std::vector<std::string> kinds;
   for (const auto& d : r.drift) kinds.push_back(d.kind + " " + d.object);
-  EXPECT_THAT(kinds, testing::UnorderedElementsAre("NetworkMissing vmlab-rcdrift", "DomainStopped rcdrift-cp-1",
-                                                   "DomainMissing rcdrift-worker-1",
-                                                   "ResourceMismatch rcdrift-worker-2"));
+  EXPECT_THAT(kinds, testing::UnorderedElementsAre(
+                         "NetworkMissing vmlab-rcdrift", "DomainStopped rcdrift-cp-1",
+                         "DomainMissing rcdrift-worker-1", "ResourceMismatch rcdrift-worker-2"));
   EXPECT_EQ(Cond(r, "Drifted").status, "True");
   Settle("rcdrift");
   r = Record("rcdrift");
@@ -222,8 +218,8 @@ TEST_F(LabClusterReconcilerTest, DriftIsRepairedAndTheUnownedLookAlikeLeftAlone)
   EXPECT_EQ(domains.at("rcdrift-worker-2").memory_mib, 2048);
   ASSERT_TRUE(domains.contains("rcdrift-worker-9")) << "an unowned look-alike is never touched";
   EXPECT_FALSE(domains.at("rcdrift-worker-9").owner.has_value());
-  EXPECT_NE(registry_.Serialize().find(
-                "vmlab_drift_remediations_total{kind=\"DomainMissing\",name=\"rcdrift\",result=\"success\"} 1"),
+  EXPECT_NE(registry_.Serialize().find("vmlab_drift_remediations_total{kind=\"DomainMissing\",name="
+                                       "\"rcdrift\",result=\"success\"} 1"),
             std::string::npos);
   ASSERT_TRUE(behind_.DeleteDomain("rcdrift-worker-9").has_value());
 }
@@ -279,7 +275,8 @@ TEST_F(LabClusterReconcilerTest, RetainKeepsVolumesOnDeletion) {
   EXPECT_TRUE(Domains("rcret").empty());
   EXPECT_FALSE(NetworkExists("rcret"));
   EXPECT_EQ(Volumes("rcret").size(), 2u);
-  for (const auto& v : Volumes("rcret")) ASSERT_TRUE(hypervisor_.DeleteVolume(infra::kPoolName, v).has_value());
+  for (const auto& v : Volumes("rcret"))
+    ASSERT_TRUE(hypervisor_.DeleteVolume(infra::kPoolName, v).has_value());
 }
 
 }  // namespace

@@ -2,18 +2,18 @@
 // daemon, in-process state shared by every connection of this process).
 #include "reconcilers/infrastructure/libvirt_hypervisor.h"
 
-#include <gtest/gtest.h>
 #include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
 
+#include "../controller/scratch_dir.h"
 #include "crds/canonical.h"
 #include "crds/labcluster_parse.h"
 #include "reconcilers/infrastructure/lab_layout.h"
-#include "../controller/scratch_dir.h"
 
 namespace vmlab::reconcilers::infrastructure {
 namespace {
@@ -88,11 +88,13 @@ TEST_F(LibvirtHypervisorTest, DomainLifecycleWithOwnershipAndState) {
 
 TEST_F(LibvirtHypervisorTest, PoolAndVolumes) {
   testing_support::ScratchDir dir;
-  ASSERT_TRUE(hypervisor_.EnsurePool("vmlab-test-pool", (dir.path() / "pool").string()).has_value());
+  ASSERT_TRUE(
+      hypervisor_.EnsurePool("vmlab-test-pool", (dir.path() / "pool").string()).has_value());
   ASSERT_TRUE(hypervisor_.EnsurePool("vmlab-test-pool", (dir.path() / "pool").string()).has_value())
       << "idempotent";
-  ASSERT_TRUE(hypervisor_.CreateVolume("vmlab-test-pool",
-                                       RenderVolumeXml("n1-root.qcow2", 20, "", "")).has_value());
+  ASSERT_TRUE(
+      hypervisor_.CreateVolume("vmlab-test-pool", RenderVolumeXml("n1-root.qcow2", 20, "", ""))
+          .has_value());
   auto volumes = hypervisor_.ListVolumes("vmlab-test-pool");
   ASSERT_TRUE(volumes.has_value());
   ASSERT_EQ(volumes->size(), 1u);
@@ -115,8 +117,10 @@ TEST_F(LibvirtHypervisorTest, LifecycleEventsNameTheOwningLab) {
   ASSERT_TRUE(watcher.Ensure().has_value());
   const auto lab = Lab("hvevt", "172.31.202.0/24");
   const auto node = crds::PlanNodes(lab).at(0);
-  ASSERT_TRUE(hypervisor_.DefineDomain(
-      RenderDomainXml(lab, node, HostConfigFor("/tmp/x", lab, node, "qemu"), "h")).has_value());
+  ASSERT_TRUE(
+      hypervisor_
+          .DefineDomain(RenderDomainXml(lab, node, HostConfigFor("/tmp/x", lab, node, "qemu"), "h"))
+          .has_value());
   ASSERT_TRUE(hypervisor_.StartDomain(node.name).has_value());
   ASSERT_TRUE(hypervisor_.DeleteDomain(node.name).has_value());
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);

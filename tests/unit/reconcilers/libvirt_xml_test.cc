@@ -1,18 +1,18 @@
 #include "reconcilers/infrastructure/libvirt_xml.h"
 
-#include <gtest/gtest.h>
 #include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "../controller/scratch_dir.h"
 #include "crds/canonical.h"
 #include "crds/labcluster_parse.h"
 #include "reconcilers/infrastructure/identity.h"
 #include "reconcilers/infrastructure/lab_layout.h"
-#include "../controller/scratch_dir.h"
 
 namespace vmlab::reconcilers::infrastructure {
 namespace {
@@ -48,8 +48,8 @@ void ExpectValid(const std::string& xml, const char* schema) {
   testing_support::ScratchDir dir;
   const auto file = dir.path() / "object.xml";
   std::ofstream(file) << xml;
-  const std::string command =
-      "virt-xml-validate " + file.string() + " " + schema + " > " + (dir.path() / "out").string() + " 2>&1";
+  const std::string command = "virt-xml-validate " + file.string() + " " + schema + " > " +
+                              (dir.path() / "out").string() + " 2>&1";
   const int status = std::system(command.c_str());
   std::ifstream out(dir.path() / "out");
   std::ostringstream text;
@@ -98,8 +98,8 @@ TEST(LibvirtXmlTest, EveryFieldRendersValidXml) {
 TEST(LibvirtXmlTest, OwnershipRoundTrips) {
   const auto lab = Load("examples/spk-lab.yaml");
   const auto node = crds::PlanNodes(lab).at(0);
-  const auto owner = ParseOwnership(
-      RenderDomainXml(lab, node, HostConfigFor("/v", lab, node, "qemu"), "abc"));
+  const auto owner =
+      ParseOwnership(RenderDomainXml(lab, node, HostConfigFor("/v", lab, node, "qemu"), "abc"));
   ASSERT_TRUE(owner.has_value());
   EXPECT_EQ(owner->lab, "spk");
   EXPECT_EQ(owner->node, "spk-cp-1");
@@ -107,9 +107,10 @@ TEST(LibvirtXmlTest, OwnershipRoundTrips) {
   EXPECT_EQ(owner->spec_hash, "abc");
   EXPECT_FALSE(ParseOwnership("<domain><name>spk-cp-1</name></domain>").has_value())
       << "a look-alike without vmlab's element is not ours";
-  EXPECT_FALSE(ParseOwnership(
-                   R"(<domain><metadata><owner xmlns="https://example.com/other" lab="spk"/></metadata></domain>)")
-                   .has_value());
+  EXPECT_FALSE(
+      ParseOwnership(
+          R"(<domain><metadata><owner xmlns="https://example.com/other" lab="spk"/></metadata></domain>)")
+          .has_value());
   EXPECT_FALSE(ParseOwnership("not xml").has_value());
 }
 

@@ -2,12 +2,11 @@
 // resize, every drift kind under Remediate and Report, deletion.
 #include "reconcilers/infrastructure/planner.h"
 
-#include <gtest/gtest.h>
+#include <fmt/format.h>
 #include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 #include <functional>
-
-#include <fmt/format.h>
 
 #include "crds/canonical.h"
 #include "crds/labcluster_parse.h"
@@ -37,12 +36,14 @@ Observed Built(const crds::LabCluster& lab, const std::string& hash) {
   o.network = NetworkInfo{NetworkName("lab"), true, Ownership{"lab", "", "", hash}};
   for (const auto& node : crds::PlanNodes(lab)) {
     const bool cp = node.role == crds::NodeRole::kControlPlane;
-    o.domains.push_back({node.name, "running", cp ? lab.spec.control_plane.cpus : lab.spec.workers.cpus,
-                         cp ? lab.spec.control_plane.memory_mib : lab.spec.workers.memory_mib,
-                         Ownership{"lab", node.name, std::string(crds::ToString(node.role)), hash}});
+    o.domains.push_back(
+        {node.name, "running", cp ? lab.spec.control_plane.cpus : lab.spec.workers.cpus,
+         cp ? lab.spec.control_plane.memory_mib : lab.spec.workers.memory_mib,
+         Ownership{"lab", node.name, std::string(crds::ToString(node.role)), hash}});
     o.volumes.insert(node.name + "-root.qcow2");
     o.known_nodes.insert(node.name);
-    o.network->dhcp_hosts[node.name] = crds::Ipv4Address{static_cast<std::uint32_t>(node.address)}.ToString();
+    o.network->dhcp_hosts[node.name] =
+        crds::Ipv4Address{static_cast<std::uint32_t>(node.address)}.ToString();
   }
   return o;
 }
@@ -50,13 +51,15 @@ Observed Built(const crds::LabCluster& lab, const std::string& hash) {
 // "Kind target" for each action, for compact expectations.
 std::vector<std::string> Steps(const Plan& plan) {
   std::vector<std::string> out;
-  for (const auto& a : plan.actions) out.push_back(fmt::format("{} {}", ToString(a.kind), a.target));
+  for (const auto& a : plan.actions)
+    out.push_back(fmt::format("{} {}", ToString(a.kind), a.target));
   return out;
 }
 
 std::vector<std::string> DriftKinds(const Plan& plan) {
   std::vector<std::string> out;
-  for (const auto& d : plan.drift) out.push_back(fmt::format("{} {}{}", d.kind, d.object, d.remediated ? " (repaired)" : ""));
+  for (const auto& d : plan.drift)
+    out.push_back(fmt::format("{} {}{}", d.kind, d.object, d.remediated ? " (repaired)" : ""));
   return out;
 }
 
@@ -66,10 +69,11 @@ Plan PlanFor(const crds::LabCluster& lab, const Observed& observed, const std::s
 
 TEST(PlannerTest, NewLabCreatesEverythingWithoutDrift) {
   const auto plan = PlanFor(Lab(1, 1), Observed{});
-  EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "DefineNetwork vmlab-lab", "StartNetwork vmlab-lab",
-                                       "CreateVolume lab-cp-1-root.qcow2", "DefineDomain lab-cp-1",
-                                       "StartDomain lab-cp-1", "CreateVolume lab-worker-1-root.qcow2",
-                                       "DefineDomain lab-worker-1", "StartDomain lab-worker-1"));
+  EXPECT_THAT(Steps(plan),
+              ElementsAre("EnsurePool vmlab", "DefineNetwork vmlab-lab", "StartNetwork vmlab-lab",
+                          "CreateVolume lab-cp-1-root.qcow2", "DefineDomain lab-cp-1",
+                          "StartDomain lab-cp-1", "CreateVolume lab-worker-1-root.qcow2",
+                          "DefineDomain lab-worker-1", "StartDomain lab-worker-1"));
   EXPECT_THAT(plan.drift, IsEmpty());
 }
 
@@ -80,20 +84,22 @@ TEST(PlannerTest, ConvergedLabNeedsOnlyThePool) {
 
 TEST(PlannerTest, ScaleUpAddsTheNextIndices) {
   const auto plan = PlanFor(Lab(1, 3), Built(Lab(1, 1), "h"));
-  EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "AddNetworkHost vmlab-lab", "AddNetworkHost vmlab-lab",
-                                       "CreateVolume lab-worker-2-root.qcow2",
-                                       "DefineDomain lab-worker-2", "StartDomain lab-worker-2",
-                                       "CreateVolume lab-worker-3-root.qcow2", "DefineDomain lab-worker-3",
-                                       "StartDomain lab-worker-3"));
+  EXPECT_THAT(
+      Steps(plan),
+      ElementsAre("EnsurePool vmlab", "AddNetworkHost vmlab-lab", "AddNetworkHost vmlab-lab",
+                  "CreateVolume lab-worker-2-root.qcow2", "DefineDomain lab-worker-2",
+                  "StartDomain lab-worker-2", "CreateVolume lab-worker-3-root.qcow2",
+                  "DefineDomain lab-worker-3", "StartDomain lab-worker-3"));
   EXPECT_THAT(plan.drift, IsEmpty());
 }
 
 TEST(PlannerTest, ScaleDownRemovesTheHighestIndicesAndTheirVolumes) {
   const auto plan = PlanFor(Lab(1, 1), Built(Lab(1, 3), "h"));
-  EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "DeleteDomain lab-worker-2", "DeleteDomain lab-worker-3",
-                                       "RemoveNetworkHost vmlab-lab", "RemoveNetworkHost vmlab-lab",
-                                       "DeleteVolume lab-worker-2-root.qcow2",
-                                       "DeleteVolume lab-worker-3-root.qcow2"));
+  EXPECT_THAT(
+      Steps(plan),
+      ElementsAre("EnsurePool vmlab", "DeleteDomain lab-worker-2", "DeleteDomain lab-worker-3",
+                  "RemoveNetworkHost vmlab-lab", "RemoveNetworkHost vmlab-lab",
+                  "DeleteVolume lab-worker-2-root.qcow2", "DeleteVolume lab-worker-3-root.qcow2"));
   EXPECT_THAT(plan.actions[3].xml, testing::HasSubstr(R"(name="lab-worker-2" ip="172.42.42.102")"));
   EXPECT_THAT(plan.drift, IsEmpty()) << "scaling down is not drift";
 }
@@ -111,7 +117,7 @@ struct DriftCase {
   const char* name;
   std::function<void(Observed&)> break_it;
   std::vector<std::string> remediate_steps;  // after EnsurePool
-  std::string drift;                          // "Kind object"
+  std::string drift;                         // "Kind object"
 };
 
 class DriftTest : public testing::TestWithParam<DriftCase> {};
@@ -128,36 +134,57 @@ TEST_P(DriftTest, RepairedUnderRemediateReportedUnderReport) {
       expected.insert(expected.end(), c.remediate_steps.begin(), c.remediate_steps.end());
     }
     EXPECT_EQ(Steps(plan), expected) << policy;
-    EXPECT_THAT(DriftKinds(plan), ElementsAre(c.drift + (std::string(policy) == "Remediate" ? " (repaired)" : "")))
+    EXPECT_THAT(DriftKinds(plan),
+                ElementsAre(c.drift + (std::string(policy) == "Remediate" ? " (repaired)" : "")))
         << policy;
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(
     EveryKind, DriftTest,
-    testing::Values(
-        DriftCase{"DomainMissing", [](Observed& o) { o.domains.erase(o.domains.begin() + 1); },
-                  {"DefineDomain lab-worker-1", "StartDomain lab-worker-1"}, "DomainMissing lab-worker-1"},
-        DriftCase{"DomainStopped", [](Observed& o) { o.domains[1].state = "shutoff"; },
-                  {"StartDomain lab-worker-1"}, "DomainStopped lab-worker-1"},
-        DriftCase{"DomainPaused", [](Observed& o) { o.domains[1].state = "paused"; },
-                  {"StartDomain lab-worker-1"}, "DomainStopped lab-worker-1"},
-        DriftCase{"DomainCrashed", [](Observed& o) { o.domains[2].state = "crashed"; },
-                  {"StartDomain lab-worker-2"}, "DomainCrashed lab-worker-2"},
-        DriftCase{"ResourceMismatch", [](Observed& o) { o.domains[1].memory_mib = 4096; },
-                  {"DefineDomain lab-worker-1", "RestartDomain lab-worker-1"}, "ResourceMismatch lab-worker-1"},
-        DriftCase{"NetworkMissing", [](Observed& o) { o.network.reset(); },
-                  {"DefineNetwork vmlab-lab", "StartNetwork vmlab-lab"}, "NetworkMissing vmlab-lab"},
-        DriftCase{"NetworkInactive", [](Observed& o) { o.network->active = false; },
-                  {"StartNetwork vmlab-lab"}, "NetworkInactive vmlab-lab"},
-        DriftCase{"VolumeMissing", [](Observed& o) { o.volumes.erase("lab-worker-2-root.qcow2"); },
-                  {"CreateVolume lab-worker-2-root.qcow2"}, "VolumeMissing lab-worker-2-root.qcow2"},
-        DriftCase{"OrphanDomain",
-                  [](Observed& o) {
-                    o.domains.push_back({"lab-worker-9", "running", 2, 2048, Ownership{"lab", "lab-worker-9", "worker", "h"}});
-                  },
-                  {"DeleteDomain lab-worker-9"}, "OrphanDomain lab-worker-9"}),
-    [](const testing::TestParamInfo<DriftCase>& param_info) { return std::string(param_info.param.name); });
+    testing::Values(DriftCase{"DomainMissing",
+                              [](Observed& o) { o.domains.erase(o.domains.begin() + 1); },
+                              {"DefineDomain lab-worker-1", "StartDomain lab-worker-1"},
+                              "DomainMissing lab-worker-1"},
+                    DriftCase{"DomainStopped",
+                              [](Observed& o) { o.domains[1].state = "shutoff"; },
+                              {"StartDomain lab-worker-1"},
+                              "DomainStopped lab-worker-1"},
+                    DriftCase{"DomainPaused",
+                              [](Observed& o) { o.domains[1].state = "paused"; },
+                              {"StartDomain lab-worker-1"},
+                              "DomainStopped lab-worker-1"},
+                    DriftCase{"DomainCrashed",
+                              [](Observed& o) { o.domains[2].state = "crashed"; },
+                              {"StartDomain lab-worker-2"},
+                              "DomainCrashed lab-worker-2"},
+                    DriftCase{"ResourceMismatch",
+                              [](Observed& o) { o.domains[1].memory_mib = 4096; },
+                              {"DefineDomain lab-worker-1", "RestartDomain lab-worker-1"},
+                              "ResourceMismatch lab-worker-1"},
+                    DriftCase{"NetworkMissing",
+                              [](Observed& o) { o.network.reset(); },
+                              {"DefineNetwork vmlab-lab", "StartNetwork vmlab-lab"},
+                              "NetworkMissing vmlab-lab"},
+                    DriftCase{"NetworkInactive",
+                              [](Observed& o) { o.network->active = false; },
+                              {"StartNetwork vmlab-lab"},
+                              "NetworkInactive vmlab-lab"},
+                    DriftCase{"VolumeMissing",
+                              [](Observed& o) { o.volumes.erase("lab-worker-2-root.qcow2"); },
+                              {"CreateVolume lab-worker-2-root.qcow2"},
+                              "VolumeMissing lab-worker-2-root.qcow2"},
+                    DriftCase{"OrphanDomain",
+                              [](Observed& o) {
+                                o.domains.push_back(
+                                    {"lab-worker-9", "running", 2, 2048,
+                                     Ownership{"lab", "lab-worker-9", "worker", "h"}});
+                              },
+                              {"DeleteDomain lab-worker-9"},
+                              "OrphanDomain lab-worker-9"}),
+    [](const testing::TestParamInfo<DriftCase>& param_info) {
+      return std::string(param_info.param.name);
+    });
 
 TEST(PlannerTest, NetworkHostEntriesFollowTheNodes) {
   const auto lab = Lab(1, 2);
@@ -174,14 +201,16 @@ TEST(PlannerTest, DeletionTearsDownEverythingOwned) {
   const auto lab = Lab(1, 1);
   const Observed observed = Built(lab, "h");
   const Plan plan = PlanInfrastructure("lab", Desired{nullptr, false, "", "/s", "qemu"}, observed);
-  EXPECT_THAT(Steps(plan), ElementsAre("DeleteDomain lab-cp-1", "DeleteDomain lab-worker-1",
-                                       "DeleteVolume lab-cp-1-root.qcow2",
-                                       "DeleteVolume lab-worker-1-root.qcow2", "DeleteNetwork vmlab-lab"));
+  EXPECT_THAT(Steps(plan),
+              ElementsAre("DeleteDomain lab-cp-1", "DeleteDomain lab-worker-1",
+                          "DeleteVolume lab-cp-1-root.qcow2",
+                          "DeleteVolume lab-worker-1-root.qcow2", "DeleteNetwork vmlab-lab"));
 }
 
 TEST(PlannerTest, RetainKeepsVolumesOnDeletion) {
   const auto lab = Lab(1, 1);
-  const Plan plan = PlanInfrastructure("lab", Desired{nullptr, true, "", "/s", "qemu"}, Built(lab, "h"));
+  const Plan plan =
+      PlanInfrastructure("lab", Desired{nullptr, true, "", "/s", "qemu"}, Built(lab, "h"));
   EXPECT_THAT(Steps(plan), ElementsAre("DeleteDomain lab-cp-1", "DeleteDomain lab-worker-1",
                                        "DeleteNetwork vmlab-lab"));
 }
