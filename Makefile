@@ -6,8 +6,9 @@ BUILD       ?= build
 ASAN_BUILD  ?= build-asan
 FUZZ_BUILD  ?= build-fuzz
 JOBS        ?= $(shell nproc)
-# Warnings are fatal in CI (CI=true) and advisory elsewhere; override with WERROR=ON|OFF.
-WERROR      ?= $(if $(filter true 1 yes,$(CI)),ON,OFF)
+# Warnings are fatal, here as in CI, so that a warning never first shows up
+# there; WERROR=OFF makes them advisory for a local experiment.
+WERROR      ?= ON
 FUZZ_SECONDS ?= 60
 CTEST_FLAGS ?= --output-on-failure --timeout 600 -j $(JOBS)
 

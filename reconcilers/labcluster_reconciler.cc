@@ -186,7 +186,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         set(MakeCondition("Drifted", "True", "DriftFound", message, generation));
       }
       std::size_t running = 0;
-      for (const auto& n : outcome->nodes) running += n.domain_state == "running" ? 1 : 0;
+      for (const auto& n : outcome->nodes) running += n.domain_state == "running" ? 1u : 0u;
       if (!outcome->failures.empty()) {
         set(MakeCondition("InfrastructureReady", "False", "ActionFailed",
                           FirstAndCount(outcome->failures), generation),
