@@ -10,6 +10,7 @@
 
 #include "reconcilers/infrastructure/identity.h"
 #include "reconcilers/infrastructure/lab_layout.h"
+#include "reconcilers/infrastructure/preflight.h"
 
 namespace vmlab::reconcilers {
 
@@ -97,6 +98,46 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
 
   InfrastructureOutcome outcome;
   outcome.drift = plan.drift;
+
+  // Before anything new is created: checks that would otherwise leave the lab half-built.
+  const bool creates = std::any_of(plan.actions.begin(), plan.actions.end(), [&](const Action& a) {
+    return a.kind == ActionKind::kDefineNetwork ||
+           (a.kind == ActionKind::kDefineDomain &&
+            std::none_of(observed->domains.begin(), observed->domains.end(),
+                         [&](const auto& d) { return d.name == a.target; }));
+  });
+  if (spec && creates) {
+    // libvirt's test driver simulates a fixed 16-CPU, 3 GiB host and no files:
+    // capacity and the base image are checked only on a real hypervisor.
+    const bool real_host = hypervisor_.Driver() != "TEST";
+    infrastructure::PreflightInput input;
+    input.lab = spec;
+    if (real_host) {
+      auto host = hypervisor_.Host();
+      if (!host) return std::unexpected(host.error());
+      input.host = *host;
+      input.check_base_image = true;
+    }
+    auto networks = hypervisor_.ListNetworks();
+    if (!networks) return std::unexpected(networks.error());
+    for (auto& n : *networks) {
+      if (!(n.owner && n.owner->lab == lab)) input.other_networks.push_back(std::move(n));
+    }
+    if (!observed->network) input.routes = infrastructure::ReadHostRoutes();
+    if (auto problem = infrastructure::CheckPreflight(input)) {
+      outcome.preflight_error = *problem;
+      for (const auto& node : crds::PlanNodes(*spec)) {
+        const auto it = std::find_if(observed->domains.begin(), observed->domains.end(),
+                                     [&](const auto& d) { return d.name == node.name; });
+        outcome.nodes.push_back(
+            {node.name, std::string(crds::ToString(node.role)),
+             crds::Ipv4Address{static_cast<std::uint32_t>(node.address)}.ToString(),
+             it == observed->domains.end() ? "missing" : it->state, "", false});
+      }
+      outcome.network_active = observed->network && observed->network->active;
+      return outcome;
+    }
+  }
   std::mutex mutex;
   auto run = [&](const Action& action) {
     auto done = Run(action);

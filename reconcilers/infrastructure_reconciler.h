@@ -25,6 +25,7 @@ struct InfrastructureOutcome {
   std::vector<std::string> created;   // domains defined anew
   std::vector<std::string> deleted;   // domains removed
   std::vector<std::string> restarted;
+  std::string preflight_error;  // set when creation was refused up front; nothing was done
   bool network_active = false;
   bool converged = false;     // network active, every planned node running, nothing failed
   bool nothing_left = false;  // (deletion) no domain, volume or network of the lab remains

@@ -187,7 +187,11 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       }
       std::size_t running = 0;
       for (const auto& n : outcome->nodes) running += n.domain_state == "running" ? 1u : 0u;
-      if (!outcome->failures.empty()) {
+      if (!outcome->preflight_error.empty()) {
+        set(MakeCondition("InfrastructureReady", "False", "PreflightFailed",
+                          outcome->preflight_error + "; nothing was created", generation),
+            "Warning");
+      } else if (!outcome->failures.empty()) {
         set(MakeCondition("InfrastructureReady", "False", "ActionFailed",
                           FirstAndCount(outcome->failures), generation),
             "Warning");
@@ -259,6 +263,11 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
     }
   }
   if (infra_error) return std::unexpected(*infra_error);
+  if (outcome && !outcome->preflight_error.empty()) {
+    // Not retried with backoff: the host or the spec has to change; the resync looks again.
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     fmt::format("lab {}: {}", name, outcome->preflight_error));
+  }
   if (outcome && !outcome->failures.empty()) {
     return MakeError(ErrorCode::kUnavailable,
                      fmt::format("lab {}: {}", name, FirstAndCount(outcome->failures)));

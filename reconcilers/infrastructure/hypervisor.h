@@ -35,6 +35,12 @@ struct NetworkInfo {
   bool active = false;
   std::optional<Ownership> owner;
   std::map<std::string, std::string> dhcp_hosts;  // static DHCP entries: host name -> IP
+  std::vector<std::string> cidrs;                 // its IPv4 subnets, "a.b.c.d/n"
+};
+
+struct HostInfo {
+  int cpus = 0;
+  int memory_mib = 0;
 };
 
 struct VolumeInfo {
@@ -56,6 +62,8 @@ class Hypervisor {
       std::string_view name_prefix = {}) = 0;
   // The driver's name ("TEST", "QEMU").
   [[nodiscard]] virtual std::string Driver() = 0;
+  // CPUs and memory of the host the domains run on.
+  [[nodiscard]] virtual Result<HostInfo> Host() = 0;
 
   [[nodiscard]] virtual Status DefineNetwork(const std::string& xml) = 0;
   [[nodiscard]] virtual Status StartNetwork(const std::string& name) = 0;

@@ -176,11 +176,20 @@ Result<std::vector<NetworkInfo>> LibvirtHypervisor::ListNetworks(std::string_vie
                   if (CString xml(virNetworkGetXMLDesc(network.get(), 0)); xml) {
                     info.owner = ParseOwnership(xml.get());
                     info.dhcp_hosts = ParseDhcpHosts(xml.get());
+                    info.cidrs = ParseNetworkCidrs(xml.get());
                   }
                   out.push_back(std::move(info));
                 }
                 return out;
               });
+}
+
+Result<HostInfo> LibvirtHypervisor::Host() {
+  return Call(connection_, "node_info", [](virConnectPtr conn) -> Result<HostInfo> {
+    virNodeInfo info{};
+    if (virNodeGetInfo(conn, &info) != 0) return std::unexpected(LibvirtError("node info"));
+    return HostInfo{static_cast<int>(info.cpus), static_cast<int>(info.memory / 1024)};
+  });
 }
 
 Status LibvirtHypervisor::DefineNetwork(const std::string& xml) {

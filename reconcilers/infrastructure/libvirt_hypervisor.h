@@ -18,6 +18,7 @@ class LibvirtHypervisor final : public Hypervisor {
   [[nodiscard]] Result<std::vector<NetworkInfo>> ListNetworks(
       std::string_view name_prefix = {}) override;
   [[nodiscard]] std::string Driver() override { return connection_.driver(); }
+  [[nodiscard]] Result<HostInfo> Host() override;
   [[nodiscard]] Status DefineNetwork(const std::string& xml) override;
   [[nodiscard]] Status StartNetwork(const std::string& name) override;
   [[nodiscard]] Status DeleteNetwork(const std::string& name) override;

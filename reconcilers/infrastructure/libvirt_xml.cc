@@ -4,6 +4,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include <cstdlib>
 #include <memory>
 
 #include "reconcilers/infrastructure/identity.h"
@@ -138,6 +139,32 @@ std::string RenderDnsHostXml(const crds::LabCluster& lab, const crds::PlannedNod
   XmlDoc doc("dns");
   AddDnsHost(doc.root(), lab, node);
   return DumpNode(doc.root()->children);
+}
+
+std::vector<std::string> ParseNetworkCidrs(const std::string& xml) {
+  std::vector<std::string> out;
+  std::unique_ptr<xmlDoc, void (*)(xmlDocPtr)> doc(
+      xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "network.xml", nullptr,
+                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING),
+      xmlFreeDoc);
+  if (!doc) return out;
+  const xmlNode* root = xmlDocGetRootElement(doc.get());
+  for (const xmlNode* ip = root ? root->children : nullptr; ip; ip = ip->next) {
+    if (ip->type != XML_ELEMENT_NODE || !xmlStrEqual(ip->name, X("ip"))) continue;
+    const auto address = crds::ParseIpv4Address(Prop(ip, "address"));
+    if (!address) continue;  // IPv6 or malformed
+    int prefix = -1;
+    if (const std::string p = Prop(ip, "prefix"); !p.empty()) {
+      prefix = std::atoi(p.c_str());
+    } else if (const auto mask = crds::ParseIpv4Address(Prop(ip, "netmask"))) {
+      prefix = __builtin_popcount(mask->value);
+    }
+    if (prefix < 0 || prefix > 32) continue;
+    const crds::Ipv4Cidr probe{crds::Ipv4Address{0}, prefix};
+    const crds::Ipv4Cidr cidr{crds::Ipv4Address{address->value & probe.Mask()}, prefix};
+    out.push_back(cidr.ToString());
+  }
+  return out;
 }
 
 std::map<std::string, std::string> ParseDhcpHosts(const std::string& xml) {

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "crds/labcluster_types.h"
 
@@ -59,6 +60,9 @@ struct Ownership {
 
 // The static DHCP entries of a network definition: host name -> IP.
 [[nodiscard]] std::map<std::string, std::string> ParseDhcpHosts(const std::string& xml);
+
+// The IPv4 subnets of a network definition (<ip address= prefix=|netmask=>), "a.b.c.d/n".
+[[nodiscard]] std::vector<std::string> ParseNetworkCidrs(const std::string& xml);
 
 // vCPUs and memory of a domain definition (its persistent configuration).
 struct DomainResources {

@@ -267,6 +267,26 @@ TEST_F(LabClusterReconcilerTest, ScalesUpAndDownThenDeletesEverything) {
   EXPECT_FALSE(store_.Get("rcscale").has_value());
 }
 
+TEST_F(LabClusterReconcilerTest, PreflightRefusesAConflictingNetworkAndCreatesNothing) {
+  DesiredLab lab = Desired("rcpre", 1, 1);
+  auto docs = crds::ParseManifests(
+      "lab.yaml",
+      "apiVersion: vmlab.io/v1alpha1\nkind: LabCluster\nmetadata: {name: rcpre}\nspec:\n"
+      "  kubernetes: {version: \"1.30.4\"}\n  network: {cidr: 192.168.122.0/24}\n");
+  lab.spec = docs.at(0).object;
+  lab.spec_hash = crds::SpecHash(lab.spec->spec);
+  desired_.labs["rcpre"] = lab;
+  const auto result = reconciler_.Reconcile("rcpre");
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().code, ErrorCode::kFailedPrecondition);
+  const auto r = Record("rcpre");
+  EXPECT_EQ(Cond(r, "InfrastructureReady").reason, "PreflightFailed");
+  EXPECT_THAT(Cond(r, "InfrastructureReady").message, HasSubstr("libvirt network \"default\""));
+  EXPECT_TRUE(Domains("rcpre").empty());
+  EXPECT_FALSE(NetworkExists("rcpre"));
+  EXPECT_TRUE(Volumes("rcpre").empty());
+}
+
 TEST_F(LabClusterReconcilerTest, RetainKeepsVolumesOnDeletion) {
   desired_.labs["rcret"] = Desired("rcret", 1, 1, "Remediate", "Retain");
   Settle("rcret");

@@ -33,7 +33,7 @@ crds::LabCluster Lab(int control_planes, int workers, const std::string& policy 
 // What libvirt would show for a lab built exactly as `lab` says.
 Observed Built(const crds::LabCluster& lab, const std::string& hash) {
   Observed o;
-  o.network = NetworkInfo{NetworkName("lab"), true, Ownership{"lab", "", "", hash}, {}};
+  o.network = NetworkInfo{NetworkName("lab"), true, Ownership{"lab", "", "", hash}, {}, {}};
   for (const auto& node : crds::PlanNodes(lab)) {
     const bool cp = node.role == crds::NodeRole::kControlPlane;
     o.domains.push_back(
