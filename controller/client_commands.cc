@@ -227,7 +227,7 @@ int RunDescribe(const DescribeOptions& options, std::ostream& out, std::ostream&
   if (const value* conditions = Field(v, {"status", "conditions"});
       conditions && conditions->is_array()) {
     for (const value& c : conditions->as_array()) {
-      fmt::print(out, "  {:<20} {:<8} {:<18} {}\n", Str(c, "type"), Str(c, "status"),
+      fmt::print(out, "  {:<20} {:<8} {:<24} {}\n", Str(c, "type"), Str(c, "status"),
                  Str(c, "reason"), Str(c, "message"));
     }
   }
