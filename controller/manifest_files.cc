@@ -1,5 +1,12 @@
 #include "controller/manifest_files.h"
 
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
 namespace vmlab::controller {
 
 FileKind ClassifyFileName(std::string_view name) {
@@ -30,6 +37,26 @@ std::string_view SkipReason(FileKind kind) {
       return "not a .yaml or .yml file";
   }
   return "";
+}
+
+Result<std::vector<crds::ParsedDocument>> LoadManifestFile(const std::filesystem::path& path,
+                                                           const std::string& label) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (auto problem = ec ? std::nullopt : crds::CheckManifestSize(size)) {
+    crds::ParsedDocument refused;
+    refused.file = label;
+    refused.diagnostics.push_back({crds::Severity::kError, label, {1, 1}, "", *problem});
+    return std::vector<crds::ParsedDocument>{std::move(refused)};
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  if (in) text << in.rdbuf();
+  if (!in || in.bad()) {
+    return MakeError(ErrorCode::kUnavailable,
+                     fmt::format("cannot read {}: {}", path.string(), std::strerror(errno)));
+  }
+  return crds::ParseManifests(label, text.str());
 }
 
 }  // namespace vmlab::controller

@@ -215,31 +215,17 @@ bool ManifestSource::Reload(const std::string& name) {
   if (!fs::is_regular_file(path, ec)) {
     return files_.erase(name) > 0;
   }
-  std::vector<crds::ParsedDocument> documents;
-  const auto size = fs::file_size(path, ec);
   const std::string label = path.string();
-  if (auto problem = ec ? std::nullopt : crds::CheckManifestSize(size)) {
-    crds::ParsedDocument refused;
-    refused.file = label;
-    refused.diagnostics.push_back({crds::Severity::kError, label, {1, 1}, "", *problem});
-    documents.push_back(std::move(refused));
+  std::vector<crds::ParsedDocument> documents;
+  if (auto loaded = LoadManifestFile(path, label)) {
+    documents = std::move(*loaded);
   } else {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (!in && !in.eof()) {
-      crds::ParsedDocument unreadable;
-      unreadable.file = label;
-      unreadable.diagnostics.push_back(
-          {crds::Severity::kError,
-           label,
-           {1, 1},
-           "",
-           fmt::format("cannot read the file: {}", std::strerror(errno))});
-      documents.push_back(std::move(unreadable));
-    } else {
-      documents = crds::ParseManifests(label, text.str());
-    }
+    // An unreadable file keeps its labs, like an unparsable one.
+    crds::ParsedDocument unreadable;
+    unreadable.file = label;
+    unreadable.diagnostics.push_back(
+        {crds::Severity::kError, label, {1, 1}, "", loaded.error().message});
+    documents.push_back(std::move(unreadable));
   }
   // Hashed once here: Recompute runs over every file on each change.
   std::vector<std::string> hashes;

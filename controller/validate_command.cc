@@ -25,21 +25,6 @@ struct Input {
   fs::path path;
 };
 
-Result<std::string> ReadWholeFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return MakeError(ErrorCode::kNotFound,
-                     fmt::format("cannot read {}: {}", path.string(), std::strerror(errno)));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) {
-    return MakeError(ErrorCode::kUnavailable,
-                     fmt::format("cannot read {}: {}", path.string(), std::strerror(errno)));
-  }
-  return text.str();
-}
-
 }  // namespace
 
 int RunValidate(const ValidateOptions& options, std::ostream& out, std::ostream& err) {
@@ -86,24 +71,13 @@ int RunValidate(const ValidateOptions& options, std::ostream& out, std::ostream&
 
   std::vector<crds::ParsedDocument> documents;
   for (const Input& input : inputs) {
-    std::error_code size_ec;
-    const auto size = fs::file_size(input.path, size_ec);
-    if (auto problem = size_ec ? std::nullopt : crds::CheckManifestSize(size)) {
-      // Refused unread: an oversized file is an invalid manifest, not an I/O error.
-      crds::ParsedDocument refused;
-      refused.file = input.label;
-      refused.diagnostics.push_back({crds::Severity::kError, input.label, {1, 1}, "", *problem});
-      documents.push_back(std::move(refused));
-      continue;
-    }
-    auto text = ReadWholeFile(input.path);
-    if (!text) {
-      fmt::print(err, "{}: error: {}\n", input.label, text.error().message);
+    auto parsed = LoadManifestFile(input.path, input.label);
+    if (!parsed) {
+      fmt::print(err, "{}: error: {}\n", input.label, parsed.error().message);
       io_error = true;
       continue;
     }
-    auto parsed = crds::ParseManifests(input.label, *text);
-    std::move(parsed.begin(), parsed.end(), std::back_inserter(documents));
+    std::move(parsed->begin(), parsed->end(), std::back_inserter(documents));
   }
   crds::ValidateManifestSet(documents);
 
