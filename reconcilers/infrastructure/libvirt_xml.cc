@@ -14,6 +14,23 @@ namespace {
 
 const xmlChar* X(const char* text) { return reinterpret_cast<const xmlChar*>(text); }
 
+using XmlDocPtr = std::unique_ptr<xmlDoc, void (*)(xmlDocPtr)>;
+
+// Parses XML that libvirt handed back; null when it is not well-formed.
+XmlDocPtr ParseXml(const std::string& xml) {
+  return XmlDocPtr(xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "libvirt.xml", nullptr,
+                                 XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING),
+                   xmlFreeDoc);
+}
+
+// Calls `fn` for each element child of `parent` named `name`.
+template <typename Fn>
+void ForEachElement(const xmlNode* parent, const char* name, Fn fn) {
+  for (const xmlNode* node = parent ? parent->children : nullptr; node; node = node->next) {
+    if (node->type == XML_ELEMENT_NODE && xmlStrEqual(node->name, X(name))) fn(node);
+  }
+}
+
 // A libxml2 document under construction; Dump() renders the root element.
 class XmlDoc {
  public:
@@ -143,49 +160,35 @@ std::string RenderDnsHostXml(const crds::LabCluster& lab, const crds::PlannedNod
 
 std::vector<std::string> ParseNetworkCidrs(const std::string& xml) {
   std::vector<std::string> out;
-  std::unique_ptr<xmlDoc, void (*)(xmlDocPtr)> doc(
-      xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "network.xml", nullptr,
-                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING),
-      xmlFreeDoc);
+  const XmlDocPtr doc = ParseXml(xml);
   if (!doc) return out;
-  const xmlNode* root = xmlDocGetRootElement(doc.get());
-  for (const xmlNode* ip = root ? root->children : nullptr; ip; ip = ip->next) {
-    if (ip->type != XML_ELEMENT_NODE || !xmlStrEqual(ip->name, X("ip"))) continue;
+  ForEachElement(xmlDocGetRootElement(doc.get()), "ip", [&](const xmlNode* ip) {
     const auto address = crds::ParseIpv4Address(Prop(ip, "address"));
-    if (!address) continue;  // IPv6 or malformed
+    if (!address) return;  // IPv6 or malformed
     int prefix = -1;
     if (const std::string p = Prop(ip, "prefix"); !p.empty()) {
       prefix = std::atoi(p.c_str());
     } else if (const auto mask = crds::ParseIpv4Address(Prop(ip, "netmask"))) {
       prefix = __builtin_popcount(mask->value);
     }
-    if (prefix < 0 || prefix > 32) continue;
+    if (prefix < 0 || prefix > 32) return;
     const crds::Ipv4Cidr probe{crds::Ipv4Address{0}, prefix};
     const crds::Ipv4Cidr cidr{crds::Ipv4Address{address->value & probe.Mask()}, prefix};
     out.push_back(cidr.ToString());
-  }
+  });
   return out;
 }
 
 std::map<std::string, std::string> ParseDhcpHosts(const std::string& xml) {
   std::map<std::string, std::string> out;
-  std::unique_ptr<xmlDoc, void (*)(xmlDocPtr)> doc(
-      xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "network.xml", nullptr,
-                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING),
-      xmlFreeDoc);
+  const XmlDocPtr doc = ParseXml(xml);
   if (!doc) return out;
-  const xmlNode* root = xmlDocGetRootElement(doc.get());
-  for (const xmlNode* ip = root ? root->children : nullptr; ip; ip = ip->next) {
-    if (ip->type != XML_ELEMENT_NODE || !xmlStrEqual(ip->name, X("ip"))) continue;
-    for (const xmlNode* dhcp = ip->children; dhcp; dhcp = dhcp->next) {
-      if (dhcp->type != XML_ELEMENT_NODE || !xmlStrEqual(dhcp->name, X("dhcp"))) continue;
-      for (const xmlNode* host = dhcp->children; host; host = host->next) {
-        if (host->type == XML_ELEMENT_NODE && xmlStrEqual(host->name, X("host"))) {
-          out[Prop(host, "name")] = Prop(host, "ip");
-        }
-      }
-    }
-  }
+  ForEachElement(xmlDocGetRootElement(doc.get()), "ip", [&](const xmlNode* ip) {
+    ForEachElement(ip, "dhcp", [&](const xmlNode* dhcp) {
+      ForEachElement(dhcp, "host",
+                     [&](const xmlNode* host) { out[Prop(host, "name")] = Prop(host, "ip"); });
+    });
+  });
   return out;
 }
 
@@ -294,10 +297,7 @@ std::string Text(const xmlNode* node) {
 }  // namespace
 
 std::optional<DomainResources> ParseDomainResources(const std::string& xml) {
-  std::unique_ptr<xmlDoc, void (*)(xmlDocPtr)> doc(
-      xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "domain.xml", nullptr,
-                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING),
-      xmlFreeDoc);
+  const XmlDocPtr doc = ParseXml(xml);
   if (!doc) return std::nullopt;
   const xmlNode* root = xmlDocGetRootElement(doc.get());
   if (!root) return std::nullopt;
@@ -318,10 +318,7 @@ std::optional<DomainResources> ParseDomainResources(const std::string& xml) {
 }
 
 std::optional<Ownership> ParseOwnership(const std::string& xml) {
-  std::unique_ptr<xmlDoc, void (*)(xmlDocPtr)> doc(
-      xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "object.xml", nullptr,
-                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING),
-      xmlFreeDoc);
+  const XmlDocPtr doc = ParseXml(xml);
   if (!doc) return std::nullopt;
   const xmlNode* owner = FindOwner(xmlDocGetRootElement(doc.get()));
   if (!owner) return std::nullopt;
