@@ -95,6 +95,7 @@ void ManifestSource::AdoptKnownLabs() {
     }
   }
   known_labs_.clear();
+  PublishCounts();
   for (const auto& name : adopted) on_change_(name);
 }
 
@@ -270,10 +271,10 @@ void ManifestSource::Recompute() {
   crds::ValidateManifestSet(all);
 
   std::map<std::string, std::vector<std::size_t>> by_name;  // indexes into `all`
-  std::size_t valid_docs = 0;
-  std::size_t invalid_docs = 0;
+  valid_docs_ = 0;
+  invalid_docs_ = 0;
   for (std::size_t i = 0; i < all.size(); ++i) {
-    (all[i].valid() ? valid_docs : invalid_docs)++;
+    (all[i].valid() ? valid_docs_ : invalid_docs_)++;
     if (!all[i].name.empty()) by_name[all[i].name].push_back(i);
   }
 
@@ -342,7 +343,7 @@ void ManifestSource::Recompute() {
       changed.push_back(name);
     }
   }
-  if (metrics_) metrics_->SetManifests(valid_docs, invalid_docs, deletion_due_.size());
+  PublishCounts();
   for (const auto& name : changed) on_change_(name);
 }
 
@@ -366,14 +367,11 @@ void ManifestSource::ExpireDeletions() {
     spdlog::info("lab {}: manifest gone for the whole grace period; deleting", name);
     on_change_(name);
   }
-  if (metrics_) {
-    std::size_t valid = 0;
-    std::size_t invalid = 0;
-    for (const auto& [name, state] : files_) {
-      for (const auto& doc : state.documents) (doc.valid() ? valid : invalid)++;
-    }
-    metrics_->SetManifests(valid, invalid, deletion_due_.size());
-  }
+  PublishCounts();
+}
+
+void ManifestSource::PublishCounts() {
+  if (metrics_) metrics_->SetManifests(valid_docs_, invalid_docs_, deletion_due_.size());
 }
 
 SteadyTime ManifestSource::NextDue() const {

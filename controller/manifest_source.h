@@ -92,6 +92,7 @@ class ManifestSource final : public DesiredState {
   void ExpireDeletions();
   void StartDeletion(DesiredLab& lab);
   void AdoptKnownLabs();
+  void PublishCounts();
   [[nodiscard]] SteadyTime NextDue() const;
   void SetFolderError(std::string error);
 
@@ -111,6 +112,8 @@ class ManifestSource final : public DesiredState {
   std::map<std::string, FileState> files_;   // file name -> its parsed documents
   std::map<std::string, SteadyTime> deletion_due_;
   std::vector<std::string> known_labs_;  // adopted after the first complete scan
+  std::size_t valid_docs_ = 0;           // from the last Recompute, for the metrics
+  std::size_t invalid_docs_ = 0;
 
   mutable std::mutex mutex_;  // guards desired_ and folder_error_
   std::map<std::string, DesiredLab> desired_;

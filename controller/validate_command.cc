@@ -4,11 +4,7 @@
 #include <fmt/ostream.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <system_error>
 
 #include "controller/manifest_files.h"

@@ -18,6 +18,18 @@ struct HypervisorMetrics::Metrics {
   prometheus::Family<prometheus::Counter>* errors;
   std::mutex mutex;
   std::map<std::string, std::pair<prometheus::Histogram*, prometheus::Counter*>, std::less<>> ops;
+
+  // The histogram and error counter of `op`, created on first use. Caller holds `mutex`
+  // (or is the constructor).
+  std::pair<prometheus::Histogram*, prometheus::Counter*> Series(std::string_view op) {
+    if (auto it = ops.find(op); it != ops.end()) return it->second;
+    const prometheus::Labels labels{{"op", std::string(op)}};
+    auto* histogram = &durations->Add(
+        labels, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                        0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+    auto* counter = &errors->Add(labels);
+    return ops.emplace(std::string(op), std::pair{histogram, counter}).first->second;
+  }
 };
 
 HypervisorMetrics::HypervisorMetrics(Registry& registry) : m_(std::make_unique<Metrics>()) {
@@ -35,7 +47,7 @@ HypervisorMetrics::HypervisorMetrics(Registry& registry) : m_(std::make_unique<M
                     .Name("vmlab_libvirt_errors_total")
                     .Help("Failed libvirt API calls by operation")
                     .Register(r);
-  ObserveCall("connect", 0, false);  // known operations start at 0
+  m_->Series("connect");  // the one operation every controller does starts at 0
 }
 
 HypervisorMetrics::~HypervisorMetrics() = default;
@@ -44,18 +56,9 @@ void HypervisorMetrics::SetConnected(bool connected) { m_->connected->Set(connec
 
 void HypervisorMetrics::ObserveCall(std::string_view op, double seconds, bool failed) {
   std::lock_guard guard(m_->mutex);
-  auto it = m_->ops.find(op);
-  if (it == m_->ops.end()) {
-    const prometheus::Labels labels{{"op", std::string(op)}};
-    auto* histogram = &m_->durations->Add(
-        labels, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                        0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
-    auto* counter = &m_->errors->Add(labels);
-    it = m_->ops.emplace(std::string(op), std::pair{histogram, counter}).first;
-    if (seconds == 0 && !failed) return;  // pre-creation only
-  }
-  it->second.first->Observe(seconds);
-  if (failed) it->second.second->Increment();
+  auto [histogram, counter] = m_->Series(op);
+  histogram->Observe(seconds);
+  if (failed) counter->Increment();
 }
 
 }  // namespace vmlab::metrics

@@ -120,14 +120,23 @@ void LabMetrics::SetCondition(std::string_view lab, std::string_view type,
   for (std::size_t i = 0; i < 3; ++i) it->second[i]->Set(status == kStatuses[i] ? 1 : 0);
 }
 
-void LabMetrics::SetNodes(std::string_view lab, std::string_view role, std::string_view state,
-                          double count) {
+void LabMetrics::SetNodes(std::string_view lab,
+                          const std::vector<std::pair<std::string, std::string>>& nodes) {
   std::lock_guard guard(m_->mutex);
   m_->Initialise(lab);
-  m_->nodes
-      ->Add(
-          {{"name", std::string(lab)}, {"role", std::string(role)}, {"state", std::string(state)}})
-      .Set(count);
+  for (const char* role : kRoles) {
+    for (const char* state : kNodeStates) {
+      const auto count = std::count_if(nodes.begin(), nodes.end(), [&](const auto& node) {
+        const bool known =
+            std::find_if(std::begin(kNodeStates), std::end(kNodeStates),
+                         [&](const char* s) { return node.second == s; }) != std::end(kNodeStates);
+        return node.first == role &&
+               (known ? node.second == state : std::string_view(state) == "other");
+      });
+      m_->nodes->Add({{"name", std::string(lab)}, {"role", role}, {"state", state}})
+          .Set(static_cast<double>(count));
+    }
+  }
 }
 
 void LabMetrics::SetActiveDrift(std::string_view lab,

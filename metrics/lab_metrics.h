@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "metrics/registry.h"
@@ -25,8 +26,11 @@ class LabMetrics {
   void SetManifests(std::size_t valid, std::size_t invalid, std::size_t deleting);
   // `status` is "True", "False" or "Unknown".
   void SetCondition(std::string_view lab, std::string_view type, std::string_view status);
-  // vmlab_labcluster_nodes{name,role,state}: node counts by role and libvirt state.
-  void SetNodes(std::string_view lab, std::string_view role, std::string_view state, double count);
+  // vmlab_labcluster_nodes{name,role,state}: counts of `nodes` ((role, libvirt state)
+  // pairs) by role and state; every other known combination is set to 0, and a state
+  // outside running/shutoff/paused/crashed/missing counts as "other".
+  void SetNodes(std::string_view lab,
+                const std::vector<std::pair<std::string, std::string>>& nodes);
   // vmlab_drift_active{name,kind} (gauge) for every known kind: `active_kinds` are 1.
   void SetActiveDrift(std::string_view lab, const std::vector<std::string>& active_kinds);
   void CountDriftDetected(std::string_view lab, std::string_view kind);

@@ -236,18 +236,9 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   if (metrics_) {
     for (const Condition& c : conditions) metrics_->SetCondition(name, c.type, c.status);
     if (outcome) {
-      std::map<std::pair<std::string, std::string>, double> counts;
-      for (const char* role : {"control-plane", "worker"}) {
-        for (const char* state : {"running", "shutoff", "paused", "crashed", "missing", "other"}) {
-          counts[{role, state}] = 0;
-        }
-      }
-      for (const auto& n : outcome->nodes) {
-        const bool known = counts.contains({n.role, n.domain_state});
-        counts[{n.role, known ? n.domain_state : "other"}] += 1;
-      }
-      for (const auto& [key, count] : counts)
-        metrics_->SetNodes(name, key.first, key.second, count);
+      std::vector<std::pair<std::string, std::string>> nodes;
+      for (const auto& n : outcome->nodes) nodes.emplace_back(n.role, n.domain_state);
+      metrics_->SetNodes(name, nodes);
       std::vector<std::string> kinds;
       for (const auto& d : outcome->drift) {
         kinds.push_back(d.kind);

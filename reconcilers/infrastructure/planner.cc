@@ -207,12 +207,13 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
   for (const auto& volume : observed.volumes) {
     const auto node_end = volume.rfind('-');
     const std::string node = node_end == std::string::npos ? "" : volume.substr(0, node_end);
-    if (!planned_names.contains(node) && !domains.contains(node)) {
-      plan.actions.push_back({ActionKind::kDeleteVolume, volume, "", "", node});
-    } else if (!planned_names.contains(node) &&
-               std::any_of(plan.actions.begin(), plan.actions.end(), [&](const Action& a) {
-                 return a.kind == ActionKind::kDeleteDomain && a.target == node;
-               })) {
+    if (planned_names.contains(node)) continue;
+    // A node the spec no longer has: its volumes go once its domain is gone or going
+    // (an orphan that is only reported keeps them).
+    const bool domain_going = std::any_of(
+        plan.actions.begin(), plan.actions.end(),
+        [&](const Action& a) { return a.kind == ActionKind::kDeleteDomain && a.target == node; });
+    if (!domains.contains(node) || domain_going) {
       plan.actions.push_back({ActionKind::kDeleteVolume, volume, "", "", node});
     }
   }
