@@ -37,12 +37,15 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
 
   RenderOptions render;
   CLI::App* render_cmd = app.add_subcommand(
-      "render", "Print the libvirt XML vmlab would define for a manifest; touches nothing");
+      "render", "Print the libvirt XML and cloud-init seeds vmlab would make for a manifest; touches nothing");
   render_cmd->add_option("PATH", render.path, "A manifest file")->required();
-  render_cmd->add_option("--node", render.node, "Only this node's domain");
-  render_cmd->add_option("--what", render.what, "network, domain, user-data or all")
+  render_cmd->add_option("--node", render.node, "Only this node's artifacts");
+  render_cmd
+      ->add_option("--what", render.what,
+                   "network, domain, seed (meta-data, network-config, user-data), user-data "
+                   "or all")
       ->capture_default_str()
-      ->check(CLI::IsMember({"network", "domain", "user-data", "all"}));
+      ->check(CLI::IsMember({"network", "domain", "seed", "user-data", "all"}));
   render_cmd->add_option("--state-dir", render.state_dir, "State dir the paths are rendered for")
       ->capture_default_str();
   render_cmd->add_option("--domain-type", render.domain_type, "kvm or qemu")

@@ -10,19 +10,15 @@
 #include "crds/canonical.h"
 #include "crds/labcluster_parse.h"
 #include "reconcilers/infrastructure/lab_layout.h"
+#include "reconcilers/bootstrap/user_data.h"
 #include "reconcilers/infrastructure/libvirt_xml.h"
+#include "reconcilers/infrastructure/seed.h"
 
 namespace vmlab::controller {
 
 namespace infra = reconcilers::infrastructure;
 
 int RunRender(const RenderOptions& options, std::ostream& out, std::ostream& err) {
-  if (options.what == "user-data") {
-    fmt::print(err,
-               "vmlab render: user-data is not rendered yet: the per-role cloud-init "
-               "scripts arrive with the bootstrap work\n");
-    return kExitUsage;
-  }
   std::ifstream in(options.path, std::ios::binary);
   if (!in) {
     fmt::print(err, "{}: error: cannot read the file\n", options.path);
@@ -51,15 +47,24 @@ int RunRender(const RenderOptions& options, std::ostream& out, std::ostream& err
       fmt::print(out, "<!-- network of lab {} -->\n{}", lab.metadata.name,
                  infra::RenderNetworkXml(lab, hash));
     }
-    if (options.what == "domain" || options.what == "all") {
-      for (const auto& node : crds::PlanNodes(lab)) {
-        if (!options.node.empty() && node.name != options.node) continue;
-        node_found = true;
+    for (const auto& node : crds::PlanNodes(lab)) {
+      if (!options.node.empty() && node.name != options.node) continue;
+      node_found = true;
+      if (options.what == "domain" || options.what == "all") {
         fmt::print(
             out, "<!-- domain {} -->\n{}", node.name,
             infra::RenderDomainXml(
                 lab, node, infra::HostConfigFor(options.state_dir, lab, node, options.domain_type),
                 hash));
+      }
+      const auto seed =
+          infra::RenderSeedFiles(lab, node, reconcilers::bootstrap::RenderUserData(lab, node));
+      if (options.what == "seed" || options.what == "all") {
+        fmt::print(out, "# {} seed: meta-data\n{}# {} seed: network-config\n{}", node.name,
+                   seed.meta_data, node.name, seed.network_config);
+      }
+      if (options.what == "seed" || options.what == "user-data" || options.what == "all") {
+        fmt::print(out, "# {} seed: user-data\n{}", node.name, seed.user_data);
       }
     }
   }

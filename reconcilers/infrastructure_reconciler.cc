@@ -8,9 +8,11 @@
 #include <mutex>
 #include <thread>
 
+#include "reconcilers/bootstrap/user_data.h"
 #include "reconcilers/infrastructure/identity.h"
 #include "reconcilers/infrastructure/lab_layout.h"
 #include "reconcilers/infrastructure/preflight.h"
+#include "reconcilers/infrastructure/seed.h"
 
 namespace vmlab::reconcilers {
 
@@ -20,6 +22,27 @@ using infrastructure::ActionKind;
 InfrastructureReconciler::InfrastructureReconciler(infrastructure::Hypervisor& hypervisor,
                                                    std::string state_dir, int parallelism)
     : hypervisor_(hypervisor), state_dir_(std::move(state_dir)), parallelism_(parallelism) {}
+
+InfrastructureReconciler::DomainTypeChoice InfrastructureReconciler::DomainType() {
+  std::lock_guard guard(domain_type_mutex_);
+  if (domain_type_) return *domain_type_;
+  if (hypervisor_.Driver() == "TEST") {
+    domain_type_ = {"qemu", "libvirt's test driver runs no guests"};
+    return *domain_type_;
+  }
+  auto caps = hypervisor_.DomainCapabilities("kvm");
+  if (!caps) {
+    if (caps.error().code == ErrorCode::kUnavailable) {
+      return {"qemu", "not connected to libvirt yet"};  // asked again next time
+    }
+    domain_type_ = {"qemu", "KVM is not available (" + caps.error().message + "); using TCG"};
+    return *domain_type_;
+  }
+  const auto verdict = infrastructure::ParseKvmVerdict(*caps);
+  domain_type_ = verdict.usable ? DomainTypeChoice{"kvm", verdict.reason}
+                                : DomainTypeChoice{"qemu", verdict.reason + "; using TCG"};
+  return *domain_type_;
+}
 
 Result<infrastructure::Observed> InfrastructureReconciler::Observe(const std::string& lab,
                                                                    bool pool_needed) {
@@ -55,7 +78,22 @@ Result<infrastructure::Observed> InfrastructureReconciler::Observe(const std::st
   return observed;
 }
 
-Status InfrastructureReconciler::Run(const Action& action) {
+Status InfrastructureReconciler::CreateSeed(const crds::LabCluster& spec, const std::string& node,
+                                            const std::string& volume) {
+  const auto nodes = crds::PlanNodes(spec);
+  const auto it = std::find_if(nodes.begin(), nodes.end(),
+                               [&](const crds::PlannedNode& n) { return n.name == node; });
+  if (it == nodes.end()) {
+    return std::unexpected(Error{ErrorCode::kInternal, fmt::format("no planned node {}", node)});
+  }
+  const auto iso = infrastructure::BuildSeedIso(
+      infrastructure::RenderSeedFiles(spec, *it, bootstrap::RenderUserData(spec, *it)));
+  if (!iso) return std::unexpected(iso.error());
+  return hypervisor_.CreateVolume(infrastructure::kPoolName,
+                                  infrastructure::RenderRawVolumeXml(volume, iso->size()), *iso);
+}
+
+Status InfrastructureReconciler::Run(const Action& action, const crds::LabCluster* spec) {
   switch (action.kind) {
     case ActionKind::kEnsurePool:
       return hypervisor_.EnsurePool(action.target, infrastructure::PoolPath(state_dir_).string());
@@ -65,6 +103,9 @@ Status InfrastructureReconciler::Run(const Action& action) {
       return hypervisor_.StartNetwork(action.target);
     case ActionKind::kCreateVolume:
       return hypervisor_.CreateVolume(infrastructure::kPoolName, action.xml);
+    case ActionKind::kCreateSeed:
+      if (!spec) return std::unexpected(Error{ErrorCode::kInternal, "a seed needs the lab's spec"});
+      return CreateSeed(*spec, action.node, action.target);
     case ActionKind::kDefineDomain:
       return hypervisor_.DefineDomain(action.xml);
     case ActionKind::kStartDomain:
@@ -93,7 +134,8 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
   auto observed = Observe(lab, spec != nullptr);
   if (!observed) return std::unexpected(observed.error());
   observed->known_nodes = known_nodes;
-  const infrastructure::Desired desired{spec, retain_volumes, spec_hash, state_dir_, DomainType()};
+  const infrastructure::Desired desired{spec, retain_volumes, spec_hash, state_dir_,
+                                        DomainType().type};
   const infrastructure::Plan plan = infrastructure::PlanInfrastructure(lab, desired, *observed);
 
   InfrastructureOutcome outcome;
@@ -140,7 +182,7 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
   }
   std::mutex mutex;
   auto run = [&](const Action& action) {
-    auto done = Run(action);
+    auto done = Run(action, spec);
     std::lock_guard guard(mutex);
     if (!done) {
       outcome.failures.push_back(fmt::format("{} {}: {}", infrastructure::ToString(action.kind),

@@ -6,6 +6,8 @@
 // Thread-safe for different labs.
 #pragma once
 
+#include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -42,17 +44,29 @@ class InfrastructureReconciler {
                                                        const std::string& spec_hash,
                                                        bool retain_volumes,
                                                        const std::set<std::string>& known_nodes);
-  // Domain type used for new domains. KVM detection is not done yet: "qemu" (TCG) always.
-  [[nodiscard]] std::string DomainType() const { return "qemu"; }
+  // Domain type for vmlab's domains: "kvm" only when the host can really run
+  // it (libvirt's KVM domain capabilities can run the baseline CPU), else
+  // "qemu" (TCG); `reason` says why, for status. Detected once per process
+  // (again after a failure to ask libvirt).
+  struct DomainTypeChoice {
+    std::string type;
+    std::string reason;
+  };
+  [[nodiscard]] DomainTypeChoice DomainType();
   [[nodiscard]] std::string Driver() const { return hypervisor_.Driver(); }
 
  private:
   [[nodiscard]] Result<infrastructure::Observed> Observe(const std::string& lab, bool pool_needed);
-  [[nodiscard]] Status Run(const infrastructure::Action& action);
+  [[nodiscard]] Status Run(const infrastructure::Action& action, const crds::LabCluster* spec);
+  // Builds `node`'s NoCloud seed image and uploads it as `volume`.
+  [[nodiscard]] Status CreateSeed(const crds::LabCluster& spec, const std::string& node,
+                                  const std::string& volume);
 
   infrastructure::Hypervisor& hypervisor_;
   const std::string state_dir_;
   const int parallelism_;
+  std::mutex domain_type_mutex_;
+  std::optional<DomainTypeChoice> domain_type_;
 };
 
 }  // namespace vmlab::reconcilers

@@ -187,6 +187,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       }
       std::size_t running = 0;
       for (const auto& n : outcome->nodes) running += n.domain_state == "running" ? 1u : 0u;
+      const auto domain_type = infrastructure_.DomainType();
       if (!outcome->preflight_error.empty()) {
         set(MakeCondition("InfrastructureReady", "False", "PreflightFailed",
                           outcome->preflight_error + "; nothing was created", generation),
@@ -199,9 +200,9 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         set(MakeCondition(
                 "InfrastructureReady", "True", "Ready",
                 fmt::format("network {} and {} domains running (libvirt {} driver, domain "
-                            "type {})",
+                            "type {}: {})",
                             infrastructure::NetworkName(name), outcome->nodes.size(),
-                            infrastructure_.Driver(), infrastructure_.DomainType()),
+                            infrastructure_.Driver(), domain_type.type, domain_type.reason),
                 generation),
             "Normal");
       } else if (!reported.empty()) {

@@ -10,9 +10,9 @@ packages=(
   # libraries (see ../shared/ENVIRONMENT.md for their CMake quirks)
   libyaml-cpp-dev libssl-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcpprest-dev prometheus-cpp-dev libvirt-dev libxml2-dev
+  libcpprest-dev prometheus-cpp-dev libvirt-dev libxml2-dev libisofs-dev
   # tests and `make run`: real HTTP clients and libvirt's test driver
-  curl libvirt-clients libxml2-utils
+  curl libvirt-clients libxml2-utils genisoimage
   # fuzzing: clang 19 (16 lacks std::expected with libstdc++ 12); its runtime carries libFuzzer
   clang-19 libclang-rt-19-dev
   # CRD schema cross-check (an independent JSON-schema validator)

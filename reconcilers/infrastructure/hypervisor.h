@@ -64,6 +64,9 @@ class Hypervisor {
   [[nodiscard]] virtual std::string Driver() = 0;
   // CPUs and memory of the host the domains run on.
   [[nodiscard]] virtual Result<HostInfo> Host() = 0;
+  // libvirt's domain capabilities XML for x86_64 q35 guests of `virttype`
+  // ("kvm", "qemu"); an error when the driver cannot provide them.
+  [[nodiscard]] virtual Result<std::string> DomainCapabilities(const std::string& virttype) = 0;
 
   [[nodiscard]] virtual Status DefineNetwork(const std::string& xml) = 0;
   [[nodiscard]] virtual Status StartNetwork(const std::string& name) = 0;
@@ -79,7 +82,11 @@ class Hypervisor {
   // Volumes of `pool` whose names start with `name_prefix` (all when empty).
   [[nodiscard]] virtual Result<std::vector<VolumeInfo>> ListVolumes(
       const std::string& pool, std::string_view name_prefix = {}) = 0;
-  [[nodiscard]] virtual Status CreateVolume(const std::string& pool, const std::string& xml) = 0;
+  // Creates a volume; with `content`, uploads it (the volume is removed again
+  // when the upload fails). libvirt's test driver keeps no volume contents and
+  // cannot take uploads: there the volume is created and `content` dropped.
+  [[nodiscard]] virtual Status CreateVolume(const std::string& pool, const std::string& xml,
+                                            std::string_view content = {}) = 0;
   [[nodiscard]] virtual Status DeleteVolume(const std::string& pool, const std::string& name) = 0;
 
   [[nodiscard]] virtual Status DefineDomain(const std::string& xml) = 0;

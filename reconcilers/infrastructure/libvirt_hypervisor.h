@@ -19,6 +19,7 @@ class LibvirtHypervisor final : public Hypervisor {
       std::string_view name_prefix = {}) override;
   [[nodiscard]] std::string Driver() override { return connection_.driver(); }
   [[nodiscard]] Result<HostInfo> Host() override;
+  [[nodiscard]] Result<std::string> DomainCapabilities(const std::string& virttype) override;
   [[nodiscard]] Status DefineNetwork(const std::string& xml) override;
   [[nodiscard]] Status StartNetwork(const std::string& name) override;
   [[nodiscard]] Status DeleteNetwork(const std::string& name) override;
@@ -28,7 +29,8 @@ class LibvirtHypervisor final : public Hypervisor {
   [[nodiscard]] Status EnsurePool(const std::string& name, const std::string& path) override;
   [[nodiscard]] Result<std::vector<VolumeInfo>> ListVolumes(
       const std::string& pool, std::string_view name_prefix = {}) override;
-  [[nodiscard]] Status CreateVolume(const std::string& pool, const std::string& xml) override;
+  [[nodiscard]] Status CreateVolume(const std::string& pool, const std::string& xml,
+                                    std::string_view content = {}) override;
   [[nodiscard]] Status DeleteVolume(const std::string& pool, const std::string& name) override;
   [[nodiscard]] Status DefineDomain(const std::string& xml) override;
   [[nodiscard]] Status StartDomain(const std::string& name) override;

@@ -277,6 +277,15 @@ std::string RenderVolumeXml(const std::string& name, int capacity_gib,
   return doc.Dump();
 }
 
+std::string RenderRawVolumeXml(const std::string& name, std::size_t bytes) {
+  XmlDoc doc("volume");
+  xmlNodePtr root = doc.root();
+  Child(root, "name", name);
+  Attr(Child(root, "capacity", std::to_string(bytes)), "unit", "bytes");
+  Attr(Child(Child(root, "target"), "format"), "type", "raw");
+  return doc.Dump();
+}
+
 namespace {
 
 const xmlNode* FindElement(const xmlNode* node, const char* name) {
@@ -326,6 +335,38 @@ std::optional<Ownership> ParseOwnership(const std::string& xml) {
                 Prop(owner, "specHash")};
   if (out.lab.empty()) return std::nullopt;
   return out;
+}
+
+KvmVerdict ParseKvmVerdict(const std::string& xml) {
+  const XmlDocPtr doc = ParseXml(xml);
+  const xmlNode* root = doc ? xmlDocGetRootElement(doc.get()) : nullptr;
+  if (!root || Text(FindElement(root->children, "domain")) != "kvm") {
+    return {false, "libvirt reports no KVM domain capabilities"};
+  }
+  std::string usable;
+  std::vector<std::string> disabled;
+  ForEachElement(root, "cpu", [&](const xmlNode* cpu) {
+    ForEachElement(cpu, "mode", [&](const xmlNode* mode) {
+      const std::string name = Prop(mode, "name");
+      if (name == "custom") {
+        ForEachElement(mode, "model", [&](const xmlNode* model) {
+          if (Text(model) == "qemu64") usable = Prop(model, "usable");
+        });
+      } else if (name == "host-model") {
+        ForEachElement(mode, "feature", [&](const xmlNode* feature) {
+          if (Prop(feature, "policy") == "disable") disabled.push_back(Prop(feature, "name"));
+        });
+      }
+    });
+  });
+  if (usable == "yes") return {true, "KVM can run the x86-64 baseline CPU"};
+  std::string reason = "KVM is present but cannot run the x86-64 baseline CPU model qemu64";
+  if (!disabled.empty()) {
+    reason += " (the host CPU lacks";
+    for (const auto& f : disabled) reason += " " + f;
+    reason += ")";
+  }
+  return {false, reason};
 }
 
 }  // namespace vmlab::reconcilers::infrastructure

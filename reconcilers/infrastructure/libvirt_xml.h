@@ -4,6 +4,7 @@
 // Every object carries vmlab's ownership element in <metadata> (kOwnerNamespace).
 #pragma once
 
+#include <cstddef>
 #include <map>
 #include <optional>
 #include <string>
@@ -41,6 +42,9 @@ struct DomainHostConfig {
                                           const std::string& backing_path,
                                           const std::string& backing_format);
 
+// A raw volume of exactly `bytes` bytes (a seed image uploaded into it).
+[[nodiscard]] std::string RenderRawVolumeXml(const std::string& name, std::size_t bytes);
+
 // vmlab's ownership element found in an object's XML (lab, node, role, spec hash).
 struct Ownership {
   std::string lab;
@@ -70,5 +74,16 @@ struct DomainResources {
   int memory_mib = 0;
 };
 [[nodiscard]] std::optional<DomainResources> ParseDomainResources(const std::string& xml);
+
+// Whether KVM can really run vmlab's guests, from libvirt's domain
+// capabilities for virttype kvm: every x86-64 CPU that KVM supports can run
+// the baseline model qemu64, so a KVM whose custom-mode qemu64 is not usable
+// (e.g. a paravirtual /dev/kvm that hides SSE3) cannot boot a normal guest,
+// whatever else libvirt says. `reason` explains the verdict for status.
+struct KvmVerdict {
+  bool usable = false;
+  std::string reason;
+};
+[[nodiscard]] KvmVerdict ParseKvmVerdict(const std::string& domain_capabilities_xml);
 
 }  // namespace vmlab::reconcilers::infrastructure

@@ -22,6 +22,8 @@ std::string_view ToString(ActionKind kind) {
       return "StartNetwork";
     case ActionKind::kCreateVolume:
       return "CreateVolume";
+    case ActionKind::kCreateSeed:
+      return "CreateSeed";
     case ActionKind::kDefineDomain:
       return "DefineDomain";
     case ActionKind::kStartDomain:
@@ -54,8 +56,9 @@ void TearDown(const Observed& observed, bool keep_volumes, Plan& plan) {
   for (const auto& domain : observed.domains) {
     plan.actions.push_back({ActionKind::kDeleteDomain, domain.name, "", "", domain.name});
   }
-  if (!keep_volumes) {
-    for (const auto& volume : observed.volumes) {
+  // Retain keeps the disks; seeds hold nothing of the user's and are rebuilt.
+  for (const auto& volume : observed.volumes) {
+    if (!keep_volumes || volume.ends_with("-seed.iso")) {
       plan.actions.push_back({ActionKind::kDeleteVolume, volume, "", "", ""});
     }
   }
@@ -132,6 +135,12 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
     };
     volume(files.root_volume, disk, lab.spec.image.path);
     volume(files.extra_volume, lab.spec.workers.extra_disk_gib, "");
+    if (!observed.volumes.contains(files.seed_volume) &&
+        (!exists || drift("VolumeMissing", files.seed_volume,
+                          fmt::format("seed {} of {} is gone", files.seed_volume, node.name),
+                          true))) {
+      plan.actions.push_back({ActionKind::kCreateSeed, files.seed_volume, "", "", node.name});
+    }
 
     const std::string xml =
         RenderDomainXml(lab, node, HostConfigFor(desired.state_dir, lab, node, desired.domain_type),

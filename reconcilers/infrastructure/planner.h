@@ -26,6 +26,7 @@ enum class ActionKind {
   kDefineNetwork,
   kStartNetwork,
   kCreateVolume,  // target: volume name; xml: the volume
+  kCreateSeed,    // target: the node's seed volume, built (NoCloud ISO) and uploaded when run
   kDefineDomain,  // target: domain name; xml: the domain
   kStartDomain,
   kRestartDomain,  // stop then start: applies a redefined cpus/memory

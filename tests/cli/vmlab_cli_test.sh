@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The vmlab binary as users run it: exit codes and output streams of
-# `vmlab validate`, `vmlab version` and --help. Usage: vmlab_cli_test.sh VMLAB SOURCE_DIR
+# `vmlab validate`, `vmlab render`, `vmlab version` and --help. Usage: vmlab_cli_test.sh VMLAB SOURCE_DIR
 set -uo pipefail
 vmlab=$1
 src=$2
@@ -56,6 +56,15 @@ printf 'garbage: [' >"$scratch/a.yaml~"
 expect "folder with editor files" 0 "$vmlab" validate "$scratch"
 check "editor files are listed as skipped" \
   '[[ $out == *"skipped $scratch/.a.yaml.swp: hidden file"* && $out == *"skipped $scratch/a.yaml~: editor swap, backup or temporary file"* ]]'
+
+expect "render one node's seed" 0 "$vmlab" render "$src/examples/spk-lab.yaml" --what seed --node spk-worker-1
+check "seed has meta-data, network-config and user-data of that node only" \
+  '[[ $out == *"local-hostname: spk-worker-1"* && $out == *"- 172.42.42.101/24"* && $out == *"gateway4: 172.42.42.1"* && $out == *"#cloud-config"* && $out != *spk-cp-1* ]]'
+expect "render user-data only" 0 "$vmlab" render "$src/examples/spk-lab.yaml" --what user-data
+check "user-data of every node, no XML" '[[ $out == *"hostname: spk-cp-2"* && $out == *"hostname: spk-worker-1"* && $out != *"<domain"* ]]'
+expect "render an unknown node exits 1" 1 "$vmlab" render "$src/examples/spk-lab.yaml" --node spk-worker-99
+check "says which node is missing" '[[ $err == *"no node named spk-worker-99"* ]]'
+expect "render an unknown artifact exits 2" 2 "$vmlab" render "$src/examples/spk-lab.yaml" --what kernel
 
 echo "$passed passed, $failed failed"
 ((failed == 0))

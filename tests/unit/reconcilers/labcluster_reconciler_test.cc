@@ -137,7 +137,7 @@ TEST_F(LabClusterReconcilerTest, CreatesTheLabAndSaysWhatIsNotDoneYet) {
   ASSERT_EQ(r.nodes.size(), 3u);
   for (const auto& n : r.nodes) EXPECT_EQ(n.domain_state, "running") << n.name;
   EXPECT_EQ(Domains("rcnew").size(), 3u);
-  EXPECT_EQ(Volumes("rcnew").size(), 3u);
+  EXPECT_EQ(Volumes("rcnew").size(), 6u) << "a root disk and a seed per node";
   EXPECT_TRUE(NetworkExists("rcnew"));
   EXPECT_TRUE(std::any_of(r.events.begin(), r.events.end(),
                           [](const auto& e) { return e.reason == "DomainsCreated"; }));
@@ -257,7 +257,7 @@ TEST_F(LabClusterReconcilerTest, ScalesUpAndDownThenDeletesEverything) {
   EXPECT_EQ(domains.size(), 2u);
   EXPECT_TRUE(domains.contains("rcscale-worker-1")) << "scale down removes the highest indices";
   EXPECT_EQ(dhcp_hosts(), 2u);
-  EXPECT_EQ(Volumes("rcscale").size(), 2u);
+  EXPECT_EQ(Volumes("rcscale").size(), 4u);
 
   desired_.labs.erase("rcscale");
   Settle("rcscale");

@@ -141,5 +141,38 @@ TEST(IdentityTest, MacsAndUuidsDifferAcrossManyNodes) {
   EXPECT_EQ(macs.size(), static_cast<std::size_t>(nodes));
 }
 
+std::string ReadFixture(const std::string& relative) {
+  std::ifstream in(kSourceDir / relative);
+  std::ostringstream text;
+  text << in.rdbuf();
+  EXPECT_FALSE(text.str().empty()) << relative;
+  return text.str();
+}
+
+// Captured from this project's machines: /dev/kvm exists and libvirt offers
+// virttype kvm, but the host CPU it exposes lacks SSE3 (pni), so no normal
+// x86-64 guest boots under it.
+TEST(LibvirtXmlTest, KvmThatCannotRunTheBaselineCpuIsNotUsed) {
+  const auto verdict =
+      ParseKvmVerdict(ReadFixture("tests/fixtures/libvirt/domcaps-kvm-unusable.xml"));
+  EXPECT_FALSE(verdict.usable);
+  EXPECT_THAT(verdict.reason, HasSubstr("cannot run the x86-64 baseline CPU model qemu64"));
+  EXPECT_THAT(verdict.reason, HasSubstr("lacks pni"));
+}
+
+TEST(LibvirtXmlTest, KvmThatRunsTheBaselineCpuIsUsed) {
+  const auto verdict =
+      ParseKvmVerdict(ReadFixture("tests/fixtures/libvirt/domcaps-kvm-usable.xml"));
+  EXPECT_TRUE(verdict.usable) << verdict.reason;
+}
+
+TEST(LibvirtXmlTest, CapabilitiesOfAnotherVirtTypeOrGarbageAreNotKvm) {
+  std::string qemu = ReadFixture("tests/fixtures/libvirt/domcaps-kvm-usable.xml");
+  qemu.replace(qemu.find("<domain>kvm</domain>"), 20, "<domain>qemu</domain>");
+  EXPECT_FALSE(ParseKvmVerdict(qemu).usable);
+  EXPECT_FALSE(ParseKvmVerdict("not xml").usable);
+  EXPECT_FALSE(ParseKvmVerdict("").usable);
+}
+
 }  // namespace
 }  // namespace vmlab::reconcilers::infrastructure

@@ -41,6 +41,7 @@ Observed Built(const crds::LabCluster& lab, const std::string& hash) {
          cp ? lab.spec.control_plane.memory_mib : lab.spec.workers.memory_mib,
          Ownership{"lab", node.name, std::string(crds::ToString(node.role)), hash}});
     o.volumes.insert(node.name + "-root.qcow2");
+    o.volumes.insert(node.name + "-seed.iso");
     o.known_nodes.insert(node.name);
     o.network->dhcp_hosts[node.name] =
         crds::Ipv4Address{static_cast<std::uint32_t>(node.address)}.ToString();
@@ -71,8 +72,9 @@ TEST(PlannerTest, NewLabCreatesEverythingWithoutDrift) {
   const auto plan = PlanFor(Lab(1, 1), Observed{});
   EXPECT_THAT(Steps(plan),
               ElementsAre("EnsurePool vmlab", "DefineNetwork vmlab-lab", "StartNetwork vmlab-lab",
-                          "CreateVolume lab-cp-1-root.qcow2", "DefineDomain lab-cp-1",
-                          "StartDomain lab-cp-1", "CreateVolume lab-worker-1-root.qcow2",
+                          "CreateVolume lab-cp-1-root.qcow2", "CreateSeed lab-cp-1-seed.iso",
+                          "DefineDomain lab-cp-1", "StartDomain lab-cp-1",
+                          "CreateVolume lab-worker-1-root.qcow2", "CreateSeed lab-worker-1-seed.iso",
                           "DefineDomain lab-worker-1", "StartDomain lab-worker-1"));
   EXPECT_THAT(plan.drift, IsEmpty());
 }
@@ -87,8 +89,9 @@ TEST(PlannerTest, ScaleUpAddsTheNextIndices) {
   EXPECT_THAT(
       Steps(plan),
       ElementsAre("EnsurePool vmlab", "AddNetworkHost vmlab-lab", "AddNetworkHost vmlab-lab",
-                  "CreateVolume lab-worker-2-root.qcow2", "DefineDomain lab-worker-2",
-                  "StartDomain lab-worker-2", "CreateVolume lab-worker-3-root.qcow2",
+                  "CreateVolume lab-worker-2-root.qcow2", "CreateSeed lab-worker-2-seed.iso",
+                  "DefineDomain lab-worker-2", "StartDomain lab-worker-2",
+                  "CreateVolume lab-worker-3-root.qcow2", "CreateSeed lab-worker-3-seed.iso",
                   "DefineDomain lab-worker-3", "StartDomain lab-worker-3"));
   EXPECT_THAT(plan.drift, IsEmpty());
 }
@@ -99,7 +102,8 @@ TEST(PlannerTest, ScaleDownRemovesTheHighestIndicesAndTheirVolumes) {
       Steps(plan),
       ElementsAre("EnsurePool vmlab", "DeleteDomain lab-worker-2", "DeleteDomain lab-worker-3",
                   "RemoveNetworkHost vmlab-lab", "RemoveNetworkHost vmlab-lab",
-                  "DeleteVolume lab-worker-2-root.qcow2", "DeleteVolume lab-worker-3-root.qcow2"));
+                  "DeleteVolume lab-worker-2-root.qcow2", "DeleteVolume lab-worker-2-seed.iso",
+                  "DeleteVolume lab-worker-3-root.qcow2", "DeleteVolume lab-worker-3-seed.iso"));
   EXPECT_THAT(plan.actions[3].xml, testing::HasSubstr(R"(name="lab-worker-2" ip="172.42.42.102")"));
   EXPECT_THAT(plan.drift, IsEmpty()) << "scaling down is not drift";
 }
@@ -174,6 +178,10 @@ INSTANTIATE_TEST_SUITE_P(
                               [](Observed& o) { o.volumes.erase("lab-worker-2-root.qcow2"); },
                               {"CreateVolume lab-worker-2-root.qcow2"},
                               "VolumeMissing lab-worker-2-root.qcow2"},
+                    DriftCase{"SeedMissing",
+                              [](Observed& o) { o.volumes.erase("lab-worker-1-seed.iso"); },
+                              {"CreateSeed lab-worker-1-seed.iso"},
+                              "VolumeMissing lab-worker-1-seed.iso"},
                     DriftCase{"OrphanDomain",
                               [](Observed& o) {
                                 o.domains.push_back(
@@ -203,16 +211,20 @@ TEST(PlannerTest, DeletionTearsDownEverythingOwned) {
   const Plan plan = PlanInfrastructure("lab", Desired{nullptr, false, "", "/s", "qemu"}, observed);
   EXPECT_THAT(Steps(plan),
               ElementsAre("DeleteDomain lab-cp-1", "DeleteDomain lab-worker-1",
-                          "DeleteVolume lab-cp-1-root.qcow2",
-                          "DeleteVolume lab-worker-1-root.qcow2", "DeleteNetwork vmlab-lab"));
+                          "DeleteVolume lab-cp-1-root.qcow2", "DeleteVolume lab-cp-1-seed.iso",
+                          "DeleteVolume lab-worker-1-root.qcow2",
+                          "DeleteVolume lab-worker-1-seed.iso", "DeleteNetwork vmlab-lab"));
 }
 
 TEST(PlannerTest, RetainKeepsVolumesOnDeletion) {
   const auto lab = Lab(1, 1);
   const Plan plan =
       PlanInfrastructure("lab", Desired{nullptr, true, "", "/s", "qemu"}, Built(lab, "h"));
-  EXPECT_THAT(Steps(plan), ElementsAre("DeleteDomain lab-cp-1", "DeleteDomain lab-worker-1",
-                                       "DeleteNetwork vmlab-lab"));
+  EXPECT_THAT(Steps(plan),
+              ElementsAre("DeleteDomain lab-cp-1", "DeleteDomain lab-worker-1",
+                          "DeleteVolume lab-cp-1-seed.iso", "DeleteVolume lab-worker-1-seed.iso",
+                          "DeleteNetwork vmlab-lab"))
+      << "the disks stay; the seeds are rebuilt when the lab comes back";
 }
 
 TEST(PlannerTest, RecognisesOnlyThisLabsVolumes) {

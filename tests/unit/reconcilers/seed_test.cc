@@ -1,0 +1,124 @@
+#include "reconcilers/infrastructure/seed.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "../controller/scratch_dir.h"
+#include "crds/labcluster_parse.h"
+#include "reconcilers/bootstrap/user_data.h"
+#include "reconcilers/infrastructure/identity.h"
+
+namespace vmlab::reconcilers::infrastructure {
+namespace {
+
+using testing::HasSubstr;
+
+const std::filesystem::path kSourceDir = VMLAB_SOURCE_DIR;
+
+crds::LabCluster Load(const std::string& relative) {
+  std::ifstream in(kSourceDir / relative);
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto docs = crds::ParseManifests(relative, text.str());
+  EXPECT_TRUE(docs.at(0).valid());
+  return *docs.at(0).object;
+}
+
+// Runs a shell command and returns its standard output ("" and a test failure on error).
+std::string Shell(const std::string& command) {
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
+  if (!pipe) {
+    ADD_FAILURE() << "cannot run " << command;
+    return "";
+  }
+  std::string out;
+  std::array<char, 4096> buffer{};
+  while (const std::size_t n = fread(buffer.data(), 1, buffer.size(), pipe.get())) {
+    out.append(buffer.data(), n);
+  }
+  const int status = pclose(pipe.release());
+  EXPECT_EQ(status, 0) << command;
+  return out;
+}
+
+TEST(SeedTest, NetworkConfigCarriesThePlannedAddressGatewayAndDns) {
+  const auto lab = Load("examples/spk-lab.yaml");
+  const auto nodes = crds::PlanNodes(lab);
+  const auto& worker = nodes.back();
+  const SeedFiles files = RenderSeedFiles(lab, worker, "#cloud-config\n");
+  const YAML::Node config = YAML::Load(files.network_config);
+  ASSERT_EQ(config["version"].as<int>(), 2);
+  const YAML::Node eth0 = config["ethernets"]["eth0"];
+  EXPECT_EQ(eth0["match"]["macaddress"].as<std::string>(), MacAddress("spk", worker.name));
+  EXPECT_EQ(eth0["set-name"].as<std::string>(), "eth0");
+  EXPECT_EQ(eth0["addresses"][0].as<std::string>(),
+            crds::Ipv4Address{static_cast<std::uint32_t>(worker.address)}.ToString() + "/24");
+  EXPECT_EQ(eth0["gateway4"].as<std::string>(), "172.42.42.1");
+  EXPECT_EQ(eth0["nameservers"]["addresses"][0].as<std::string>(), "172.42.42.1");
+  EXPECT_EQ(eth0["nameservers"]["search"][0].as<std::string>(), "lab.local");
+
+  const YAML::Node meta = YAML::Load(files.meta_data);
+  EXPECT_EQ(meta["instance-id"].as<std::string>(), "iid-" + DomainUuid("spk", worker.name));
+  EXPECT_EQ(meta["local-hostname"].as<std::string>(), worker.name);
+}
+
+TEST(SeedTest, UserDataIsCloudConfigWithIdentityKeysAndMarker) {
+  const auto lab = Load("tests/fixtures/valid/all-fields.yaml");
+  ASSERT_FALSE(lab.spec.ssh_authorized_keys.empty());
+  const auto node = crds::PlanNodes(lab).front();
+  const std::string user_data = bootstrap::RenderUserData(lab, node);
+  ASSERT_TRUE(user_data.starts_with("#cloud-config\n"));
+  const YAML::Node doc = YAML::Load(user_data);
+  EXPECT_EQ(doc["hostname"].as<std::string>(), node.name);
+  EXPECT_EQ(doc["fqdn"].as<std::string>(), node.name + "." + lab.spec.network.domain);
+  ASSERT_EQ(doc["ssh_authorized_keys"].size(), lab.spec.ssh_authorized_keys.size());
+  EXPECT_EQ(doc["ssh_authorized_keys"][0].as<std::string>(), lab.spec.ssh_authorized_keys[0]);
+  EXPECT_THAT(doc["runcmd"][0][2].as<std::string>(),
+              HasSubstr(bootstrap::UserDataDoneMarker(node.name)));
+}
+
+// The image is checked with isoinfo (genisoimage), the tool cloud-localds' images are read with.
+TEST(SeedTest, IsoIsLabelledCidataAndHoldsTheFilesUnderTheirNames) {
+  const auto lab = Load("examples/spk-lab.yaml");
+  const auto node = crds::PlanNodes(lab).front();
+  const SeedFiles files = RenderSeedFiles(lab, node, bootstrap::RenderUserData(lab, node));
+  const auto iso = BuildSeedIso(files);
+  ASSERT_TRUE(iso) << iso.error().message;
+  EXPECT_EQ(iso->size() % 2048, 0u);
+
+  testing_support::ScratchDir dir;
+  const std::string path = (dir.path() / "seed.iso").string();
+  std::ofstream(path, std::ios::binary) << *iso;
+  const std::string descriptor = Shell("isoinfo -d -i " + path);
+  EXPECT_THAT(descriptor, HasSubstr("Volume id: cidata"));
+  EXPECT_THAT(descriptor, HasSubstr("Rock Ridge signatures version"));
+  EXPECT_THAT(descriptor, HasSubstr("Joliet"));
+  const std::string listing = Shell("isoinfo -R -f -i " + path);
+  EXPECT_THAT(listing, HasSubstr("/meta-data"));
+  EXPECT_THAT(listing, HasSubstr("/network-config"));
+  EXPECT_THAT(listing, HasSubstr("/user-data"));
+  EXPECT_EQ(Shell("isoinfo -R -i " + path + " -x /user-data"), files.user_data);
+  EXPECT_EQ(Shell("isoinfo -R -i " + path + " -x /meta-data"), files.meta_data);
+  EXPECT_EQ(Shell("isoinfo -R -i " + path + " -x /network-config"), files.network_config);
+}
+
+TEST(SeedTest, IsoIsReproducibleAndFollowsItsContent) {
+  const auto lab = Load("examples/spk-lab.yaml");
+  const auto nodes = crds::PlanNodes(lab);
+  const auto a = BuildSeedIso(RenderSeedFiles(lab, nodes[0], "#cloud-config\n"));
+  const auto b = BuildSeedIso(RenderSeedFiles(lab, nodes[0], "#cloud-config\n"));
+  const auto c = BuildSeedIso(RenderSeedFiles(lab, nodes[1], "#cloud-config\n"));
+  ASSERT_TRUE(a && b && c);
+  EXPECT_EQ(*a, *b);
+  EXPECT_NE(*a, *c);
+}
+
+}  // namespace
+}  // namespace vmlab::reconcilers::infrastructure
