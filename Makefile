@@ -14,11 +14,12 @@ CTEST_FLAGS ?= --output-on-failure --timeout 600 -j $(JOBS)
 
 VMLAB := $(BUILD)/vmlab
 
-.PHONY: help deps build build-asan build-fuzz test test-unit run bench fuzz format clean
+.PHONY: help deps build build-asan build-fuzz test test-unit e2e run bench fuzz format clean
 
 help:
 	@echo "make run    build vmlab and run the controller on a copy of the examples"
 	@echo "make test   install dependencies, build, and run the whole suite"
+	@echo "make e2e    the end-to-end test on a real libvirtd with booting guests (root; part of make test)"
 	@echo "make bench  benchmarks (queue, parsing, edit latency, idle CPU and memory)"
 	@echo "make deps | build | fuzz (FUZZ_SECONDS=$(FUZZ_SECONDS)) | format | clean"
 
@@ -47,15 +48,23 @@ build-asan: deps $(ASAN_BUILD)/build.ninja
 build-fuzz: deps $(FUZZ_BUILD)/build.ninja
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 
-# The whole suite: unit, schema and CLI tests; the unit and CLI tests again
-# under AddressSanitizer + UndefinedBehaviorSanitizer; the fuzz corpus replayed.
+# The whole suite: unit, schema, CLI and integration tests; the unit, CLI and
+# integration tests again under AddressSanitizer + UndefinedBehaviorSanitizer;
+# the fuzz corpus replayed; then the end-to-end test on a real libvirtd (alone:
+# its guests need the CPUs).
 test: build build-asan build-fuzz
 	@start=$$(date +%s); \
 	ctest --test-dir $(BUILD) $(CTEST_FLAGS) && \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) -L 'unit|cli|integration' $(CTEST_FLAGS) && \
 	ctest --test-dir $(FUZZ_BUILD) $(CTEST_FLAGS) && \
+	bash tests/e2e/run.sh $(VMLAB) && \
 	echo "make test: all suites passed in $$(( $$(date +%s) - start )) s"
+
+# A network namespace with its own libvirtd, a Debian guest image built once
+# and cached (VMLAB_E2E_CACHE), a 2-node lab booted for real under TCG.
+e2e: build
+	bash tests/e2e/run.sh $(VMLAB)
 
 test-unit: build
 	ctest --test-dir $(BUILD) -L unit $(CTEST_FLAGS)

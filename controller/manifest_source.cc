@@ -252,6 +252,17 @@ bool ManifestSource::Reload(const std::string& name) {
       !std::equal(documents.begin(), documents.end(), state.documents.begin(), same);
   state.documents = std::move(documents);
   state.spec_hashes = std::move(hashes);
+  if (changed) {
+    // What is wrong, where, in the log as well as in status (once per change).
+    for (const auto& doc : state.documents) {
+      for (const auto& d : doc.diagnostics) {
+        if (d.severity == crds::Severity::kError) {
+          spdlog::warn("{}{}", crds::FormatDiagnostic(d),
+                       doc.name.empty() ? "" : fmt::format(" (lab {})", doc.name));
+        }
+      }
+    }
+  }
   return changed;
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -106,8 +107,18 @@ Status InfrastructureReconciler::Run(const Action& action, const crds::LabCluste
     case ActionKind::kCreateSeed:
       if (!spec) return std::unexpected(Error{ErrorCode::kInternal, "a seed needs the lab's spec"});
       return CreateSeed(*spec, action.node, action.target);
-    case ActionKind::kDefineDomain:
+    case ActionKind::kDefineDomain: {
+      // The serial console is logged into the state dir; qemu needs the folder.
+      std::error_code error;
+      std::filesystem::create_directories(infrastructure::ConsoleDir(state_dir_), error);
+      if (error) {
+        return std::unexpected(Error{ErrorCode::kFailedPrecondition,
+                                     fmt::format("cannot create {}: {}",
+                                                 infrastructure::ConsoleDir(state_dir_).string(),
+                                                 error.message())});
+      }
       return hypervisor_.DefineDomain(action.xml);
+    }
     case ActionKind::kStartDomain:
       return hypervisor_.StartDomain(action.target);
     case ActionKind::kRestartDomain: {

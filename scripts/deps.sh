@@ -17,6 +17,11 @@ packages=(
   clang-19 libclang-rt-19-dev
   # CRD schema cross-check (an independent JSON-schema validator)
   python3 python3-yaml python3-jsonschema
+  # end-to-end tests: a real libvirtd and qemu (TCG) in a network namespace,
+  # NAT networks (dnsmasq, iptables), a debootstrap Debian guest booted with
+  # the Debian kernel, seed images checked with isoinfo (genisoimage)
+  libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils dnsmasq-base
+  iptables iproute2 debootstrap linux-image-amd64 e2fsprogs util-linux
 )
 
 missing=()

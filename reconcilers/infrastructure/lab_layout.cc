@@ -6,6 +6,10 @@ std::filesystem::path PoolPath(const std::filesystem::path& state_dir) {
   return state_dir / "pool";
 }
 
+std::filesystem::path ConsoleDir(const std::filesystem::path& state_dir) {
+  return state_dir / "console";
+}
+
 NodeFiles FilesFor(const std::filesystem::path& state_dir, const crds::LabCluster& lab,
                    const crds::PlannedNode& node) {
   NodeFiles files;
@@ -14,7 +18,7 @@ NodeFiles FilesFor(const std::filesystem::path& state_dir, const crds::LabCluste
     files.extra_volume = node.name + "-data.qcow2";
   }
   files.seed_volume = node.name + "-seed.iso";
-  files.console_log = state_dir / "console" / (node.name + ".log");
+  files.console_log = ConsoleDir(state_dir) / (node.name + ".log");
   return files;
 }
 

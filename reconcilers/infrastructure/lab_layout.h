@@ -20,6 +20,8 @@ struct NodeFiles {
 };
 
 [[nodiscard]] std::filesystem::path PoolPath(const std::filesystem::path& state_dir);
+// Where the nodes' serial consoles are logged: <state-dir>/console.
+[[nodiscard]] std::filesystem::path ConsoleDir(const std::filesystem::path& state_dir);
 [[nodiscard]] NodeFiles FilesFor(const std::filesystem::path& state_dir,
                                  const crds::LabCluster& lab, const crds::PlannedNode& node);
 // The DomainHostConfig for `node`, with every path inside `state_dir`.

@@ -151,6 +151,8 @@ def run(watch, state):
         check("spec.workers.replicas" in condition(lab, "SpecValid")["message"], "message names the field")
         check(lab["spec"]["workers"]["replicas"] == 1, "last good spec still served")
         check(lab["metadata"]["generation"] == 1, "generation unchanged by an invalid edit")
+    check(re.search(r"warning .*spk-lab\.yaml:\d+:\d+: error: spec\.workers\.replicas: .*\(lab spk\)",
+                    ctl.read_log()) is not None, "the log says what is wrong and where")
     with open(manifest, "w") as f:
         f.write(good.replace("    replicas: 1\n", "    replicas: 3\n"))
     lab = wait_for(lambda: ctl.lab("spk") if ctl.lab("spk")["metadata"]["generation"] == 2 else None,

@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""vmlab on a real libvirtd with guests that boot (qemu, TCG), end to end.
+
+Runs inside the network namespace run.sh made, against its private libvirtd.
+A 1 control plane + 1 worker lab is dropped into the watch folder; the test
+checks that both guests boot, that cloud-init ran vmlab's user-data (console
+marker), and - from inside each guest, through the guest agent - that it has
+its planned address and hostname and resolves the endpoint name and the other
+node through the lab network's DNS. Then: `virsh destroy` of a node is
+repaired within the resync bound; a libvirtd restart is noticed (readyz 503,
+vmlab_libvirt_connected 0), the controller reconnects and re-lists, and the
+domains that kept running are not "repaired"; deleting the manifest leaves no
+domain, volume or network of the lab. Prints the timings it measured.
+Ends with "N passed, N failed".
+"""
+import argparse
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+passed = failed = 0
+figures = {}
+
+LAB = "e2e"
+CIDR_PREFIX = "172.31.77"
+NODES = {f"{LAB}-cp-1": f"{CIDR_PREFIX}.11", f"{LAB}-worker-1": f"{CIDR_PREFIX}.101"}
+DOMAIN = "e2e.test"
+VIP = f"{CIDR_PREFIX}.10"
+DRIFT_KINDS = {"DomainMissing", "DomainStopped", "DomainCrashed", "ResourceMismatch",
+               "NetworkMissing", "NetworkInactive", "VolumeMissing", "OrphanDomain"}
+
+
+def check(ok, what):
+    global passed, failed
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAIL {what}", flush=True)
+    return ok
+
+
+def wait_for(predicate, what, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (urllib.error.URLError, ConnectionError, KeyError, ValueError, IndexError,
+                subprocess.CalledProcessError, json.JSONDecodeError):
+            pass
+        time.sleep(0.2)
+    check(False, f"timed out after {timeout:.0f} s waiting for {what}")
+    return None
+
+
+class Virsh:
+    def __init__(self, uri):
+        self.uri = uri
+
+    def __call__(self, *args, check_rc=True):
+        result = subprocess.run(["virsh", "-q", "-c", self.uri, *args], capture_output=True,
+                                text=True, timeout=60)
+        if check_rc and result.returncode != 0:
+            raise subprocess.CalledProcessError(result.returncode, args, result.stdout,
+                                                result.stderr)
+        return result.stdout
+
+    def agent(self, domain, command, arguments=None):
+        request = {"execute": command}
+        if arguments is not None:
+            request["arguments"] = arguments
+        out = self("qemu-agent-command", domain, json.dumps(request), "--timeout", "10")
+        return json.loads(out)["return"]
+
+    def guest_exec(self, domain, path, *args):
+        """Runs a program in the guest; returns (exit code, stdout)."""
+        pid = self.agent(domain, "guest-exec",
+                         {"path": path, "arg": list(args), "capture-output": True})["pid"]
+        for _ in range(100):
+            status = self.agent(domain, "guest-exec-status", {"pid": pid})
+            if status.get("exited"):
+                out = base64.b64decode(status.get("out-data", "")).decode()
+                return status.get("exitcode"), out
+            time.sleep(0.1)
+        raise subprocess.CalledProcessError(1, path, "", "guest-exec did not finish")
+
+
+class Controller:
+    def __init__(self, vmlab, watch, state, uri, logs):
+        self.log_path = os.path.join(logs, "controller.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [vmlab, "controller", "--watch", watch, "--state-dir", state, "--libvirt", uri,
+             "--listen", "127.0.0.1:0", "--debounce", "50ms", "--deletion-grace", "2s",
+             "--resync", "5s", "--log-level", "debug"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        match = wait_for(lambda: re.search(r"API on (http://127\.0\.0\.1:\d+)", self.read_log()),
+                         "the API address in the log", 30)
+        self.url = match.group(1) if match else "http://127.0.0.1:1"
+
+    def read_log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def get(self, path):
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def lab(self):
+        status, body = self.get(f"/api/v1/labclusters/{LAB}")
+        return json.loads(body) if status == 200 else None
+
+    def events(self):
+        return json.loads(self.get(f"/api/v1/labclusters/{LAB}/events")[1])["items"]
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return -1
+        finally:
+            self.log.close()
+
+
+def condition(lab, kind):
+    for c in (lab or {}).get("status", {}).get("conditions", []):
+        if c["type"] == kind:
+            return c
+    return {}
+
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def manifest(image):
+    return f"""apiVersion: vmlab.io/v1alpha1
+kind: LabCluster
+metadata:
+  name: {LAB}
+spec:
+  kubernetes: {{version: "1.30.4"}}
+  network: {{cidr: {CIDR_PREFIX}.0/24, domain: {DOMAIN}}}
+  controlPlane: {{replicas: 1, cpus: 1, memoryMiB: 1024, diskGiB: 5}}
+  workers: {{replicas: 1, cpus: 1, memoryMiB: 1024, diskGiB: 5}}
+  image:
+    path: {image}/base.qcow2
+    kernel: {image}/vmlinuz
+    initrd: {image}/initrd.img
+    cmdline: "root=/dev/vda rw console=ttyS0 net.ifnames=0"
+"""
+
+
+def console(state, node):
+    try:
+        with open(os.path.join(state, "console", f"{node}.log"), errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def run(args, virsh, ctl, watch, state):
+    check(wait_for(lambda: ctl.get("/readyz")[0] == 200, "readyz", 30), "controller ready")
+    started = time.monotonic()
+    with open(os.path.join(watch, f"{LAB}.yaml"), "w") as f:
+        f.write(manifest(args.image))
+
+    lab = wait_for(lambda: ctl.lab() if condition(ctl.lab(), "InfrastructureReady").get("status") == "True"
+                   else None, "InfrastructureReady", 180)
+    figures["manifest to all domains running"] = time.monotonic() - started
+    if not check(lab is not None, "the lab's infrastructure is ready"):
+        return
+    message = condition(lab, "InfrastructureReady")["message"]
+    check("domain type qemu" in message and "QEMU driver" in message,
+          f"status shows the detected domain type: {message}")
+    check(sorted(n["name"] for n in lab["status"]["nodes"]) == sorted(NODES), "both nodes planned")
+    for node in NODES:
+        xml = virsh("dumpxml", node)
+        check("type='qemu'" in xml and "vmlab:owner" in xml, f"{node} is a TCG domain vmlab owns")
+        check(f"{node}-seed.iso" in virsh("vol-list", "vmlab"), f"{node}'s seed is in the pool")
+
+    # cloud-init ran vmlab's user-data in both guests.
+    for node in NODES:
+        marker = f"vmlab: user-data done on {node}"
+        ok = wait_for(lambda: marker in console(state, node), f"{node}'s console marker", 420)
+        if check(ok, f"{node} ran its user-data"):
+            figures[f"manifest to {node} user-data done"] = time.monotonic() - started
+    if failed:
+        print(console(state, f"{LAB}-worker-1")[-3000:])
+
+    # From inside each guest: address, hostname, and DNS of the lab network.
+    for node, ip in NODES.items():
+        if not wait_for(lambda: virsh.agent(node, "guest-ping") == {}, f"{node}'s guest agent", 120):
+            continue
+        interfaces = virsh.agent(node, "guest-network-get-interfaces")
+        addresses = [a["ip-address"] for i in interfaces if i["name"] == "eth0"
+                     for a in i.get("ip-addresses", [])]
+        check(ip in addresses, f"{node} has its planned address {ip} (has {addresses})")
+        code, out = virsh.guest_exec(node, "/usr/bin/hostname")
+        check(code == 0 and out.strip() == node, f"{node}'s hostname (got {out.strip()!r})")
+        code, out = virsh.guest_exec(node, "/usr/bin/getent", "hosts", f"{LAB}.{DOMAIN}")
+        check(code == 0 and out.split()[:1] == [VIP],
+              f"{node} resolves the endpoint {LAB}.{DOMAIN} to the VIP (got {out.strip()!r})")
+        other = next(n for n in NODES if n != node)
+        code, out = virsh.guest_exec(node, "/usr/bin/getent", "hosts", f"{other}.{DOMAIN}")
+        check(code == 0 and out.split()[:1] == [NODES[other]],
+              f"{node} resolves {other} through the lab DNS (got {out.strip()!r})")
+        code, _ = virsh.guest_exec(node, "/usr/bin/ping", "-c", "1", "-W", "5", NODES[other])
+        check(code == 0, f"{node} reaches {other} on the lab network")
+
+    # A node destroyed behind vmlab's back is started again.
+    victim = f"{LAB}-worker-1"
+    destroyed = time.monotonic()
+    virsh("destroy", victim)
+    ok = wait_for(lambda: virsh("domstate", victim).strip() == "running", f"{victim} running again", 30)
+    if check(ok, "a destroyed node is started again"):
+        figures["virsh destroy to running again"] = time.monotonic() - destroyed
+    check(wait_for(lambda: any(e["reason"] == "DomainStopped" and victim in e["message"]
+                               for e in ctl.events()), "the drift event", 15),
+          "the repair is a DomainStopped event")
+
+    # libvirtd restarts: noticed, reconnected, re-listed, nothing spurious repaired.
+    ids = {n: virsh("domid", n).strip() for n in NODES}
+    events_before = len(ctl.events())
+    with open(os.path.join(args.sandbox, "libvirtd.pid")) as f:
+        libvirtd_pid = int(f.read().strip())
+    killed = time.monotonic()
+    os.kill(libvirtd_pid, signal.SIGTERM)  # the daemon this test's run.sh started
+    check(wait_for(lambda: ctl.get("/readyz")[0] == 503, "readyz 503 without libvirtd", 30),
+          "not ready while libvirtd is down")
+    check(metric(ctl.get("/metrics")[1], "vmlab_libvirt_connected") == 0,
+          "vmlab_libvirt_connected 0 while libvirtd is down")
+    subprocess.run(args.restart_libvirtd, shell=True, check=True)
+    ok = wait_for(lambda: ctl.get("/readyz")[0] == 200, "readyz after the restart", 60)
+    if check(ok, "reconnected after the libvirtd restart"):
+        figures["libvirtd killed to controller ready again"] = time.monotonic() - killed
+    check(metric(ctl.get("/metrics")[1], "vmlab_libvirt_connected") == 1, "vmlab_libvirt_connected 1")
+    time.sleep(7)  # one resync (5 s) after the re-list
+    check({n: virsh("domid", n).strip() for n in NODES} == ids,
+          "domains that kept running were not restarted")
+    new = ctl.events()[events_before:] if len(ctl.events()) > events_before else []
+    check(not any(e["reason"] in DRIFT_KINDS for e in new),
+          f"no spurious drift after the reconnect: {[e['reason'] for e in new]}")
+
+    # Deleting the manifest deletes the lab, and nothing of it is left.
+    os.remove(os.path.join(watch, f"{LAB}.yaml"))
+    check(wait_for(lambda: ctl.get(f"/api/v1/labclusters/{LAB}")[0] == 404, "the lab to go", 60),
+          "the lab is gone from the API")
+    check(not any(n.startswith(LAB + "-") for n in virsh("list", "--all", "--name").split()),
+          "no domain of the lab left")
+    check(f"vmlab-{LAB}" not in virsh("net-list", "--all", "--name").split(), "no network left")
+    check(not any(v.startswith(LAB + "-") for v in
+                  [line.split()[0] for line in virsh("vol-list", "vmlab").splitlines() if line.strip()]),
+          "no volume left")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    for flag in ("--vmlab", "--sandbox", "--image", "--scratch", "--restart-libvirtd"):
+        parser.add_argument(flag, required=True)
+    args = parser.parse_args()
+    uri = f"qemu:///system?socket={args.sandbox}/sock/libvirt-sock"
+    watch, state = os.path.join(args.scratch, "watch"), os.path.join(args.scratch, "state")
+    os.makedirs(watch)
+    virsh = Virsh(uri)
+    ctl = Controller(args.vmlab, watch, state, uri, args.scratch)
+    try:
+        run(args, virsh, ctl, watch, state)
+    finally:
+        check(ctl.stop() == 0, "controller exits 0 on SIGTERM")
+    for what, seconds in figures.items():
+        print(f"e2e figure: {what}: {seconds:.1f} s")
+    print(f"{passed} passed, {failed} failed")
+    if failed:
+        print(f"controller log: {ctl.log_path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
