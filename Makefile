@@ -14,13 +14,14 @@ CTEST_FLAGS ?= --output-on-failure --timeout 600 -j $(JOBS)
 
 VMLAB := $(BUILD)/vmlab
 
-.PHONY: help deps build build-asan build-fuzz test test-unit e2e run bench fuzz format clean
+.PHONY: help deps build build-asan build-fuzz test test-unit e2e run bench bench-real fuzz format clean
 
 help:
 	@echo "make run    build vmlab and run the controller on a copy of the examples"
 	@echo "make test   install dependencies, build, and run the whole suite"
 	@echo "make e2e    the end-to-end test on a real libvirtd with booting guests (root; part of make test)"
-	@echo "make bench  benchmarks (queue, parsing, edit latency, idle CPU and memory)"
+	@echo "make bench  benchmarks (queue, parsing, edit latency, drift latency, idle CPU and memory)"
+	@echo "make bench-real  parallel creation on a real libvirtd (root; BENCH_REAL_REPS=$(BENCH_REAL_REPS))"
 	@echo "make deps | build | fuzz (FUZZ_SECONDS=$(FUZZ_SECONDS)) | format | clean"
 
 deps:
@@ -58,13 +59,13 @@ test: build build-asan build-fuzz
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) -L 'unit|cli|integration' $(CTEST_FLAGS) && \
 	ctest --test-dir $(FUZZ_BUILD) $(CTEST_FLAGS) && \
-	bash tests/e2e/run.sh $(VMLAB) && \
+	bash tests/e2e/with_sandbox.sh python3 tests/e2e/e2e_test.py $(VMLAB) && \
 	echo "make test: all suites passed in $$(( $$(date +%s) - start )) s"
 
 # A network namespace with its own libvirtd, a Debian guest image built once
 # and cached (VMLAB_E2E_CACHE), a 2-node lab booted for real under TCG.
 e2e: build
-	bash tests/e2e/run.sh $(VMLAB)
+	bash tests/e2e/with_sandbox.sh python3 tests/e2e/e2e_test.py $(VMLAB)
 
 test-unit: build
 	ctest --test-dir $(BUILD) -L unit $(CTEST_FLAGS)
@@ -75,13 +76,20 @@ run: build
 
 # Benchmarks; figures are recorded in docs/benchmarks.md.
 BENCH_EDITS ?= 200
+BENCH_REAL_REPS ?= 3
 IDLE_SECONDS ?= 30
 bench: build
 	$(BUILD)/bench/micro_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
 	  --benchmark_min_time=0.2
 	$(BUILD)/bench/edit_latency_bench $(BENCH_EDITS) 200
 	$(BUILD)/bench/infra_bench
+	$(BUILD)/bench/drift_latency_bench 50
 	python3 bench/idle_controller.py $(VMLAB) $(IDLE_SECONDS)
+	bash tests/e2e/with_sandbox.sh python3 bench/real_libvirt_bench.py $(VMLAB) $(BENCH_REAL_REPS)
+
+# Parallel creation on a real libvirtd with booting guests (root; minutes per round).
+bench-real: build
+	bash tests/e2e/with_sandbox.sh python3 bench/real_libvirt_bench.py $(VMLAB) $(BENCH_REAL_REPS)
 
 # Fuzz parse+validate for FUZZ_SECONDS; new inputs go to $(FUZZ_BUILD)/corpus,
 # crashes to $(FUZZ_BUILD)/artifacts (add them to tests/fuzz/corpus once fixed).

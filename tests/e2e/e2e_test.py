@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """vmlab on a real libvirtd with guests that boot (qemu, TCG), end to end.
 
-Runs inside the network namespace run.sh made, against its private libvirtd.
+Runs inside the network namespace tests/e2e/with_sandbox.sh made, against its
+private libvirtd: `with_sandbox.sh e2e_test.py VMLAB`.
 A 1 control plane + 1 worker lab is dropped into the watch folder; the test
 checks that both guests boot, that cloud-init ran vmlab's user-data (console
 marker), and - from inside each guest, through the guest agent - that it has
@@ -272,11 +273,14 @@ def run(args, virsh, ctl, watch, state):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    for flag in ("--vmlab", "--sandbox", "--image", "--scratch", "--restart-libvirtd"):
-        parser.add_argument(flag, required=True)
+    parser = argparse.ArgumentParser(description="Run under tests/e2e/with_sandbox.sh.")
+    parser.add_argument("vmlab")
     args = parser.parse_args()
-    uri = f"qemu:///system?socket={args.sandbox}/sock/libvirt-sock"
+    args.vmlab = os.path.abspath(args.vmlab)
+    env = os.environ
+    args.sandbox, args.image = env["VMLAB_SANDBOX"], env["VMLAB_IMAGE"]
+    args.scratch, args.restart_libvirtd = env["VMLAB_SCRATCH"], env["VMLAB_RESTART_LIBVIRTD"]
+    uri = env["VMLAB_LIBVIRT"]
     watch, state = os.path.join(args.scratch, "watch"), os.path.join(args.scratch, "state")
     os.makedirs(watch)
     virsh = Virsh(uri)

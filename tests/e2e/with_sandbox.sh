@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
-# `make e2e`: vmlab against a real libvirtd and qemu (TCG), guests booting for
-# real. Makes a network namespace (lab networks never touch the host's), starts
-# virtlogd and libvirtd in it with private state (libvirtd_sandbox.sh), builds
-# or reuses the Debian test guest (guest_image.sh), and runs e2e_test.py in the
-# namespace. Cleans up everything it started, by PID, whatever happens.
+# Runs a command next to a real libvirtd and qemu (TCG) that share nothing with
+# the host: makes a network namespace (lab networks never touch the host's),
+# starts virtlogd and libvirtd in it with private state (libvirtd_sandbox.sh),
+# builds or reuses the Debian test guest (guest_image.sh), and runs COMMAND in
+# the namespace with
+#   VMLAB_SANDBOX  the sandbox folder (socket sock/libvirt-sock, libvirtd.pid)
+#   VMLAB_LIBVIRT  the libvirt URI of that daemon
+#   VMLAB_IMAGE    the guest image folder (base.qcow2, vmlinuz, initrd.img)
+#   VMLAB_SCRATCH  a scratch folder (removed afterwards unless COMMAND failed)
+#   VMLAB_RESTART_LIBVIRTD  a shell command that starts libvirtd again
+# Cleans up everything it started, by PID, whatever happens.
 #
-# Usage: run.sh VMLAB   Needs root. Without root it skips, except under CI=true
-# where a skip is a failure. VMLAB_E2E_CACHE: guest image cache
+# Usage: with_sandbox.sh COMMAND...   Needs root. Without root it skips, except
+# under CI=true where a skip is a failure. VMLAB_E2E_CACHE: guest image cache
 # (default /var/cache/vmlab-e2e).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-vmlab=$(realpath "${1:?usage: run.sh VMLAB}")
+(($# > 0)) || { echo "usage: with_sandbox.sh COMMAND..." >&2; exit 2; }
 
 unavailable() {
   if [[ "${CI:-}" == true ]]; then
-    echo "e2e: FAILED: $* (CI=true: the end-to-end tests must run)" >&2
+    echo "with_sandbox: FAILED: $* (CI=true: the tests on a real libvirtd must run)" >&2
     exit 1
   fi
-  echo "e2e: SKIPPED: $*"
+  echo "with_sandbox: SKIPPED: $*"
   exit 0
 }
 ((EUID == 0)) || unavailable "needs root for network namespaces and libvirtd"
@@ -51,7 +57,7 @@ cleanup() {
   done
   ip netns delete "$ns" 2>/dev/null || true
   if ((code != 0)); then
-    echo "e2e: logs kept in $scratch" >&2
+    echo "with_sandbox: logs kept in $scratch" >&2
   else
     rm -rf "$scratch"
   fi
@@ -62,6 +68,7 @@ ip netns add "$ns"
 ip netns exec "$ns" ip link set lo up
 ip netns exec "$ns" unshare --mount --propagation private "$here/libvirtd_sandbox.sh" "$sandbox"
 
-ip netns exec "$ns" python3 "$here/e2e_test.py" \
-  --vmlab "$vmlab" --sandbox "$sandbox" --image "$image" --scratch "$scratch" \
-  --restart-libvirtd "nsenter --mount=/proc/\$(cat $sandbox/virtlogd.pid)/ns/mnt $here/libvirtd_sandbox.sh $sandbox restart"
+export VMLAB_SANDBOX=$sandbox VMLAB_IMAGE=$image VMLAB_SCRATCH=$scratch
+export VMLAB_LIBVIRT="qemu:///system?socket=$sandbox/sock/libvirt-sock"
+export VMLAB_RESTART_LIBVIRTD="nsenter --mount=/proc/\$(cat $sandbox/virtlogd.pid)/ns/mnt $here/libvirtd_sandbox.sh $sandbox restart"
+ip netns exec "$ns" "$@"
