@@ -31,6 +31,9 @@ void EmitSpec(YAML::Emitter& out, const LabClusterSpec& spec) {
   out << YAML::Key << "podCIDR" << YAML::Value << spec.kubernetes.pod_cidr.ToString();
   out << YAML::Key << "serviceCIDR" << YAML::Value << spec.kubernetes.service_cidr.ToString();
   out << YAML::Key << "cni" << YAML::Value << std::string(ToString(spec.kubernetes.cni));
+  if (!spec.kubernetes.cni_manifest.empty()) {
+    out << YAML::Key << "cniManifest" << YAML::Value << Text{spec.kubernetes.cni_manifest};
+  }
   out << YAML::EndMap;
 
   out << YAML::Key << "network" << YAML::Value << YAML::BeginMap;
@@ -82,6 +85,11 @@ void EmitSpec(YAML::Emitter& out, const LabClusterSpec& spec) {
   out << YAML::Key << "deletionPolicy" << YAML::Value
       << std::string(ToString(spec.deletion_policy));
 
+  if (!spec.addons.empty()) {
+    out << YAML::Key << "addons" << YAML::Value << YAML::BeginSeq;
+    for (const auto& addon : spec.addons) out << Text{addon};
+    out << YAML::EndSeq;
+  }
   out << YAML::Key << "ssh" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "authorizedKeys" << YAML::Value;
   if (spec.ssh_authorized_keys.empty()) out << YAML::Flow;

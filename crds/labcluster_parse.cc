@@ -569,7 +569,7 @@ void DocumentParser::Run(const YAML::Node& root) {
   }
   if (auto spec = Mapping(top, "spec",
                           {"kubernetes", "network", "controlPlane", "workers", "image", "cache",
-                           "drift", "deletionPolicy", "ssh"},
+                           "drift", "deletionPolicy", "ssh", "addons"},
                           true)) {
     ParseSpec(*spec, lab);
   }
@@ -580,7 +580,8 @@ void DocumentParser::Run(const YAML::Node& root) {
 
 void DocumentParser::ParseSpec(MapReader& spec, LabCluster& lab) {
   LabClusterSpec& out = lab.spec;
-  if (auto k8s = Mapping(spec, "kubernetes", {"version", "podCIDR", "serviceCIDR", "cni"}, true)) {
+  if (auto k8s = Mapping(spec, "kubernetes",
+                         {"version", "podCIDR", "serviceCIDR", "cni", "cniManifest"}, true)) {
     if (auto version =
             String(*k8s, "version", std::nullopt, "set a Kubernetes release such as \"1.30.4\"")) {
       out.kubernetes.version = *version;
@@ -593,6 +594,15 @@ void DocumentParser::ParseSpec(MapReader& spec, LabCluster& lab) {
       out.kubernetes.service_cidr = *cidr;
     }
     if (auto cni = Enum(*k8s, "cni", kCniValues, Cni::kCalico)) out.kubernetes.cni = *cni;
+    if (auto source = String(*k8s, "cniManifest", "")) {
+      out.kubernetes.cni_manifest = *source;
+      if (k8s->Get("cniManifest")) {
+        if (auto problem = CheckManifestSource(*source)) {
+          RuleError(doc_.PositionOf("spec.kubernetes.cniManifest"), "spec.kubernetes.cniManifest",
+                    *problem);
+        }
+      }
+    }
   }
 
   // Absent optional sections behave as empty mappings: every field defaults.
@@ -716,6 +726,13 @@ void DocumentParser::ParseSpec(MapReader& spec, LabCluster& lab) {
   }
   if (auto policy = Enum(spec, "deletionPolicy", kDeletionValues, DeletionPolicy::kDelete)) {
     out.deletion_policy = *policy;
+  }
+  out.addons = StringList(spec, "addons");
+  for (std::size_t i = 0; i < out.addons.size(); ++i) {
+    if (auto problem = CheckManifestSource(out.addons[i])) {
+      const std::string field = fmt::format("spec.addons[{}]", i);
+      RuleError(doc_.PositionOf(field), field, *problem);
+    }
   }
   if (auto ssh = section("ssh", {"authorizedKeys"})) {
     out.ssh_authorized_keys = StringList(*ssh, "authorizedKeys");

@@ -167,6 +167,22 @@ std::optional<std::string> CheckHostPath(std::string_view path) {
   return std::nullopt;
 }
 
+std::optional<std::string> CheckManifestSource(std::string_view source) {
+  if (source.starts_with('/')) return CheckHostPath(source);
+  if (!source.starts_with("https://")) {
+    return fmt::format("\"{}\" is neither an https:// URL nor an absolute path",
+                       source.substr(0, 80));
+  }
+  if (source.size() <= 8 || source[8] == '/') return "names no host after https://";
+  if (auto bad = UnsafeCharacter(source, "/._-~:?=&%+@,")) {
+    return fmt::format(
+        "contains {}; a manifest URL here may hold only letters, digits and / . _ - ~ : ? = & % "
+        "+ @ ,",
+        *bad);
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> CheckKernelCmdline(std::string_view cmdline) {
   if (auto bad = UnsafeCharacter(cmdline, " /._+-@,=:")) {
     return fmt::format(
@@ -307,6 +323,10 @@ void CheckCrossFieldRules(ParsedDocument& doc) {
                              services.ToString(), pods.ToString()));
   }
 
+  if (spec.kubernetes.cni == Cni::kNone && !spec.kubernetes.cni_manifest.empty()) {
+    doc.AddError("spec.kubernetes.cniManifest",
+                 "is set but spec.kubernetes.cni is none; remove it or choose calico or cilium");
+  }
   if (spec.image.kernel.empty()) {
     if (!spec.image.initrd.empty()) {
       doc.AddError("spec.image.initrd", "is set without spec.image.kernel; set the kernel too");

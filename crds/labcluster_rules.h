@@ -40,6 +40,9 @@ inline constexpr int kApiServerPort = 6443;     // kube-apiserver's own port on 
 [[nodiscard]] std::optional<std::string> CheckHostPath(std::string_view path);
 // A kernel command line of safe characters (no quotes or shell metacharacters).
 [[nodiscard]] std::optional<std::string> CheckKernelCmdline(std::string_view cmdline);
+// A Kubernetes manifest source: an https:// URL (no quotes, spaces or shell
+// characters) or an absolute host path (CheckHostPath).
+[[nodiscard]] std::optional<std::string> CheckManifestSource(std::string_view source);
 // One OpenSSH authorized_keys line: "TYPE BASE64 [COMMENT]", blob matching TYPE.
 [[nodiscard]] std::optional<std::string> CheckSshPublicKey(std::string_view key);
 

@@ -41,6 +41,9 @@ struct KubernetesSpec {
   Ipv4Cidr pod_cidr;
   Ipv4Cidr service_cidr;
   Cni cni = Cni::kCalico;
+  // Where the CNI manifest comes from: an https URL or an absolute path on the
+  // host (delivered to the primary in its seed). Empty: vmlab's pinned default.
+  std::string cni_manifest;
 };
 
 struct NetworkSpec {
@@ -93,6 +96,8 @@ struct LabClusterSpec {
   DriftPolicy drift_policy = DriftPolicy::kRemediate;
   DeletionPolicy deletion_policy = DeletionPolicy::kDelete;
   std::vector<std::string> ssh_authorized_keys;
+  // Add-on manifests applied in order after the CNI: https URLs or absolute host paths.
+  std::vector<std::string> addons;
 };
 
 struct LabCluster {

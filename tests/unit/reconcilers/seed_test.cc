@@ -4,13 +4,11 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
-#include <array>
-#include <cstdio>
 #include <fstream>
-#include <memory>
 #include <sstream>
 
 #include "../controller/scratch_dir.h"
+#include "shell.h"
 #include "crds/labcluster_parse.h"
 #include "reconcilers/bootstrap/user_data.h"
 #include "reconcilers/infrastructure/identity.h"
@@ -19,6 +17,7 @@ namespace vmlab::reconcilers::infrastructure {
 namespace {
 
 using testing::HasSubstr;
+using testing_support::Shell;
 
 const std::filesystem::path kSourceDir = VMLAB_SOURCE_DIR;
 
@@ -29,23 +28,6 @@ crds::LabCluster Load(const std::string& relative) {
   auto docs = crds::ParseManifests(relative, text.str());
   EXPECT_TRUE(docs.at(0).valid());
   return *docs.at(0).object;
-}
-
-// Runs a shell command and returns its standard output ("" and a test failure on error).
-std::string Shell(const std::string& command) {
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  if (!pipe) {
-    ADD_FAILURE() << "cannot run " << command;
-    return "";
-  }
-  std::string out;
-  std::array<char, 4096> buffer{};
-  while (const std::size_t n = fread(buffer.data(), 1, buffer.size(), pipe.get())) {
-    out.append(buffer.data(), n);
-  }
-  const int status = pclose(pipe.release());
-  EXPECT_EQ(status, 0) << command;
-  return out;
 }
 
 TEST(SeedTest, NetworkConfigCarriesThePlannedAddressGatewayAndDns) {

@@ -1,0 +1,64 @@
+// A lab's bootstrap secrets, made once and kept in the state dir:
+// <state-dir>/pki/<lab>/ (0700) with ca.crt/key, front-proxy-ca.crt/key,
+// etcd-ca.crt/key, sa.key/pub, admin.conf (the admin kubeconfig) and
+// bootstrap.json (token, its creation time and TTL, the keepalived
+// password and virtual router id), every file 0600. Created in a temporary
+// folder and renamed into place, so a lab has all of them or none. Never
+// regenerated behind the user's back: an incomplete folder is an error that
+// says what is missing. Nothing here is logged or served by the API.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "crds/labcluster_types.h"
+#include "crds/result.h"
+#include "reconcilers/bootstrap/pki.h"
+
+namespace vmlab::reconcilers::bootstrap {
+
+inline constexpr std::chrono::hours kBootstrapTokenTtl{24};
+
+struct LabSecrets {
+  CertAndKey ca;
+  CertAndKey front_proxy_ca;
+  CertAndKey etcd_ca;
+  KeyPair service_account;
+  std::string token;  // [a-z0-9]{6}.[a-z0-9]{16}
+  std::chrono::system_clock::time_point token_created;
+  std::chrono::seconds token_ttl{0};
+  std::string discovery_hash;  // sha256:<hex> of the CA's public key
+  std::string vrrp_password;   // keepalived auth_pass: 8 characters (VRRP's limit)
+  int vrrp_router_id = 0;      // 1..255
+  std::string admin_kubeconfig;
+};
+
+class SecretStore {
+ public:
+  explicit SecretStore(std::filesystem::path state_dir);
+
+  // The lab's secrets, made on first use. `now` stamps the token.
+  [[nodiscard]] Result<LabSecrets> LoadOrCreate(const crds::LabCluster& lab,
+                                                std::chrono::system_clock::time_point now);
+  // The lab's secrets if it has any (nullopt when there is no folder).
+  [[nodiscard]] Result<std::optional<LabSecrets>> Load(const std::string& lab) const;
+  // Removes the lab's folder (its lab is gone).
+  [[nodiscard]] Status Remove(const std::string& lab);
+
+  [[nodiscard]] std::filesystem::path Dir(const std::string& lab) const;
+  [[nodiscard]] std::filesystem::path KubeconfigPath(const std::string& lab) const;
+
+ private:
+  [[nodiscard]] Result<LabSecrets> Create(const crds::LabCluster& lab,
+                                          std::chrono::system_clock::time_point now) const;
+  const std::filesystem::path root_;
+};
+
+// The admin kubeconfig for `lab` (cluster CA, server https://VIP:port,
+// client certificate CN kubernetes-admin O system:masters signed by the CA).
+[[nodiscard]] Result<std::string> MakeAdminKubeconfig(const crds::LabCluster& lab,
+                                                      const CertAndKey& ca);
+
+}  // namespace vmlab::reconcilers::bootstrap
