@@ -27,6 +27,7 @@
 #include "controller/work_queue.h"
 #include "crds/canonical.h"
 #include "crds/labcluster_parse.h"
+#include "reconcilers/bootstrap/user_data.h"
 #include "reconcilers/infrastructure/libvirt_hypervisor.h"
 #include "reconcilers/infrastructure_reconciler.h"
 
@@ -38,12 +39,16 @@ using Clock = std::chrono::steady_clock;
 // Notes when each reconcile starts, then converges the lab for real.
 class TimedReconciler : public controller::Reconciler {
  public:
-  TimedReconciler(reconcilers::InfrastructureReconciler& infrastructure, const crds::LabCluster& lab)
-      : infrastructure_(infrastructure), lab_(lab), hash_(crds::SpecHash(lab.spec)) {}
+  TimedReconciler(reconcilers::InfrastructureReconciler& infrastructure, const crds::LabCluster& lab,
+                  reconcilers::UserDataFn user_data)
+      : infrastructure_(infrastructure),
+        lab_(lab),
+        hash_(crds::SpecHash(lab.spec)),
+        user_data_(std::move(user_data)) {}
 
   Result<controller::ReconcileResult> Reconcile(const std::string& key) override {
     const auto started = Clock::now();
-    auto outcome = infrastructure_.Converge(key, &lab_, hash_, false, known_);
+    auto outcome = infrastructure_.Converge(key, &lab_, hash_, false, known_, user_data_);
     std::lock_guard guard(mutex_);
     starts_.push_back(started);
     if (outcome) {
@@ -72,6 +77,7 @@ class TimedReconciler : public controller::Reconciler {
   reconcilers::InfrastructureReconciler& infrastructure_;
   const crds::LabCluster& lab_;
   const std::string hash_;
+  const reconcilers::UserDataFn user_data_;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::vector<Clock::time_point> starts_;
@@ -108,7 +114,12 @@ int main(int argc, char** argv) {
   controller::RealClock clock;
   controller::WorkQueue queue(clock, controller::WorkQueueOptions{}, nullptr);
   hypervisor.WatchEvents([&queue](const std::string& lab_name) { queue.Add(lab_name); });
-  TimedReconciler reconciler(infrastructure, lab);
+  reconcilers::bootstrap::SecretStore store(root);
+  const auto secrets = store.LoadOrCreate(lab, std::chrono::system_clock::now());
+  if (!secrets) return 1;
+  TimedReconciler reconciler(infrastructure, lab, [&](const crds::PlannedNode& node) {
+    return Result<std::string>(reconcilers::bootstrap::RenderUserData(lab, node, *secrets, {}));
+  });
   controller::ManagerOptions options;
   options.resync = std::chrono::hours(1);  // only events trigger reconciles here
   controller::Manager manager(clock, queue, reconciler, nullptr, options,

@@ -111,7 +111,9 @@ int main(int argc, char** argv) {
   if (!libvirt.Ensure()) return 1;
   reconcilers::infrastructure::LibvirtHypervisor hypervisor(libvirt);
   reconcilers::InfrastructureReconciler infrastructure(hypervisor, (root / "state").string());
-  reconcilers::LabClusterReconciler reconciler(source, store, infrastructure, clock, nullptr);
+  reconcilers::bootstrap::SecretStore secrets(root / "state");
+  reconcilers::LabClusterReconciler reconciler(source, store, infrastructure, secrets, {}, clock,
+                                               nullptr);
   TimedReconciler timed(reconciler);
   controller::Manager manager(clock, queue, timed, nullptr, controller::ManagerOptions{},
                               [&] { return source.Names(); });

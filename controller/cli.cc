@@ -48,6 +48,8 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       ->check(CLI::IsMember({"network", "domain", "seed", "user-data", "all"}));
   render_cmd->add_option("--state-dir", render.state_dir, "State dir the paths are rendered for")
       ->capture_default_str();
+  render_cmd->add_flag("--show-secrets", render.show_secrets,
+                       "Print private keys, the bootstrap token and passwords in the seeds");
   render_cmd->add_option("--domain-type", render.domain_type, "kvm or qemu")
       ->capture_default_str()
       ->check(CLI::IsMember({"kvm", "qemu"}));
@@ -72,6 +74,11 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                    "HOST:PORT of the HTTP API and /metrics (port 0: any free port)")
       ->capture_default_str();
   controller_cmd->add_option("--workers", controller.workers, "Labs reconciled at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  controller_cmd
+      ->add_option("--parallel-nodes", controller.parallel_nodes,
+                   "Nodes of one lab created at once (1: one after another)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
   controller_cmd->add_option("--resync", resync, "Reconcile every lab this often")

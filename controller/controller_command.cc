@@ -126,8 +126,10 @@ int RunController(const ControllerOptions& options) {
   hypervisor.WatchEvents([&queue](const std::string& lab) { queue.Add(lab); });
   // libvirt needs absolute paths for the pool and the disks.
   reconcilers::InfrastructureReconciler infrastructure(
-      hypervisor, std::filesystem::absolute(options.state_dir).string());
-  reconcilers::LabClusterReconciler reconciler(source, store, infrastructure, clock, &lab_metrics);
+      hypervisor, std::filesystem::absolute(options.state_dir).string(), options.parallel_nodes);
+  reconcilers::bootstrap::SecretStore secrets(std::filesystem::absolute(options.state_dir));
+  reconcilers::LabClusterReconciler reconciler(source, store, infrastructure, secrets, {}, clock,
+                                               &lab_metrics);
 
   auto all_keys = [&] {
     std::set<std::string> keys;

@@ -14,6 +14,7 @@ struct ControllerOptions {
   std::filesystem::path state_dir = "/var/lib/vmlab";
   std::string listen = "127.0.0.1:9440";
   int workers = 2;
+  int parallel_nodes = 8;  // nodes of one lab created or changed at once
   Duration resync = std::chrono::seconds(60);
   Duration debounce = std::chrono::milliseconds(200);
   Duration deletion_grace = std::chrono::seconds(30);

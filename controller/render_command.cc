@@ -3,13 +3,16 @@
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 
+#include <chrono>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "controller/validate_command.h"
 #include "crds/canonical.h"
 #include "crds/labcluster_parse.h"
 #include "reconcilers/infrastructure/lab_layout.h"
+#include "reconcilers/bootstrap/lab_secrets.h"
 #include "reconcilers/bootstrap/user_data.h"
 #include "reconcilers/infrastructure/libvirt_xml.h"
 #include "reconcilers/infrastructure/seed.h"
@@ -17,6 +20,7 @@
 namespace vmlab::controller {
 
 namespace infra = reconcilers::infrastructure;
+namespace bootstrap = reconcilers::bootstrap;
 
 int RunRender(const RenderOptions& options, std::ostream& out, std::ostream& err) {
   std::ifstream in(options.path, std::ios::binary);
@@ -43,6 +47,7 @@ int RunRender(const RenderOptions& options, std::ostream& out, std::ostream& err
   for (const auto& doc : docs) {
     const crds::LabCluster& lab = *doc.object;
     const std::string hash = crds::SpecHash(lab.spec);
+    std::optional<bootstrap::LabSecrets> secrets;
     if ((options.what == "network" || options.what == "all") && options.node.empty()) {
       fmt::print(out, "<!-- network of lab {} -->\n{}", lab.metadata.name,
                  infra::RenderNetworkXml(lab, hash));
@@ -57,8 +62,39 @@ int RunRender(const RenderOptions& options, std::ostream& out, std::ostream& err
                 lab, node, infra::HostConfigFor(options.state_dir, lab, node, options.domain_type),
                 hash));
       }
+      if (options.what == "network" || options.what == "domain") continue;
+      if (!secrets) {
+        auto found = bootstrap::SecretStore(options.state_dir).Load(lab.metadata.name);
+        if (found && *found) {
+          secrets = std::move(**found);
+          fmt::print(out, "# secrets of lab {}: from {}{}\n", lab.metadata.name,
+                     bootstrap::SecretStore(options.state_dir).Dir(lab.metadata.name).string(),
+                     options.show_secrets ? "" : " (redacted; --show-secrets shows them)");
+        } else {
+          auto made = bootstrap::MakeLabSecrets(lab, std::chrono::system_clock::now());
+          if (!made) {
+            fmt::print(err, "vmlab render: {}\n", made.error().message);
+            return kExitUsage;
+          }
+          secrets = std::move(*made);
+          fmt::print(out,
+                     "# secrets of lab {}: made for this render only; the controller makes the "
+                     "lab's own once{}\n",
+                     lab.metadata.name,
+                     options.show_secrets ? "" : " (redacted; --show-secrets shows them)");
+        }
+        if (!options.show_secrets) secrets = bootstrap::Redacted(*secrets);
+      }
+      bootstrap::NodeEnvironment env;
+      for (const auto& path : lab.spec.addons) {
+        if (path.starts_with('/')) env.host_files[path] = "# (contents of " + path + ")\n";
+      }
+      if (lab.spec.kubernetes.cni_manifest.starts_with('/')) {
+        env.host_files[lab.spec.kubernetes.cni_manifest] =
+            "# (contents of " + lab.spec.kubernetes.cni_manifest + ")\n";
+      }
       const auto seed =
-          infra::RenderSeedFiles(lab, node, reconcilers::bootstrap::RenderUserData(lab, node));
+          infra::RenderSeedFiles(lab, node, bootstrap::RenderUserData(lab, node, *secrets, env));
       if (options.what == "seed" || options.what == "all") {
         fmt::print(out, "# {} seed: meta-data\n{}# {} seed: network-config\n{}", node.name,
                    seed.meta_data, node.name, seed.network_config);

@@ -1,15 +1,16 @@
 #include "reconcilers/infrastructure_reconciler.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <thread>
 
-#include "reconcilers/bootstrap/user_data.h"
 #include "reconcilers/infrastructure/identity.h"
 #include "reconcilers/infrastructure/lab_layout.h"
 #include "reconcilers/infrastructure/preflight.h"
@@ -80,21 +81,28 @@ Result<infrastructure::Observed> InfrastructureReconciler::Observe(const std::st
 }
 
 Status InfrastructureReconciler::CreateSeed(const crds::LabCluster& spec, const std::string& node,
-                                            const std::string& volume) {
+                                            const std::string& volume,
+                                            const UserDataFn& user_data) {
   const auto nodes = crds::PlanNodes(spec);
   const auto it = std::find_if(nodes.begin(), nodes.end(),
                                [&](const crds::PlannedNode& n) { return n.name == node; });
   if (it == nodes.end()) {
     return std::unexpected(Error{ErrorCode::kInternal, fmt::format("no planned node {}", node)});
   }
-  const auto iso = infrastructure::BuildSeedIso(
-      infrastructure::RenderSeedFiles(spec, *it, bootstrap::RenderUserData(spec, *it)));
+  if (!user_data) {
+    return std::unexpected(Error{ErrorCode::kInternal, "no user-data for the seed of " + node});
+  }
+  auto text = user_data(*it);
+  if (!text) return std::unexpected(text.error());
+  const auto iso =
+      infrastructure::BuildSeedIso(infrastructure::RenderSeedFiles(spec, *it, std::move(*text)));
   if (!iso) return std::unexpected(iso.error());
   return hypervisor_.CreateVolume(infrastructure::kPoolName,
                                   infrastructure::RenderRawVolumeXml(volume, iso->size()), *iso);
 }
 
-Status InfrastructureReconciler::Run(const Action& action, const crds::LabCluster* spec) {
+Status InfrastructureReconciler::Run(const Action& action, const crds::LabCluster* spec,
+                                     const UserDataFn& user_data) {
   switch (action.kind) {
     case ActionKind::kEnsurePool:
       return hypervisor_.EnsurePool(action.target, infrastructure::PoolPath(state_dir_).string());
@@ -106,7 +114,7 @@ Status InfrastructureReconciler::Run(const Action& action, const crds::LabCluste
       return hypervisor_.CreateVolume(infrastructure::kPoolName, action.xml);
     case ActionKind::kCreateSeed:
       if (!spec) return std::unexpected(Error{ErrorCode::kInternal, "a seed needs the lab's spec"});
-      return CreateSeed(*spec, action.node, action.target);
+      return CreateSeed(*spec, action.node, action.target, user_data);
     case ActionKind::kDefineDomain: {
       // The serial console is logged into the state dir; qemu needs the folder.
       std::error_code error;
@@ -141,7 +149,12 @@ Status InfrastructureReconciler::Run(const Action& action, const crds::LabCluste
 
 Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
     const std::string& lab, const crds::LabCluster* spec, const std::string& spec_hash,
-    bool retain_volumes, const std::set<std::string>& known_nodes) {
+    bool retain_volumes, const std::set<std::string>& known_nodes, const UserDataFn& user_data) {
+  const auto started = std::chrono::steady_clock::now();
+  auto since = [&started] {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+        .count();
+  };
   auto observed = Observe(lab, spec != nullptr);
   if (!observed) return std::unexpected(observed.error());
   observed->known_nodes = known_nodes;
@@ -193,7 +206,7 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
   }
   std::mutex mutex;
   auto run = [&](const Action& action) {
-    auto done = Run(action, spec);
+    auto done = Run(action, spec, user_data);
     std::lock_guard guard(mutex);
     if (!done) {
       outcome.failures.push_back(fmt::format("{} {}: {}", infrastructure::ToString(action.kind),
@@ -210,6 +223,7 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
     return true;
   };
 
+  const double planned_ms = since();
   // 1. Lab-wide set-up, in order.
   std::map<std::string, std::vector<const Action*>> by_node;
   std::vector<const Action*> last;
@@ -247,6 +261,11 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
     for (auto& t : threads) t.join();
     // 3. Lab-wide teardown, after the domains that used it are gone.
     for (const Action* action : last) run(*action);
+  }
+  if (plan.actions.size() > 1) {
+    spdlog::debug("lab {}: observed and planned in {:.1f} ms; {} actions ({} nodes side by side) "
+                  "done in {:.1f} ms",
+                  lab, planned_ms, plan.actions.size(), by_node.size(), since() - planned_ms);
   }
 
   // What libvirt shows now (unchanged when nothing but the pool check ran).

@@ -6,6 +6,7 @@
 // Thread-safe for different labs.
 #pragma once
 
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -33,17 +34,23 @@ struct InfrastructureOutcome {
   bool nothing_left = false;  // (deletion) no domain, volume or network of the lab remains
 };
 
+// A node's cloud-init user-data, for its seed.
+using UserDataFn = std::function<Result<std::string>(const crds::PlannedNode& node)>;
+
 class InfrastructureReconciler {
  public:
   InfrastructureReconciler(infrastructure::Hypervisor& hypervisor, std::string state_dir,
                            int parallelism = 8);
 
-  // `spec` null: tear the lab down. `known_nodes`: nodes created before (status).
+  // `spec` null: tear the lab down. `known_nodes`: nodes created before
+  // (status). `user_data` renders a node's user-data when its seed is made
+  // (may be empty for a teardown).
   [[nodiscard]] Result<InfrastructureOutcome> Converge(const std::string& lab,
                                                        const crds::LabCluster* spec,
                                                        const std::string& spec_hash,
                                                        bool retain_volumes,
-                                                       const std::set<std::string>& known_nodes);
+                                                       const std::set<std::string>& known_nodes,
+                                                       const UserDataFn& user_data = {});
   // Domain type for vmlab's domains: "kvm" only when the host can really run
   // it (libvirt's KVM domain capabilities can run the baseline CPU), else
   // "qemu" (TCG); `reason` says why, for status. Detected once per process
@@ -57,10 +64,11 @@ class InfrastructureReconciler {
 
  private:
   [[nodiscard]] Result<infrastructure::Observed> Observe(const std::string& lab, bool pool_needed);
-  [[nodiscard]] Status Run(const infrastructure::Action& action, const crds::LabCluster* spec);
+  [[nodiscard]] Status Run(const infrastructure::Action& action, const crds::LabCluster* spec,
+                           const UserDataFn& user_data);
   // Builds `node`'s NoCloud seed image and uploads it as `volume`.
   [[nodiscard]] Status CreateSeed(const crds::LabCluster& spec, const std::string& node,
-                                  const std::string& volume);
+                                  const std::string& volume, const UserDataFn& user_data);
 
   infrastructure::Hypervisor& hypervisor_;
   const std::string state_dir_;

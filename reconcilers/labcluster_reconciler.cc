@@ -5,9 +5,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <fstream>
 #include <map>
+#include <sstream>
 
 #include "metrics/lab_metrics.h"
+#include "reconcilers/bootstrap/user_data.h"
 #include "reconcilers/infrastructure/identity.h"
 
 namespace vmlab::reconcilers {
@@ -17,9 +20,30 @@ using controller::Condition;
 using controller::DesiredLab;
 using controller::LabRecord;
 
-constexpr const char* kBootstrapNotImplemented = "BootstrapNotImplemented";
+constexpr const char* kBootstrapNotObserved = "BootstrapNotObserved";
 constexpr const char* kBootstrapMessage =
-    "Kubernetes bootstrap (kubeadm on the nodes) is not implemented in this vmlab build yet";
+    "each node's seed carries its kubeadm bootstrap; this vmlab build does not read node "
+    "progress or the Kubernetes API yet, so readiness is unknown";
+
+// The contents of the host files the spec names (CNI manifest, add-ons).
+Result<std::map<std::string, std::string>> ReadHostFiles(const crds::LabCluster& lab) {
+  std::vector<std::string> paths = lab.spec.addons;
+  paths.push_back(lab.spec.kubernetes.cni_manifest);
+  std::map<std::string, std::string> files;
+  for (const auto& path : paths) {
+    if (!path.starts_with('/')) continue;
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream text;
+    if (!(in && text << in.rdbuf())) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       fmt::format("cannot read {}, named in the spec; the primary control plane "
+                                   "applies it from its seed",
+                                   path));
+    }
+    files[path] = text.str();
+  }
+  return files;
+}
 
 Condition MakeCondition(const char* type, const char* status, std::string reason,
                         std::string message, std::int64_t generation) {
@@ -43,10 +67,14 @@ std::string FirstAndCount(const std::vector<std::string>& lines) {
 LabClusterReconciler::LabClusterReconciler(const controller::DesiredState& desired,
                                            controller::StatusStore& store,
                                            InfrastructureReconciler& infrastructure,
+                                           bootstrap::SecretStore& secrets,
+                                           bootstrap::NodeEnvironment environment,
                                            controller::Clock& clock, metrics::LabMetrics* metrics)
     : desired_(desired),
       store_(store),
       infrastructure_(infrastructure),
+      secrets_(secrets),
+      environment_(std::move(environment)),
       clock_(clock),
       metrics_(metrics) {}
 
@@ -59,6 +87,10 @@ Result<controller::ReconcileResult> LabClusterReconciler::Delete(const std::stri
                      fmt::format("lab {}: teardown incomplete: {}", name,
                                  outcome->failures.empty() ? "objects remain"
                                                            : FirstAndCount(outcome->failures)));
+  }
+  // Retained disks still trust the lab's CA: its secrets stay with them.
+  if (!record.retain_volumes) {
+    if (auto removed = secrets_.Remove(name); !removed) return std::unexpected(removed.error());
   }
   if (auto removed = store_.Remove(name); !removed) return std::unexpected(removed.error());
   if (metrics_) metrics_->RemoveLab(name);
@@ -84,13 +116,28 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   }
   std::optional<InfrastructureOutcome> outcome;
   std::optional<Error> infra_error;
+  std::optional<Error> secrets_error;
   if (desired->spec) {
-    auto converged =
-        infrastructure_.Converge(name, &*desired->spec, desired->spec_hash, false, known_nodes);
-    if (converged) {
-      outcome = std::move(*converged);
+    const crds::LabCluster& spec = *desired->spec;
+    auto secrets = secrets_.LoadOrCreate(spec, clock_.WallNow());
+    if (secrets) {
+      // Host files are read when a seed is made: their errors are that node's.
+      auto user_data = [&](const crds::PlannedNode& node) -> Result<std::string> {
+        auto files = ReadHostFiles(spec);
+        if (!files) return std::unexpected(files.error());
+        bootstrap::NodeEnvironment env = environment_;
+        env.host_files = std::move(*files);
+        return bootstrap::RenderUserData(spec, node, *secrets, env);
+      };
+      auto converged = infrastructure_.Converge(name, &spec, desired->spec_hash, false,
+                                                known_nodes, user_data);
+      if (converged) {
+        outcome = std::move(*converged);
+      } else {
+        infra_error = converged.error();
+      }
     } else {
-      infra_error = converged.error();
+      secrets_error = secrets.error();
     }
   }
 
@@ -146,6 +193,15 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       set(MakeCondition("InfrastructureReady", "False", "HypervisorUnavailable",
                         infra_error->message, generation),
           "Warning");
+    }
+    if (secrets_error) {
+      set(MakeCondition("InfrastructureReady", "False", "SecretsUnavailable",
+                        secrets_error->message + "; nothing was created or changed", generation),
+          "Warning");
+    }
+    if (desired->spec) {
+      r.endpoint = fmt::format("https://{}", bootstrap::EndpointAddress(*desired->spec));
+      r.kubeconfig = secrets_error ? "" : secrets_.KubeconfigPath(name).string();
     }
     if (outcome) {
       r.observed_generation = generation;
@@ -216,7 +272,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
                           generation));
       }
       for (const char* type : {"ControlPlaneReady", "WorkersReady"}) {
-        set(MakeCondition(type, "Unknown", kBootstrapNotImplemented, kBootstrapMessage,
+        set(MakeCondition(type, "Unknown", kBootstrapNotObserved, kBootstrapMessage,
                           generation));
       }
     }
@@ -228,7 +284,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       set(MakeCondition("Ready", "False", "Deleting", "the lab is waiting to be deleted",
                         generation));
     } else {
-      set(MakeCondition("Ready", "False", kBootstrapNotImplemented, kBootstrapMessage, generation));
+      set(MakeCondition("Ready", "False", kBootstrapNotObserved, kBootstrapMessage, generation));
     }
     conditions = r.conditions;
   });
@@ -255,6 +311,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
     }
   }
   if (infra_error) return std::unexpected(*infra_error);
+  if (secrets_error) return std::unexpected(*secrets_error);
   if (outcome && !outcome->preflight_error.empty()) {
     // Not retried with backoff: the host or the spec has to change; the resync looks again.
     return MakeError(ErrorCode::kFailedPrecondition,

@@ -22,6 +22,8 @@ packages=(
   # the Debian kernel, seed images checked with isoinfo (genisoimage)
   libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils dnsmasq-base
   iptables iproute2 debootstrap linux-image-amd64 e2fsprogs util-linux
+  # validators of the generated bootstrap artifacts
+  cloud-init shellcheck haproxy keepalived openssl
 )
 
 missing=()
@@ -39,6 +41,16 @@ echo "deps: installing ${missing[*]}"
 sudo_cmd=()
 if ((EUID != 0)); then sudo_cmd=(sudo); fi
 export DEBIAN_FRONTEND=noninteractive
+# Installing daemons (libvirtd, haproxy, keepalived, dnsmasq) must not start
+# them on this machine: the tests start their own, privately. Debian's
+# policy-rc.d convention tells the packages' scripts so, for this install only.
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\n# vmlab scripts/deps.sh: no service starts during the install\nexit 101\n' |
+    "${sudo_cmd[@]}" tee "$policy" >/dev/null
+  "${sudo_cmd[@]}" chmod 0755 "$policy"
+  trap '"${sudo_cmd[@]}" rm -f "$policy"' EXIT
+fi
 lists=/var/lib/apt/lists
 if [[ -z "$(find "$lists" -maxdepth 1 -name '*_Packages*' -mmin -1440 -print -quit 2>/dev/null)" ]]; then
   "${sudo_cmd[@]}" apt-get update -q

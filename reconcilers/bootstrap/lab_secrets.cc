@@ -94,10 +94,9 @@ Result<std::string> MakeAdminKubeconfig(const crds::LabCluster& lab, const CertA
   return std::string(out.c_str()) + "\n";
 }
 
-Result<LabSecrets> SecretStore::Create(const crds::LabCluster& lab,
-                                       std::chrono::system_clock::time_point now) const {
+Result<LabSecrets> MakeLabSecrets(const crds::LabCluster& lab,
+                                  std::chrono::system_clock::time_point now) {
   LabSecrets s;
-  const std::string& name = lab.metadata.name;
   auto ca = MakeCa("kubernetes", kCaValidity);
   if (!ca) return Fail<LabSecrets>(ca.error());
   s.ca = std::move(*ca);
@@ -128,6 +127,15 @@ Result<LabSecrets> SecretStore::Create(const crds::LabCluster& lab,
   auto kubeconfig = MakeAdminKubeconfig(lab, s.ca);
   if (!kubeconfig) return Fail<LabSecrets>(kubeconfig.error());
   s.admin_kubeconfig = *kubeconfig;
+  return s;
+}
+
+Result<LabSecrets> SecretStore::Create(const crds::LabCluster& lab,
+                                       std::chrono::system_clock::time_point now) const {
+  const std::string& name = lab.metadata.name;
+  auto made = MakeLabSecrets(lab, now);
+  if (!made) return std::unexpected(made.error());
+  LabSecrets& s = *made;
 
   YAML::Emitter meta;
   meta << YAML::BeginMap;
@@ -180,7 +188,7 @@ Result<LabSecrets> SecretStore::Create(const crds::LabCluster& lab,
                                   fmt::format("cannot create {}: {}", Dir(name).string(),
                                               ec.message())));
   }
-  return s;
+  return std::move(s);
 }
 
 Result<std::optional<LabSecrets>> SecretStore::Load(const std::string& lab) const {

@@ -56,6 +56,10 @@ class SecretStore {
   const std::filesystem::path root_;
 };
 
+// A new set of secrets for `lab`, in memory only (SecretStore keeps them).
+[[nodiscard]] Result<LabSecrets> MakeLabSecrets(const crds::LabCluster& lab,
+                                                std::chrono::system_clock::time_point now);
+
 // The admin kubeconfig for `lab` (cluster CA, server https://VIP:port,
 // client certificate CN kubernetes-admin O system:masters signed by the CA).
 [[nodiscard]] Result<std::string> MakeAdminKubeconfig(const crds::LabCluster& lab,

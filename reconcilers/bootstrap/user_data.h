@@ -1,20 +1,26 @@
-// A node's cloud-init user-data (#cloud-config). Today: the node's identity
-// (hostname, FQDN), the lab's SSH keys, and a console marker that proves the
-// user-data ran; the per-role Kubernetes phases (base, control-plane endpoint,
-// primary, secondary, worker) are added here by the bootstrap work.
+// A node's cloud-init user-data (#cloud-config): its identity (hostname,
+// FQDN; /etc/hosts is managed by the base phase), the lab's SSH keys, every
+// file of NodeFiles (phase scripts, kubeadm, haproxy and keepalived
+// configuration, the shared CA material on control planes), and a runcmd
+// that runs the node's phases in order (/etc/vmlab/bootstrap.sh), writing
+// markers to the serial console.
 #pragma once
 
 #include <string>
 
 #include "crds/labcluster_types.h"
+#include "reconcilers/bootstrap/lab_secrets.h"
+#include "reconcilers/bootstrap/node_config.h"
 
 namespace vmlab::reconcilers::bootstrap {
 
-// The marker line the node writes to its serial console once cloud-init has
-// run its user-data: "vmlab: user-data done on <node>".
-[[nodiscard]] std::string UserDataDoneMarker(const std::string& node);
-
 [[nodiscard]] std::string RenderUserData(const crds::LabCluster& lab,
-                                         const crds::PlannedNode& node);
+                                         const crds::PlannedNode& node, const LabSecrets& secrets,
+                                         const NodeEnvironment& env);
+
+// `secrets` with every private key, the token and the keepalived password
+// replaced by "<redacted ...>" placeholders (what `vmlab render` shows
+// without --show-secrets). Certificates are public and kept.
+[[nodiscard]] LabSecrets Redacted(const LabSecrets& secrets);
 
 }  // namespace vmlab::reconcilers::bootstrap

@@ -282,7 +282,10 @@ std::string RenderRawVolumeXml(const std::string& name, std::size_t bytes) {
   xmlNodePtr root = doc.root();
   Child(root, "name", name);
   Attr(Child(root, "capacity", std::to_string(bytes)), "unit", "bytes");
-  Attr(Child(Child(root, "target"), "format"), "type", "raw");
+  xmlNodePtr target = Child(root, "target");
+  Attr(Child(target, "format"), "type", "raw");
+  // Seeds carry the lab's CA keys and join token: owner-only.
+  Child(Child(target, "permissions"), "mode", "0600");
   return doc.Dump();
 }
 

@@ -42,7 +42,7 @@ struct DomainHostConfig {
                                           const std::string& backing_path,
                                           const std::string& backing_format);
 
-// A raw volume of exactly `bytes` bytes (a seed image uploaded into it).
+// A raw volume of exactly `bytes` bytes, mode 0600 (a seed image uploaded into it).
 [[nodiscard]] std::string RenderRawVolumeXml(const std::string& name, std::size_t bytes);
 
 // vmlab's ownership element found in an object's XML (lab, node, role, spec hash).

@@ -59,7 +59,14 @@ check "editor files are listed as skipped" \
 
 expect "render one node's seed" 0 "$vmlab" render "$src/examples/spk-lab.yaml" --what seed --node spk-worker-1
 check "seed has meta-data, network-config and user-data of that node only" \
-  '[[ $out == *"local-hostname: spk-worker-1"* && $out == *"- 172.42.42.101/24"* && $out == *"gateway4: 172.42.42.1"* && $out == *"#cloud-config"* && $out != *spk-cp-1* ]]'
+  '[[ $out == *"local-hostname: spk-worker-1"* && $out == *"- 172.42.42.101/24"* && $out == *"gateway4: 172.42.42.1"* && $out == *"#cloud-config"* && $out != *"# spk-cp-1 seed"* ]]'
+expect "render a control plane's user-data" 0 "$vmlab" render "$src/examples/spk-lab.yaml" --what user-data --node spk-cp-1 --state-dir "$scratch/state"
+check "secrets are redacted by default" \
+  '[[ $out == *"<redacted private key"* && $out == *"<redacted token>"* && $out != *"BEGIN PRIVATE KEY"* && $out == *"BEGIN CERTIFICATE"* ]]'
+check "render makes no state dir" '[[ ! -e $scratch/state ]]'
+expect "render with --show-secrets" 0 "$vmlab" render "$src/examples/spk-lab.yaml" --what user-data --node spk-cp-1 --show-secrets
+check "--show-secrets shows the keys and the token" \
+  '[[ $out == *"BEGIN PRIVATE KEY"* && $out != *"<redacted"* && $out =~ token:\ \"[a-z0-9]{6}\.[a-z0-9]{16}\" ]]'
 expect "render user-data only" 0 "$vmlab" render "$src/examples/spk-lab.yaml" --what user-data
 check "user-data of every node, no XML" '[[ $out == *"hostname: spk-cp-2"* && $out == *"hostname: spk-worker-1"* && $out != *"<domain"* ]]'
 expect "render an unknown node exits 1" 1 "$vmlab" render "$src/examples/spk-lab.yaml" --node spk-worker-99

@@ -110,6 +110,36 @@ def main():
     return 1 if failed else 0
 
 
+def check_secrets(ctl, state, lab):
+    """The lab's secrets exist, privately, and appear in no log, event or API answer."""
+    pki = os.path.join(state, "pki", "spk")
+    check(os.path.isdir(pki) and (os.stat(pki).st_mode & 0o777) == 0o700, "pki folder is 0700")
+    files = sorted(os.listdir(pki)) if os.path.isdir(pki) else []
+    check(files == sorted(["admin.conf", "bootstrap.yaml", "ca.crt", "ca.key", "etcd-ca.crt",
+                           "etcd-ca.key", "front-proxy-ca.crt", "front-proxy-ca.key", "sa.key",
+                           "sa.pub"]), f"the lab's secret files: {files}")
+    check(all((os.stat(os.path.join(pki, f)).st_mode & 0o777) == 0o600 for f in files),
+          "every secret file is 0600")
+    if lab is not None:
+        check(lab["status"].get("kubeconfig") == os.path.join(pki, "admin.conf"),
+              "status.kubeconfig names the admin kubeconfig")
+        check(lab["status"].get("endpoint") == "https://spkcluster.lab.local:16443",
+              "status.endpoint")
+    token = None
+    try:
+        with open(os.path.join(pki, "bootstrap.yaml")) as f:
+            token = re.search(r"token: ([a-z0-9]{6}\.[a-z0-9]{16})", f.read()).group(1)
+    except (OSError, AttributeError):
+        pass
+    check(token is not None, "the bootstrap token is recorded")
+    seen = ctl.read_log() + "".join(ctl.get(path)[1] for path in (
+        "/api/v1/labclusters", "/api/v1/labclusters/spk", "/api/v1/labclusters/spk/events",
+        "/metrics"))
+    check(token is not None and token not in seen and token[7:] not in seen,
+          "the token is in no log line, event, API answer or metric")
+    check("PRIVATE KEY" not in seen and "vrrpPassword" not in seen, "no key or password either")
+
+
 def run(watch, state):
     ctl = Controller(watch, state)
     wait_for(lambda: ctl.get("/readyz")[0] == 200, "readyz")
@@ -130,8 +160,9 @@ def run(watch, state):
                    else None, "InfrastructureReady on the test driver")
     check(lab is not None and [n["domainState"] for n in lab["status"]["nodes"]] == ["running"] * 3,
           "domains running on the test driver")
-    check(lab is not None and condition(lab, "Ready").get("reason") == "BootstrapNotImplemented",
-          "Ready says bootstrap is not implemented")
+    check(lab is not None and condition(lab, "Ready").get("reason") == "BootstrapNotObserved",
+          "Ready says the bootstrap is not observed yet")
+    check_secrets(ctl, state, lab)
     metrics = ctl.get("/metrics")[1]
     check((metric(metrics, 'controller_runtime_reconcile_total{controller="labcluster",result="success"}') or 0) >= 1,
           "reconcile counted in /metrics")

@@ -115,7 +115,9 @@ class LabClusterReconcilerTest : public testing::Test {
   infra::LibvirtConnection connection_{"test:///default", nullptr};
   infra::LibvirtHypervisor hypervisor_{connection_};
   InfrastructureReconciler infrastructure_{hypervisor_, dir_.path().string()};
-  LabClusterReconciler reconciler_{desired_, store_, infrastructure_, clock_, &lab_metrics_};
+  bootstrap::SecretStore secrets_{dir_.path()};
+  LabClusterReconciler reconciler_{desired_, store_,  infrastructure_, secrets_,
+                                   {},       clock_, &lab_metrics_};
   // "Behind vmlab's back": another connection to the same driver.
   infra::LibvirtConnection behind_connection_{"test:///default", nullptr};
   infra::LibvirtHypervisor behind_{behind_connection_};
@@ -132,7 +134,7 @@ TEST_F(LabClusterReconcilerTest, CreatesTheLabAndSaysWhatIsNotDoneYet) {
               HasSubstr("3 domains running (libvirt TEST driver"));
   EXPECT_EQ(Cond(r, "Drifted").status, "False");
   EXPECT_EQ(Cond(r, "Ready").status, "False");
-  EXPECT_EQ(Cond(r, "Ready").reason, "BootstrapNotImplemented");
+  EXPECT_EQ(Cond(r, "Ready").reason, "BootstrapNotObserved");
   EXPECT_EQ(Cond(r, "WorkersReady").status, "Unknown");
   ASSERT_EQ(r.nodes.size(), 3u);
   for (const auto& n : r.nodes) EXPECT_EQ(n.domain_state, "running") << n.name;

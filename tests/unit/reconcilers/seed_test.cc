@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <chrono>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "../controller/scratch_dir.h"
@@ -51,26 +53,36 @@ TEST(SeedTest, NetworkConfigCarriesThePlannedAddressGatewayAndDns) {
   EXPECT_EQ(meta["local-hostname"].as<std::string>(), worker.name);
 }
 
-TEST(SeedTest, UserDataIsCloudConfigWithIdentityKeysAndMarker) {
+TEST(SeedTest, UserDataIsCloudConfigWithIdentityKeysAndTheRunner) {
   const auto lab = Load("tests/fixtures/valid/all-fields.yaml");
   ASSERT_FALSE(lab.spec.ssh_authorized_keys.empty());
+  const auto secrets = bootstrap::MakeLabSecrets(lab, std::chrono::system_clock::now());
+  ASSERT_TRUE(secrets);
   const auto node = crds::PlanNodes(lab).front();
-  const std::string user_data = bootstrap::RenderUserData(lab, node);
+  const std::string user_data = bootstrap::RenderUserData(lab, node, *secrets, {});
   ASSERT_TRUE(user_data.starts_with("#cloud-config\n"));
   const YAML::Node doc = YAML::Load(user_data);
   EXPECT_EQ(doc["hostname"].as<std::string>(), node.name);
   EXPECT_EQ(doc["fqdn"].as<std::string>(), node.name + "." + lab.spec.network.domain);
+  EXPECT_FALSE(doc["manage_etc_hosts"].as<bool>());
   ASSERT_EQ(doc["ssh_authorized_keys"].size(), lab.spec.ssh_authorized_keys.size());
   EXPECT_EQ(doc["ssh_authorized_keys"][0].as<std::string>(), lab.spec.ssh_authorized_keys[0]);
-  EXPECT_THAT(doc["runcmd"][0][2].as<std::string>(),
-              HasSubstr(bootstrap::UserDataDoneMarker(node.name)));
+  EXPECT_EQ(doc["runcmd"][0][1].as<std::string>(), "/etc/vmlab/bootstrap.sh");
+  std::map<std::string, std::string> files;
+  for (const auto& f : doc["write_files"]) {
+    files[f["path"].as<std::string>()] = f["content"].as<std::string>();
+  }
+  EXPECT_TRUE(files.contains("/etc/vmlab/bootstrap.sh"));
+  EXPECT_EQ(files["/etc/kubernetes/pki/ca.key"], secrets->ca.key_pem) << "content survives YAML";
 }
 
 // The image is checked with isoinfo (genisoimage), the tool cloud-localds' images are read with.
 TEST(SeedTest, IsoIsLabelledCidataAndHoldsTheFilesUnderTheirNames) {
   const auto lab = Load("examples/spk-lab.yaml");
   const auto node = crds::PlanNodes(lab).front();
-  const SeedFiles files = RenderSeedFiles(lab, node, bootstrap::RenderUserData(lab, node));
+  const auto secrets = bootstrap::MakeLabSecrets(lab, std::chrono::system_clock::now());
+  ASSERT_TRUE(secrets);
+  const SeedFiles files = RenderSeedFiles(lab, node, bootstrap::RenderUserData(lab, node, *secrets, {}));
   const auto iso = BuildSeedIso(files);
   ASSERT_TRUE(iso) << iso.error().message;
   EXPECT_EQ(iso->size() % 2048, 0u);

@@ -1,0 +1,79 @@
+// What each node needs to become part of its lab's Kubernetes cluster, by
+// role, computed before any VM boots (DESIGN.md "Bootstrap model"): the
+// phase scripts (base on every node; endpoint on control planes; then
+// primary, secondary or worker), kubeadm configuration, haproxy and
+// keepalived configuration, the shared CA material for control planes, and
+// the #cloud-config that writes them and runs the phases. Pure functions of
+// the spec, the lab's secrets and what the controller provides.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "crds/labcluster_types.h"
+#include "reconcilers/bootstrap/lab_secrets.h"
+
+namespace vmlab::reconcilers::bootstrap {
+
+// Pinned versions of what nodes download (changed deliberately, with the docs).
+inline constexpr const char* kCalicoManifest =
+    "https://raw.githubusercontent.com/projectcalico/calico/v3.28.1/manifests/calico.yaml";
+inline constexpr const char* kCiliumCliVersion = "v0.16.16";
+inline constexpr const char* kCiliumVersion = "1.16.1";
+
+// What the controller provides besides the spec.
+struct NodeEnvironment {
+  std::string apt_proxy;                          // "http://HOST:PORT", empty for none
+  std::map<std::string, std::string> registry_mirrors;  // upstream host -> mirror URL
+  // Contents of the host files the spec names (CNI manifest, add-ons), by path.
+  std::map<std::string, std::string> host_files;
+};
+
+enum class Phase { kBase, kEndpoint, kPrimary, kSecondary, kWorker };
+[[nodiscard]] std::string_view ToString(Phase phase);
+
+// The phases a node runs, in order.
+[[nodiscard]] std::vector<Phase> PhasesFor(const crds::LabCluster& lab,
+                                           const crds::PlannedNode& node);
+
+// One file cloud-init writes on the node.
+struct NodeFile {
+  std::string path;
+  std::string content;
+  std::string permissions;  // "0644", "0600", "0755"
+  bool secret = false;      // masked in `vmlab render` unless --show-secrets
+};
+
+// Every file `node` needs, the phase scripts included.
+[[nodiscard]] std::vector<NodeFile> NodeFiles(const crds::LabCluster& lab,
+                                              const crds::PlannedNode& node,
+                                              const LabSecrets& secrets,
+                                              const NodeEnvironment& env);
+
+// Single artifacts (also inside NodeFiles), for validators and tests.
+[[nodiscard]] std::string RenderHaproxyConfig(const crds::LabCluster& lab);
+[[nodiscard]] std::string RenderKeepalivedConfig(const crds::LabCluster& lab,
+                                                 const crds::PlannedNode& node,
+                                                 const LabSecrets& secrets);
+[[nodiscard]] std::string RenderKubeadmConfig(const crds::LabCluster& lab,
+                                              const crds::PlannedNode& node,
+                                              const LabSecrets& secrets);
+[[nodiscard]] std::string RenderPhaseScript(Phase phase, const crds::LabCluster& lab,
+                                            const crds::PlannedNode& node,
+                                            const NodeEnvironment& env);
+// /etc/hosts lines for the endpoint and every node (a managed block).
+[[nodiscard]] std::string RenderHostsBlock(const crds::LabCluster& lab);
+
+// "HOST.DOMAIN:PORT", the control-plane endpoint nodes use.
+[[nodiscard]] std::string EndpointAddress(const crds::LabCluster& lab);
+
+// The kubeadm configuration API version for a Kubernetes version:
+// kubeadm.k8s.io/v1beta4 from 1.31, v1beta3 before.
+[[nodiscard]] std::string KubeadmApiVersion(const std::string& kubernetes_version);
+
+// Console markers the phase runner writes (and the controller reads).
+[[nodiscard]] std::string PhaseMarker(const std::string& node, Phase phase,
+                                      const std::string& what);
+
+}  // namespace vmlab::reconcilers::bootstrap

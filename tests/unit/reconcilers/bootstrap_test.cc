@@ -1,0 +1,313 @@
+// The bootstrap artifacts of every node, checked by the real tools that will
+// read them: cloud-init's schema, bash and shellcheck, haproxy -c,
+// keepalived -t; kubeadm's configuration as YAML with the spec's values; and
+// golden files (with fixed test material in place of secrets).
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "../controller/scratch_dir.h"
+#include "crds/labcluster_parse.h"
+#include "reconcilers/bootstrap/node_config.h"
+#include "reconcilers/bootstrap/user_data.h"
+#include "shell.h"
+
+namespace vmlab::reconcilers::bootstrap {
+namespace {
+
+using testing::HasSubstr;
+using testing::Not;
+using testing_support::ScratchDir;
+using testing_support::Shell;
+
+const std::filesystem::path kSourceDir = VMLAB_SOURCE_DIR;
+
+crds::LabCluster Parse(const std::string& name, const std::string& text) {
+  auto docs = crds::ParseManifests(name, text);
+  EXPECT_TRUE(docs.at(0).valid()) << text;
+  return *docs.at(0).object;
+}
+
+crds::LabCluster Load(const std::string& relative) {
+  std::ifstream in(kSourceDir / relative);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return Parse(relative, text.str());
+}
+
+// 3 control planes and 5 workers, cilium, add-ons by URL and by path, 1.31 (kubeadm v1beta4).
+crds::LabCluster BigLab() {
+  return Parse("big.yaml",
+               "apiVersion: vmlab.io/v1alpha1\nkind: LabCluster\nmetadata: {name: big}\nspec:\n"
+               "  kubernetes: {version: \"1.31.2\", cni: cilium}\n"
+               "  network: {cidr: 10.20.0.0/24, domain: big.lab}\n"
+               "  controlPlane: {replicas: 3, endpoint: {host: bigapi, port: 8443}}\n"
+               "  workers: {replicas: 5}\n"
+               "  addons:\n"
+               "    - https://github.com/cert-manager/cert-manager/releases/download/v1.15.3/"
+               "cert-manager.yaml\n"
+               "    - /srv/manifests/openebs.yaml\n");
+}
+
+// Fixed material in place of secrets, so golden files do not change per run.
+LabSecrets TestSecrets() {
+  LabSecrets s;
+  auto pem = [](const char* kind, const char* what) {
+    return fmt::format("-----BEGIN {0}-----\nTEST MATERIAL: {1}\n-----END {0}-----\n", kind, what);
+  };
+  s.ca = {pem("CERTIFICATE", "cluster CA"), pem("PRIVATE KEY", "cluster CA key")};
+  s.front_proxy_ca = {pem("CERTIFICATE", "front-proxy CA"), pem("PRIVATE KEY", "front-proxy CA key")};
+  s.etcd_ca = {pem("CERTIFICATE", "etcd CA"), pem("PRIVATE KEY", "etcd CA key")};
+  s.service_account = {pem("PRIVATE KEY", "service-account key"),
+                       pem("PUBLIC KEY", "service-account public key")};
+  s.token = "abcdef.0123456789abcdef";
+  s.token_ttl = std::chrono::hours(24);
+  s.discovery_hash = "sha256:" + std::string(64, '0');
+  s.vrrp_password = "testpass";
+  s.vrrp_router_id = 42;
+  return s;
+}
+
+NodeEnvironment TestEnvironment() {
+  NodeEnvironment env;
+  env.host_files["/srv/manifests/openebs.yaml"] = "apiVersion: v1\nkind: Namespace\n";
+  return env;
+}
+
+void ExpectGolden(const std::string& relative, const std::string& actual) {
+  const auto path = kSourceDir / relative;
+  if (std::getenv("VMLAB_UPDATE_GOLDEN")) {
+    std::filesystem::create_directories(path.parent_path());
+    std::ofstream(path) << actual;
+    return;
+  }
+  std::ifstream in(path);
+  std::ostringstream expected;
+  expected << in.rdbuf();
+  EXPECT_EQ(actual, expected.str()) << relative << " differs; VMLAB_UPDATE_GOLDEN=1 rewrites it";
+}
+
+std::map<std::string, NodeFile> FilesByPath(const crds::LabCluster& lab,
+                                            const crds::PlannedNode& node,
+                                            const LabSecrets& secrets) {
+  std::map<std::string, NodeFile> out;
+  for (auto& f : NodeFiles(lab, node, secrets, TestEnvironment())) out[f.path] = f;
+  return out;
+}
+
+TEST(BootstrapTest, SeedLabUserDataMatchesGolden) {
+  const auto lab = Load("examples/spk-lab.yaml");
+  for (const auto& node : crds::PlanNodes(lab)) {
+    ExpectGolden("tests/fixtures/golden/bootstrap/" + node.name + ".user-data",
+                 RenderUserData(lab, node, TestSecrets(), TestEnvironment()));
+  }
+}
+
+// Every node of both labs: user-data, scripts, haproxy and keepalived
+// configurations through their tools.
+class ValidatorsTest : public testing::TestWithParam<const char*> {};
+
+TEST_P(ValidatorsTest, EveryArtifactPassesItsRealValidator) {
+  const auto lab = std::string(GetParam()) == "seed" ? Load("examples/spk-lab.yaml") : BigLab();
+  const auto secrets = MakeLabSecrets(lab, std::chrono::system_clock::now());
+  ASSERT_TRUE(secrets) << secrets.error().message;
+  ScratchDir dir;
+  const std::string d = dir.path().string();
+  std::set<std::string> scripts_checked;
+  for (const auto& node : crds::PlanNodes(lab)) {
+    SCOPED_TRACE(node.name);
+    dir.Write("user-data", RenderUserData(lab, node, *secrets, TestEnvironment()));
+    int status = 0;
+    const std::string schema = Shell("cloud-init schema -c " + d + "/user-data 2>&1", &status);
+    EXPECT_EQ(status, 0) << schema;
+    EXPECT_THAT(schema, HasSubstr("Valid cloud-config"));
+
+    for (const auto& [path, file] : FilesByPath(lab, node, *secrets)) {
+      if (!path.ends_with(".sh")) continue;
+      dir.Write("script.sh", file.content);
+      Shell("bash -n " + d + "/script.sh");
+      const std::string findings = Shell("shellcheck -s bash " + d + "/script.sh 2>&1", &status);
+      EXPECT_EQ(status, 0) << path << ":\n" << findings;
+      EXPECT_THAT(file.content, HasSubstr("set -euo pipefail")) << path;
+      scripts_checked.insert(path);
+    }
+    if (node.role != crds::NodeRole::kControlPlane) continue;
+    dir.Write("haproxy.cfg", RenderHaproxyConfig(lab));
+    const std::string haproxy = Shell("haproxy -c -f " + d + "/haproxy.cfg 2>&1", &status);
+    EXPECT_EQ(status, 0) << haproxy;
+    EXPECT_THAT(haproxy, HasSubstr("Configuration file is valid"));
+    dir.Write("keepalived.conf", RenderKeepalivedConfig(lab, node, *secrets));
+    const std::string keepalived = Shell("keepalived -t -f " + d + "/keepalived.conf 2>&1", &status);
+    EXPECT_EQ(status, 0) << keepalived;
+  }
+  EXPECT_THAT(scripts_checked, testing::IsSupersetOf({"/etc/vmlab/bootstrap.sh",
+                                                      "/etc/vmlab/phases/base.sh",
+                                                      "/etc/vmlab/phases/endpoint.sh",
+                                                      "/etc/vmlab/phases/primary.sh",
+                                                      "/etc/vmlab/phases/secondary.sh",
+                                                      "/etc/vmlab/phases/worker.sh"}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Labs, ValidatorsTest, testing::Values("seed", "big"));
+
+TEST(BootstrapTest, HaproxyBalancesEveryControlPlaneAndKeepalivedHoldsTheVip) {
+  const auto lab = BigLab();
+  const std::string haproxy = RenderHaproxyConfig(lab);
+  EXPECT_THAT(haproxy, HasSubstr("bind *:8443"));
+  EXPECT_THAT(haproxy, HasSubstr("server big-cp-1 10.20.0.11:6443"));
+  EXPECT_THAT(haproxy, HasSubstr("server big-cp-3 10.20.0.13:6443"));
+  EXPECT_THAT(haproxy, Not(HasSubstr("worker")));
+  const auto nodes = crds::PlanNodes(lab);
+  const std::string keepalived = RenderKeepalivedConfig(lab, nodes[1], TestSecrets());
+  EXPECT_THAT(keepalived, HasSubstr("unicast_src_ip 10.20.0.12"));
+  EXPECT_THAT(keepalived, HasSubstr("        10.20.0.11\n        10.20.0.13\n"));
+  EXPECT_THAT(keepalived, HasSubstr("virtual_router_id 42"));
+  EXPECT_THAT(keepalived, HasSubstr("auth_pass testpass"));
+  EXPECT_THAT(keepalived, HasSubstr("10.20.0.10/24 dev eth0"));
+  EXPECT_THAT(keepalived, Not(HasSubstr("virtual_router_id 51"))) << "never the seed's fixed id";
+}
+
+TEST(BootstrapTest, KubeadmConfigurationCarriesTheSpec) {
+  const auto lab = Load("examples/spk-lab.yaml");
+  const auto nodes = crds::PlanNodes(lab);
+  const auto secrets = TestSecrets();
+  const auto docs = YAML::LoadAll(RenderKubeadmConfig(lab, nodes[0], secrets));
+  ASSERT_EQ(docs.size(), 3u);
+  const YAML::Node& init = docs[0];
+  EXPECT_EQ(init["apiVersion"].as<std::string>(), "kubeadm.k8s.io/v1beta3");
+  EXPECT_EQ(init["kind"].as<std::string>(), "InitConfiguration");
+  EXPECT_EQ(init["bootstrapTokens"][0]["token"].as<std::string>(), secrets.token);
+  EXPECT_EQ(init["bootstrapTokens"][0]["ttl"].as<std::string>(), "86400s");
+  EXPECT_EQ(init["localAPIEndpoint"]["advertiseAddress"].as<std::string>(), "172.42.42.11")
+      << "the node's own address, never the NAT interface's";
+  EXPECT_EQ(init["nodeRegistration"]["kubeletExtraArgs"]["node-ip"].as<std::string>(),
+            "172.42.42.11");
+  EXPECT_EQ(init["nodeRegistration"]["criSocket"].as<std::string>(),
+            "unix:///run/containerd/containerd.sock");
+  const YAML::Node& cluster = docs[1];
+  EXPECT_EQ(cluster["kind"].as<std::string>(), "ClusterConfiguration");
+  EXPECT_EQ(cluster["kubernetesVersion"].as<std::string>(), "v" + lab.spec.kubernetes.version);
+  EXPECT_EQ(cluster["controlPlaneEndpoint"].as<std::string>(), "spkcluster.lab.local:16443");
+  EXPECT_EQ(cluster["networking"]["podSubnet"].as<std::string>(), "10.217.0.0/16");
+  EXPECT_EQ(cluster["networking"]["serviceSubnet"].as<std::string>(), "10.96.0.0/12");
+  std::vector<std::string> sans;
+  for (const auto& san : cluster["apiServer"]["certSANs"]) sans.push_back(san.as<std::string>());
+  EXPECT_THAT(sans, testing::ElementsAre("spkcluster", "spkcluster.lab.local", "172.42.42.10"));
+  EXPECT_EQ(docs[2]["cgroupDriver"].as<std::string>(), "systemd");
+
+  const auto join = YAML::Load(RenderKubeadmConfig(lab, nodes[1], secrets));
+  EXPECT_EQ(join["kind"].as<std::string>(), "JoinConfiguration");
+  EXPECT_EQ(join["discovery"]["bootstrapToken"]["apiServerEndpoint"].as<std::string>(),
+            "spkcluster.lab.local:16443");
+  EXPECT_EQ(join["discovery"]["bootstrapToken"]["caCertHashes"][0].as<std::string>(),
+            secrets.discovery_hash);
+  EXPECT_EQ(join["controlPlane"]["localAPIEndpoint"]["advertiseAddress"].as<std::string>(),
+            "172.42.42.12");
+  const auto worker = YAML::Load(RenderKubeadmConfig(lab, nodes[2], secrets));
+  EXPECT_FALSE(worker["controlPlane"]) << "a worker joins as a worker";
+  EXPECT_EQ(worker["nodeRegistration"]["name"].as<std::string>(), "spk-worker-1");
+}
+
+TEST(BootstrapTest, Kubernetes131UsesKubeadmV1beta4AndItsArgumentLists) {
+  const auto lab = BigLab();
+  const auto docs = YAML::LoadAll(RenderKubeadmConfig(lab, crds::PlanNodes(lab)[0], TestSecrets()));
+  EXPECT_EQ(docs[0]["apiVersion"].as<std::string>(), "kubeadm.k8s.io/v1beta4");
+  const auto args = docs[0]["nodeRegistration"]["kubeletExtraArgs"];
+  ASSERT_TRUE(args.IsSequence());
+  EXPECT_EQ(args[0]["name"].as<std::string>(), "node-ip");
+  EXPECT_EQ(args[0]["value"].as<std::string>(), "10.20.0.11");
+  EXPECT_EQ(KubeadmApiVersion("1.30.9"), "kubeadm.k8s.io/v1beta3");
+  EXPECT_EQ(KubeadmApiVersion("1.31.0"), "kubeadm.k8s.io/v1beta4");
+  EXPECT_EQ(KubeadmApiVersion("2.0.0"), "kubeadm.k8s.io/v1beta3") << "minor of a future major";
+}
+
+TEST(BootstrapTest, RolesGetTheirPhasesAndOnlyControlPlanesTheCaKeys) {
+  const auto lab = Load("examples/spk-lab.yaml");
+  const auto nodes = crds::PlanNodes(lab);
+  const auto names = [&](const crds::PlannedNode& node) {
+    std::vector<std::string> out;
+    for (const Phase p : PhasesFor(lab, node)) out.emplace_back(ToString(p));
+    return out;
+  };
+  EXPECT_THAT(names(nodes[0]), testing::ElementsAre("base", "endpoint", "primary"));
+  EXPECT_THAT(names(nodes[1]), testing::ElementsAre("base", "endpoint", "secondary"));
+  EXPECT_THAT(names(nodes[2]), testing::ElementsAre("base", "worker"));
+  const auto secondary = FilesByPath(lab, nodes[1], TestSecrets());
+  EXPECT_EQ(secondary.at("/etc/kubernetes/pki/ca.key").permissions, "0600");
+  EXPECT_EQ(secondary.at("/etc/kubernetes/pki/etcd/ca.key").content, TestSecrets().etcd_ca.key_pem);
+  EXPECT_EQ(secondary.at("/etc/kubernetes/pki/ca.crt").permissions, "0644");
+  EXPECT_EQ(secondary.at("/etc/vmlab/keepalived.conf").permissions, "0600");
+  const auto worker = FilesByPath(lab, nodes[2], TestSecrets());
+  for (const auto& [path, file] : worker) {
+    EXPECT_FALSE(path.starts_with("/etc/kubernetes/pki")) << "workers get no CA material: " << path;
+    EXPECT_THAT(file.content, Not(HasSubstr("PRIVATE KEY"))) << path;
+  }
+  EXPECT_EQ(worker.at("/etc/vmlab/kubeadm.yaml").permissions, "0600") << "it holds the token";
+}
+
+TEST(BootstrapTest, HostsBlockListsTheEndpointAndEveryNodeBeyondNineWorkers) {
+  auto lab = BigLab();
+  lab.spec.workers.replicas = 12;
+  const std::string hosts = RenderHostsBlock(lab);
+  EXPECT_THAT(hosts, HasSubstr("10.20.0.10 bigapi.big.lab bigapi\n"));
+  EXPECT_THAT(hosts, HasSubstr("10.20.0.112 big-worker-12.big.lab big-worker-12\n"));
+  EXPECT_TRUE(hosts.starts_with("# BEGIN vmlab\n") && hosts.ends_with("# END vmlab\n"));
+}
+
+TEST(BootstrapTest, PrimaryAppliesTheCniThenTheAddonsInOrder) {
+  const auto lab = BigLab();
+  const auto files = FilesByPath(lab, crds::PlanNodes(lab)[0], TestSecrets());
+  const std::string& primary = files.at("/etc/vmlab/phases/primary.sh").content;
+  const auto cilium = primary.find(std::string("cilium install --version ") + kCiliumVersion);
+  const auto cert_manager = primary.find("cert-manager.yaml'");
+  const auto openebs = primary.find("kubectl apply -f '/etc/vmlab/manifests/addon-2.yaml'");
+  ASSERT_NE(cilium, std::string::npos) << primary;
+  ASSERT_NE(cert_manager, std::string::npos);
+  ASSERT_NE(openebs, std::string::npos);
+  EXPECT_LT(cilium, cert_manager);
+  EXPECT_LT(cert_manager, openebs);
+  EXPECT_EQ(files.at("/etc/vmlab/manifests/addon-2.yaml").content,
+            "apiVersion: v1\nkind: Namespace\n") << "a host manifest travels in the seed";
+  const auto calico = Load("examples/spk-lab.yaml");
+  const auto calico_files = FilesByPath(calico, crds::PlanNodes(calico)[0], TestSecrets());
+  EXPECT_THAT(calico_files.at("/etc/vmlab/phases/primary.sh").content,
+              HasSubstr(std::string("kubectl apply -f '") + kCalicoManifest + "'"));
+}
+
+TEST(BootstrapTest, BasePhasePinsKubernetesPackagesFromTheMinorsRepository) {
+  const auto lab = Load("examples/spk-lab.yaml");
+  const std::string base = RenderPhaseScript(Phase::kBase, lab, crds::PlanNodes(lab)[0], {});
+  const std::string minor = lab.spec.kubernetes.version.substr(0, lab.spec.kubernetes.version.rfind('.'));
+  EXPECT_THAT(base, HasSubstr("https://pkgs.k8s.io/core:/stable:/v" + minor + "/deb/"));
+  EXPECT_THAT(base, HasSubstr("-v want=" + lab.spec.kubernetes.version + "-"));
+  EXPECT_THAT(base, HasSubstr("apt-mark hold kubelet kubeadm kubectl"));
+  EXPECT_THAT(base, HasSubstr("SystemdCgroup = true"));
+  EXPECT_THAT(base, HasSubstr("systemctl enable --now iscsid"));
+  EXPECT_THAT(base, HasSubstr("rm -f /etc/apt/apt.conf.d/90vmlab-proxy"));
+  EXPECT_THAT(base, Not(HasSubstr("docker"))) << "no Docker-era runtime";
+  NodeEnvironment env;
+  env.apt_proxy = "http://172.42.42.1:3142";
+  EXPECT_THAT(RenderPhaseScript(Phase::kBase, lab, crds::PlanNodes(lab)[0], env),
+              HasSubstr("'http://172.42.42.1:3142' >/etc/apt/apt.conf.d/90vmlab-proxy"));
+}
+
+TEST(BootstrapTest, RedactedSecretsLeaveNoKeyTokenOrPasswordInTheUserData) {
+  const auto lab = Load("examples/spk-lab.yaml");
+  const auto secrets = MakeLabSecrets(lab, std::chrono::system_clock::now());
+  ASSERT_TRUE(secrets);
+  for (const auto& node : crds::PlanNodes(lab)) {
+    const std::string text = RenderUserData(lab, node, Redacted(*secrets), {});
+    EXPECT_THAT(text, Not(HasSubstr("BEGIN PRIVATE KEY")));
+    EXPECT_THAT(text, Not(HasSubstr(secrets->token)));
+    EXPECT_THAT(text, Not(HasSubstr(secrets->token.substr(7))));
+    EXPECT_THAT(text, Not(HasSubstr("auth_pass " + secrets->vrrp_password)));
+  }
+}
+
+}  // namespace
+}  // namespace vmlab::reconcilers::bootstrap
