@@ -95,6 +95,7 @@ SYSCTL
 sysctl --quiet --system
 
 # /etc/hosts: the endpoint and every node of the lab, in a block vmlab owns.
+touch /etc/hosts
 sed -i '/^# BEGIN vmlab$/,/^# END vmlab$/d' /etc/hosts
 cat /etc/vmlab/hosts >>/etc/hosts
 
