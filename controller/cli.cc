@@ -81,6 +81,14 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                    "Nodes of one lab created at once (1: one after another)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  controller_cmd->add_flag("--simulate-guests", controller.simulate_guests,
+                           "Play every node's bootstrap phases in vmlab (demo and tests; needs "
+                           "a test: libvirt URI)");
+  controller_cmd
+      ->add_option("--simulate-speed", controller.simulate_speed,
+                   "With --simulate-guests: phase durations divided by this (0: instant)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10000.0));
   controller_cmd->add_option("--resync", resync, "Reconcile every lab this often")
       ->capture_default_str();
   controller_cmd

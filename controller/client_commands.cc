@@ -234,9 +234,11 @@ int RunDescribe(const DescribeOptions& options, std::ostream& out, std::ostream&
   fmt::print(out, "Nodes:\n");
   if (const value* nodes = Field(v, {"status", "nodes"}); nodes && nodes->is_array()) {
     for (const value& n : nodes->as_array()) {
-      fmt::print(out, "  {:<24} {:<14} {:<16} {:<10} {}\n", Str(n, "name"), Str(n, "role"),
+      const std::string phase = Str(n, "bootstrapPhase");
+      fmt::print(out, "  {:<24} {:<14} {:<16} {:<10} {:<9} {}\n", Str(n, "name"), Str(n, "role"),
                  Str(n, "ip"), Str(n, "domainState"),
-                 n.has_boolean_field("ready") && n.at("ready").as_bool() ? "ready" : "not ready");
+                 n.has_boolean_field("ready") && n.at("ready").as_bool() ? "ready" : "not ready",
+                 phase.empty() ? "-" : phase);
     }
   }
   fmt::print(out, "Events:\n");

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -19,6 +20,7 @@
 #include "controller/status_store.h"
 #include "controller/version.h"
 #include "controller/work_queue.h"
+#include "metrics/bootstrap_metrics.h"
 #include "metrics/controller_metrics.h"
 #include "metrics/hypervisor_metrics.h"
 #include "metrics/lab_metrics.h"
@@ -95,6 +97,13 @@ int RunController(const ControllerOptions& options) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  if (options.simulate_guests && !options.libvirt_uri.starts_with("test:")) {
+    spdlog::error(
+        "--simulate-guests plays guests on libvirt's test driver only; with {} real guests "
+        "run: drop the flag, or use --libvirt test:///default",
+        options.libvirt_uri);
+    return 2;
+  }
   auto lock = StateDirLock::Acquire(options.state_dir);
   if (!lock) {
     spdlog::error("{}", lock.error().message);
@@ -128,8 +137,22 @@ int RunController(const ControllerOptions& options) {
   reconcilers::InfrastructureReconciler infrastructure(
       hypervisor, std::filesystem::absolute(options.state_dir).string(), options.parallel_nodes);
   reconcilers::bootstrap::SecretStore secrets(std::filesystem::absolute(options.state_dir));
-  reconcilers::LabClusterReconciler reconciler(source, store, infrastructure, secrets, {}, clock,
-                                               &lab_metrics);
+  metrics::BootstrapMetrics bootstrap_metrics(registry);
+  // Progress reports only enqueue the lab; its reconcile reads them all.
+  reconcilers::bootstrap::ProgressStore progress(
+      clock, [&queue](const std::string& lab) { queue.Add(lab); }, &bootstrap_metrics);
+  std::optional<reconcilers::bootstrap::GuestSimulator> simulator;
+  if (options.simulate_guests) {
+    reconcilers::bootstrap::SimulationOptions simulation;
+    simulation.speed = options.simulate_speed;
+    simulator.emplace(clock, progress, simulation);
+    spdlog::info("guests are simulated (speed {}): vmlab plays every node's phases; no "
+                 "Kubernetes runs",
+                 options.simulate_speed);
+  }
+  reconcilers::LabClusterReconciler reconciler(
+      source, store, infrastructure, secrets, {}, clock, &lab_metrics,
+      {&progress, simulator ? &*simulator : nullptr});
 
   auto all_keys = [&] {
     std::set<std::string> keys;

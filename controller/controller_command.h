@@ -20,6 +20,8 @@ struct ControllerOptions {
   Duration deletion_grace = std::chrono::seconds(30);
   Duration shutdown_timeout = std::chrono::seconds(30);
   std::string log_level = "info";
+  bool simulate_guests = false;  // libvirt test driver only
+  double simulate_speed = 1;     // simulated phase durations divided by this; 0: instant
 };
 
 // Returns the process exit code: 0 after a clean shutdown, 1 when the

@@ -62,6 +62,94 @@ std::string FirstAndCount(const std::vector<std::string>& lines) {
                            : fmt::format("{} (and {} more)", lines.front(), lines.size() - 1);
 }
 
+// The last lines of a phase's log, for a condition message.
+std::string LastLines(const std::string& log, std::size_t lines) {
+  std::size_t at = log.size();
+  while (at > 0 && log[at - 1] == '\n') --at;
+  std::size_t cut = at;
+  for (std::size_t n = 0; n < lines && cut > 0; ++n) {
+    cut = log.rfind('\n', cut - 1);
+    if (cut == std::string::npos) {
+      cut = 0;
+      break;
+    }
+  }
+  std::string out = log.substr(cut == 0 ? 0 : cut + 1, at - (cut == 0 ? 0 : cut + 1));
+  std::replace(out.begin(), out.end(), '\n', '|');
+  return out;
+}
+
+// ControlPlaneReady or WorkersReady from the nodes of `role` and their progress.
+Condition RoleCondition(const char* type, std::string_view role,
+                        const std::vector<controller::NodeStatus>& nodes,
+                        const std::map<std::string, bootstrap::NodeProgress>& progress,
+                        std::int64_t generation) {
+  std::size_t total = 0;
+  std::size_t ready = 0;
+  std::size_t done = 0;
+  std::string failed;
+  std::string busy;
+  for (const auto& node : nodes) {
+    if (node.role != role) continue;
+    ++total;
+    ready += node.ready ? 1 : 0;
+    const auto it = progress.find(node.name);
+    if (it == progress.end()) {
+      if (busy.empty()) busy = fmt::format("{}: booting", node.name);
+      continue;
+    }
+    const auto& p = it->second;
+    done += p.bootstrap_done ? 1 : 0;
+    if (p.state == "failed" && failed.empty()) {
+      failed = fmt::format("{}: phase {} failed (exit {}, attempt {}): {}", node.name, p.phase,
+                           p.exit_code, p.attempt, LastLines(p.log_tail, 3));
+    } else if (!p.bootstrap_done && busy.empty()) {
+      busy = fmt::format("{}: phase {} {}", node.name, p.phase, p.state);
+    }
+  }
+  const char* noun = role == "worker" ? "workers" : "control planes";
+  if (total == 0) return MakeCondition(type, "True", "NoNodes", fmt::format("no {}", noun), generation);
+  if (!failed.empty()) return MakeCondition(type, "False", "PhaseFailed", failed, generation);
+  if (ready == total) {
+    return MakeCondition(type, "True", "NodesReady",
+                         fmt::format("{} of {} {} Ready", ready, total, noun), generation);
+  }
+  if (done == total) {
+    return MakeCondition(type, "Unknown", kBootstrapNotObserved,
+                         fmt::format("{} of {} {} finished their phases; {}", done, total, noun,
+                                     kBootstrapMessage),
+                         generation);
+  }
+  return MakeCondition(type, "False", "Bootstrapping",
+                       fmt::format("{} of {} {} Ready; {}", ready, total, noun, busy), generation);
+}
+
+Condition ReadyCondition(const LabRecord& r, std::int64_t generation, bool simulated) {
+  std::vector<std::string> waiting;
+  std::string unknown_reason;  // set while every condition waited for is Unknown
+  bool all_unknown = true;
+  for (const char* type : {"InfrastructureReady", "ControlPlaneReady", "WorkersReady"}) {
+    const Condition* c = r.FindCondition(type);
+    if (c && c->status == "True") continue;
+    waiting.push_back(fmt::format("{} {}", type, c ? c->reason : "unknown"));
+    if (c && c->status == "Unknown") {
+      if (unknown_reason.empty()) unknown_reason = c->reason;
+    } else {
+      all_unknown = false;
+    }
+  }
+  if (waiting.empty()) {
+    return MakeCondition("Ready", "True", simulated ? "SimulatedReady" : "Ready",
+                         simulated ? "every node finished its phases (simulated guests: no "
+                                     "Kubernetes runs in them)"
+                                   : "infrastructure, control planes and workers are Ready",
+                         generation);
+  }
+  return MakeCondition("Ready", all_unknown ? "Unknown" : "False",
+                       all_unknown ? unknown_reason : "NotReady",
+                       fmt::format("waiting for {}", fmt::join(waiting, ", ")), generation);
+}
+
 }  // namespace
 
 LabClusterReconciler::LabClusterReconciler(const controller::DesiredState& desired,
@@ -69,14 +157,16 @@ LabClusterReconciler::LabClusterReconciler(const controller::DesiredState& desir
                                            InfrastructureReconciler& infrastructure,
                                            bootstrap::SecretStore& secrets,
                                            bootstrap::NodeEnvironment environment,
-                                           controller::Clock& clock, metrics::LabMetrics* metrics)
+                                           controller::Clock& clock, metrics::LabMetrics* metrics,
+                                           BootstrapRuntime runtime)
     : desired_(desired),
       store_(store),
       infrastructure_(infrastructure),
       secrets_(secrets),
       environment_(std::move(environment)),
       clock_(clock),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      runtime_(runtime) {}
 
 Result<controller::ReconcileResult> LabClusterReconciler::Delete(const std::string& name,
                                                                  const LabRecord& record) {
@@ -94,9 +184,62 @@ Result<controller::ReconcileResult> LabClusterReconciler::Delete(const std::stri
   }
   if (auto removed = store_.Remove(name); !removed) return std::unexpected(removed.error());
   if (metrics_) metrics_->RemoveLab(name);
+  if (runtime_.simulator) runtime_.simulator->ForgetLab(name);
+  if (runtime_.progress) runtime_.progress->RemoveLab(name);
   spdlog::info("lab {}: deleted ({} domains{})", name, outcome->deleted.size(),
                record.retain_volumes ? "; volumes retained" : "");
   return controller::ReconcileResult{};
+}
+
+std::map<std::string, bootstrap::NodeProgress> LabClusterReconciler::FollowProgress(
+    const std::string& name, const crds::LabCluster& spec, const bootstrap::LabSecrets& secrets,
+    const InfrastructureOutcome& outcome) {
+  if (!runtime_.progress) return {};
+  bootstrap::LabIdentity identity;
+  identity.progress_key = secrets.progress_key;
+  std::map<std::string, std::vector<std::string>> phases;
+  for (const auto& node : crds::PlanNodes(spec)) {
+    identity.roles[node.name] = std::string(crds::ToString(node.role));
+    for (const auto phase : bootstrap::PhasesFor(spec, node)) {
+      phases[node.name].emplace_back(bootstrap::ToString(phase));
+    }
+  }
+  identity.phases = phases;
+  runtime_.progress->SetLab(name, std::move(identity));
+  // A domain created anew boots a fresh disk: its progress starts over.
+  for (const auto& node : outcome.created) {
+    runtime_.progress->ResetNode(name, node);
+    if (runtime_.simulator) runtime_.simulator->Forget(name, node);
+  }
+  for (const auto& node : outcome.deleted) {
+    runtime_.progress->ResetNode(name, node);
+    if (runtime_.simulator) runtime_.simulator->Forget(name, node);
+  }
+  if (runtime_.simulator) {
+    std::set<std::string> failing;  // "node/phase"
+    if (const auto it = spec.metadata.annotations.find(bootstrap::kSimulateFailureAnnotation);
+        it != spec.metadata.annotations.end()) {
+      std::string_view rest = it->second;
+      while (!rest.empty()) {
+        const auto comma = rest.find(',');
+        std::string item(rest.substr(0, comma));
+        std::erase(item, ' ');
+        if (!item.empty()) failing.insert(item);
+        rest = comma == std::string_view::npos ? "" : rest.substr(comma + 1);
+      }
+    }
+    for (const auto& node : outcome.nodes) {
+      if (node.domain_state != "running" || runtime_.simulator->Playing(name, node.name)) continue;
+      std::set<std::string> fail_phases;
+      for (const auto& phase : phases[node.name]) {
+        if (failing.contains(node.name + "/" + phase)) fail_phases.insert(phase);
+      }
+      runtime_.simulator->Boot(name, node.name, phases[node.name],
+                               bootstrap::NodeToken(secrets.progress_key, node.name),
+                               std::move(fail_phases));
+    }
+  }
+  return runtime_.progress->Progress(name);
 }
 
 Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::string& name) {
@@ -117,6 +260,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   std::optional<InfrastructureOutcome> outcome;
   std::optional<Error> infra_error;
   std::optional<Error> secrets_error;
+  std::map<std::string, bootstrap::NodeProgress> progress;
   if (desired->spec) {
     const crds::LabCluster& spec = *desired->spec;
     auto secrets = secrets_.LoadOrCreate(spec, clock_.WallNow());
@@ -133,6 +277,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
                                                 known_nodes, user_data);
       if (converged) {
         outcome = std::move(*converged);
+        progress = FollowProgress(name, spec, *secrets, *outcome);
       } else {
         infra_error = converged.error();
       }
@@ -198,6 +343,14 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       set(MakeCondition("InfrastructureReady", "False", "SecretsUnavailable",
                         secrets_error->message + "; nothing was created or changed", generation),
           "Warning");
+    }
+    if (runtime_.simulator &&
+        std::none_of(r.events.begin(), r.events.end(),
+                     [](const controller::Event& e) { return e.reason == "GuestsSimulated"; })) {
+      controller::AddEvent(r, "Normal", "GuestsSimulated",
+                           "guests are simulated (--simulate-guests): vmlab plays each node's "
+                           "phases; no Kubernetes runs in them",
+                           now);
     }
     if (desired->spec) {
       r.endpoint = fmt::format("https://{}", bootstrap::EndpointAddress(*desired->spec));
@@ -271,9 +424,30 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
                           fmt::format("{} of {} domains running", running, outcome->nodes.size()),
                           generation));
       }
-      for (const char* type : {"ControlPlaneReady", "WorkersReady"}) {
-        set(MakeCondition(type, "Unknown", kBootstrapNotObserved, kBootstrapMessage,
-                          generation));
+      for (auto& node : r.nodes) {
+        const auto it = progress.find(node.name);
+        if (it == progress.end()) continue;
+        const auto& p = it->second;
+        node.bootstrap_phase =
+            p.state == "failed"
+                ? fmt::format("{}: failed (exit {}, attempt {})", p.phase, p.exit_code, p.attempt)
+                : fmt::format("{}: {}", p.phase, p.state);
+        node.ready = runtime_.simulator && p.bootstrap_done && node.domain_state == "running";
+      }
+      const bool guests_run = runtime_.simulator || infrastructure_.Driver() != "TEST";
+      for (const auto& [type, role] : {std::pair{"ControlPlaneReady", "control-plane"},
+                                       std::pair{"WorkersReady", "worker"}}) {
+        auto c = guests_run
+                     ? RoleCondition(type, role, r.nodes, progress, generation)
+                     : MakeCondition(type, "Unknown", "NoGuests",
+                                     "libvirt's test driver runs no guests, so no node "
+                                     "bootstraps; vmlab controller --simulate-guests plays them",
+                                     generation);
+        if (c.status == "False" && c.reason == "PhaseFailed") {
+          set(std::move(c), "Warning");
+        } else {
+          set(std::move(c));
+        }
       }
     }
 
@@ -284,7 +458,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       set(MakeCondition("Ready", "False", "Deleting", "the lab is waiting to be deleted",
                         generation));
     } else {
-      set(MakeCondition("Ready", "False", kBootstrapNotObserved, kBootstrapMessage, generation));
+      set(ReadyCondition(r, generation, runtime_.simulator != nullptr), "Normal");
     }
     conditions = r.conditions;
   });

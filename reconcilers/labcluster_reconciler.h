@@ -5,9 +5,13 @@
 // volumes and domains through the InfrastructureReconciler, reporting node
 // states, drift (Drifted, status.drift, events, metrics) and
 // InfrastructureReady. Makes the lab's bootstrap secrets once (SecretStore)
-// and renders each node's user-data into its seed; node progress and
-// Kubernetes health are not observed yet, and ControlPlaneReady, WorkersReady
-// and Ready say so. A lab whose desired state is gone is torn down (volumes
+// and renders each node's user-data into its seed; reads the nodes' phase
+// progress (ProgressStore) into status.nodes[].bootstrapPhase,
+// ControlPlaneReady, WorkersReady and Ready, with failures (and their log
+// tails) in conditions and events. With simulated guests, starts the
+// simulator on every node that boots and takes a node whose phases are all
+// done as Ready; otherwise the Kubernetes API is not read yet and a finished
+// bootstrap leaves readiness Unknown. A lab whose desired state is gone is torn down (volumes
 // and secrets kept under deletionPolicy Retain), then its status is removed. Thread-safe (one call per key at a time, as the Manager
 // guarantees).
 #pragma once
@@ -20,6 +24,8 @@
 #include "controller/status_store.h"
 #include "reconcilers/bootstrap/lab_secrets.h"
 #include "reconcilers/bootstrap/node_config.h"
+#include "reconcilers/bootstrap/progress.h"
+#include "reconcilers/bootstrap/simulator.h"
 #include "reconcilers/infrastructure_reconciler.h"
 
 namespace vmlab::metrics {
@@ -28,19 +34,31 @@ class LabMetrics;
 
 namespace vmlab::reconcilers {
 
+// Node progress and, with --simulate-guests, the simulator (both optional).
+struct BootstrapRuntime {
+  bootstrap::ProgressStore* progress = nullptr;
+  bootstrap::GuestSimulator* simulator = nullptr;
+};
+
 class LabClusterReconciler final : public controller::Reconciler {
  public:
   // `metrics` may be null. All references must outlive the reconciler.
   LabClusterReconciler(const controller::DesiredState& desired, controller::StatusStore& store,
                        InfrastructureReconciler& infrastructure,
                        bootstrap::SecretStore& secrets, bootstrap::NodeEnvironment environment,
-                       controller::Clock& clock, metrics::LabMetrics* metrics);
+                       controller::Clock& clock, metrics::LabMetrics* metrics,
+                       BootstrapRuntime runtime = {});
 
   [[nodiscard]] Result<controller::ReconcileResult> Reconcile(const std::string& name) override;
 
  private:
   [[nodiscard]] Result<controller::ReconcileResult> Delete(const std::string& name,
                                                            const controller::LabRecord& record);
+  // Tells the progress store (and the simulator) about the lab's nodes and
+  // returns their progress.
+  [[nodiscard]] std::map<std::string, bootstrap::NodeProgress> FollowProgress(
+      const std::string& name, const crds::LabCluster& spec, const bootstrap::LabSecrets& secrets,
+      const InfrastructureOutcome& outcome);
 
   const controller::DesiredState& desired_;
   controller::StatusStore& store_;
@@ -49,6 +67,7 @@ class LabClusterReconciler final : public controller::Reconciler {
   const bootstrap::NodeEnvironment environment_;
   controller::Clock& clock_;
   metrics::LabMetrics* const metrics_;
+  const BootstrapRuntime runtime_;
 };
 
 }  // namespace vmlab::reconcilers

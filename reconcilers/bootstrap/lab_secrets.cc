@@ -121,6 +121,9 @@ Result<LabSecrets> MakeLabSecrets(const crds::LabCluster& lab,
   if (!id) return Fail<LabSecrets>(id.error());
   s.vrrp_router_id = 1 + (static_cast<unsigned char>((*id)[0]) * 36 +
                           static_cast<unsigned char>((*id)[1])) % 255;
+  auto progress_key = RandomToken(32);
+  if (!progress_key) return Fail<LabSecrets>(progress_key.error());
+  s.progress_key = *progress_key;
   auto hash = DiscoveryHash(s.ca.cert_pem);
   if (!hash) return Fail<LabSecrets>(hash.error());
   s.discovery_hash = *hash;
@@ -145,6 +148,7 @@ Result<LabSecrets> SecretStore::Create(const crds::LabCluster& lab,
   meta << YAML::Key << "tokenTTLSeconds" << YAML::Value << s.token_ttl.count();
   meta << YAML::Key << "vrrpPassword" << YAML::Value << s.vrrp_password;
   meta << YAML::Key << "vrrpRouterId" << YAML::Value << s.vrrp_router_id;
+  meta << YAML::Key << "progressKey" << YAML::Value << s.progress_key;
   meta << YAML::EndMap;
 
   // Written into a fresh 0700 folder beside the final one, then renamed.
@@ -235,6 +239,7 @@ Result<std::optional<LabSecrets>> SecretStore::Load(const std::string& lab) cons
     s.token_ttl = std::chrono::seconds(meta["tokenTTLSeconds"].as<long>());
     s.vrrp_password = meta["vrrpPassword"].as<std::string>();
     s.vrrp_router_id = meta["vrrpRouterId"].as<int>();
+    s.progress_key = meta["progressKey"].as<std::string>();
   } catch (const YAML::Exception& e) {
     return std::unexpected(Failed(
         ErrorCode::kFailedPrecondition,

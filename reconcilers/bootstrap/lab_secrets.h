@@ -1,8 +1,9 @@
 // A lab's bootstrap secrets, made once and kept in the state dir:
 // <state-dir>/pki/<lab>/ (0700) with ca.crt/key, front-proxy-ca.crt/key,
 // etcd-ca.crt/key, sa.key/pub, admin.conf (the admin kubeconfig) and
-// bootstrap.json (token, its creation time and TTL, the keepalived
-// password and virtual router id), every file 0600. Created in a temporary
+// bootstrap.yaml (token, its creation time and TTL, the keepalived
+// password and virtual router id, the key of the nodes' progress tokens),
+// every file 0600. Created in a temporary
 // folder and renamed into place, so a lab has all of them or none. Never
 // regenerated behind the user's back: an incomplete folder is an error that
 // says what is missing. Nothing here is logged or served by the API.
@@ -32,6 +33,7 @@ struct LabSecrets {
   std::string discovery_hash;  // sha256:<hex> of the CA's public key
   std::string vrrp_password;   // keepalived auth_pass: 8 characters (VRRP's limit)
   int vrrp_router_id = 0;      // 1..255
+  std::string progress_key;    // HMAC key of the nodes' progress tokens (NodeToken)
   std::string admin_kubeconfig;
 };
 

@@ -46,6 +46,7 @@ LabSecrets Redacted(const LabSecrets& secrets) {
   out.token = "<redacted token>";
   out.vrrp_password = "<redacted>";
   out.admin_kubeconfig = "<redacted>";
+  out.progress_key = "<redacted>";
   return out;
 }
 

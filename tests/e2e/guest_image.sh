@@ -12,6 +12,8 @@
 set -euo pipefail
 
 cache=${1:?usage: guest_image.sh CACHE_DIR}
+# Only the image's folder goes to stdout; every tool's chatter goes to stderr.
+exec 3>&1 1>&2
 kver=$(cd /lib/modules && ls -d *-amd64 2>/dev/null | sort -V | tail -1)
 [[ -n "$kver" && -f /boot/vmlinuz-$kver && -f /boot/initrd.img-$kver ]] ||
   { echo "guest_image: no Debian kernel (install linux-image-amd64)" >&2; exit 1; }
@@ -23,7 +25,7 @@ key=$( { cat "$0"; echo "$kver"; sha256sum "/boot/vmlinuz-$kver"; dpkg-query -W 
   sha256sum | cut -c1-16)
 out="$cache/debian12-$key"
 if [[ -f "$out/base.qcow2" ]]; then
-  echo "$out"
+  echo "$out" >&3
   exit 0
 fi
 
@@ -76,4 +78,4 @@ cp "/boot/initrd.img-$kver" "$work/image/initrd.img"
 rm -rf "$out"
 mv "$work/image" "$out"
 echo "guest_image: built $out in $((SECONDS - start)) s" >&2
-echo "$out"
+echo "$out" >&3

@@ -53,7 +53,7 @@ cleanup() {
     for n in $("${virsh[@]}" net-list --name 2>/dev/null); do "${virsh[@]}" net-destroy "$n" >/dev/null 2>&1 || true; done
   fi
   for pidfile in "$sandbox/libvirtd.pid" "$sandbox/virtlogd.pid"; do
-    [[ -s $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    if [[ -s $pidfile ]]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
   done
   ip netns delete "$ns" 2>/dev/null || true
   if ((code != 0)); then

@@ -4,8 +4,9 @@
 Drops the example manifest into a watch folder, reads status through the HTTP
 API and counters through /metrics, breaks the file (SpecValid=False while the
 last good spec stays), deletes it (the lab goes after the grace period),
-stops with SIGTERM (exit 0), restarts (same generation and events), and checks
-that a second controller on the same state dir refuses to start.
+stops with SIGTERM (exit 0), restarts (same generation and events), checks
+that a second controller on the same state dir refuses to start, and takes the
+example to Ready with simulated guests (`make run`'s mode).
 Usage: controller_process_test.py VMLAB SOURCE_DIR. Ends with "N passed, N failed".
 """
 import json
@@ -160,8 +161,9 @@ def run(watch, state):
                    else None, "InfrastructureReady on the test driver")
     check(lab is not None and [n["domainState"] for n in lab["status"]["nodes"]] == ["running"] * 3,
           "domains running on the test driver")
-    check(lab is not None and condition(lab, "Ready").get("reason") == "BootstrapNotObserved",
-          "Ready says the bootstrap is not observed yet")
+    check(lab is not None and condition(lab, "Ready").get("reason") == "NoGuests" and
+          condition(lab, "Ready").get("status") == "Unknown",
+          "Ready says the test driver runs no guests")
     check_secrets(ctl, state, lab)
     metrics = ctl.get("/metrics")[1]
     check((metric(metrics, 'controller_runtime_reconcile_total{controller="labcluster",result="success"}') or 0) >= 1,
@@ -197,7 +199,7 @@ def run(watch, state):
     lines = get.stdout.splitlines()
     check(get.returncode == 0 and lines[:1] and lines[0].split() ==
           ["NAME", "READY", "CONTROL-PLANE", "WORKERS", "AGE", "MESSAGE"], f"vmlab get table header: {get.stdout!r}")
-    check(len(lines) == 2 and lines[1].split()[:4] == ["spk", "False", "0/2", "0/3"],
+    check(len(lines) == 2 and lines[1].split()[:4] == ["spk", "Unknown", "0/2", "0/3"],
           f"vmlab get row: {get.stdout!r}")
     as_json = subprocess.run([VMLAB, "get", "spk", "-o", "json", "--server", ctl.url],
                              capture_output=True, text=True, timeout=30)
@@ -263,6 +265,34 @@ def run(watch, state):
     check(not os.path.exists(os.path.join(state, "labs", "spk.json")), "status file removed")
     code = ctl.stop()
     check(code == 0, f"second SIGTERM exits 0 (got {code})")
+    check(not os.path.exists(os.path.join(state, "pki", "spk")), "the lab's secrets removed with it")
+
+    simulated(watch, state)
+
+
+def simulated(watch, state):
+    """`make run`'s mode: simulated guests take the example lab to Ready."""
+    refused = subprocess.run([VMLAB, "controller", "--watch", watch, "--state-dir", state + "-x",
+                              "--libvirt", "qemu:///system", "--simulate-guests"],
+                             capture_output=True, text=True, timeout=30)
+    check(refused.returncode == 2 and "test driver only" in refused.stdout + refused.stderr,
+          "--simulate-guests refused with a real hypervisor")
+    ctl = Controller(watch, state, ["--simulate-guests", "--simulate-speed", "100"])
+    shutil.copy(os.path.join(SOURCE, "examples", "spk-lab.yaml"), os.path.join(watch, "spk-lab.yaml"))
+    lab = wait_for(lambda: ctl.lab("spk") if condition(ctl.lab("spk"), "Ready").get("status") == "True"
+                   else None, "Ready with simulated guests", timeout=30)
+    if check(lab is not None, "the example lab goes Ready with simulated guests"):
+        check(condition(lab, "Ready")["reason"] == "SimulatedReady", "Ready says it is simulated")
+        check(all(n["ready"] for n in lab["status"]["nodes"]), "every node ready")
+        check([n["bootstrapPhase"] for n in lab["status"]["nodes"]] ==
+              ["primary: done", "secondary: done", "worker: done"], "each node's last phase")
+    metrics = ctl.get("/metrics")[1]
+    check((metric(metrics, 'vmlab_progress_reports_total{result="accepted"}') or 0) >= 14,
+          "progress reports counted")
+    check(metric(metrics, 'vmlab_bootstrap_phase_duration_seconds_count{phase="primary",role="control-plane"}') == 1,
+          "phase durations observed")
+    os.remove(os.path.join(watch, "spk-lab.yaml"))
+    check(ctl.stop() == 0, "simulated controller exits 0")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <thread>
+
 #include <algorithm>
 #include <map>
 
@@ -17,6 +20,7 @@
 #include "crds/canonical.h"
 #include "crds/labcluster_parse.h"
 #include "metrics/lab_metrics.h"
+#include "metrics/bootstrap_metrics.h"
 #include "metrics/registry.h"
 #include "reconcilers/infrastructure/identity.h"
 #include "reconcilers/infrastructure/lab_layout.h"
@@ -133,9 +137,10 @@ TEST_F(LabClusterReconcilerTest, CreatesTheLabAndSaysWhatIsNotDoneYet) {
   EXPECT_THAT(Cond(r, "InfrastructureReady").message,
               HasSubstr("3 domains running (libvirt TEST driver"));
   EXPECT_EQ(Cond(r, "Drifted").status, "False");
-  EXPECT_EQ(Cond(r, "Ready").status, "False");
-  EXPECT_EQ(Cond(r, "Ready").reason, "BootstrapNotObserved");
+  EXPECT_EQ(Cond(r, "Ready").status, "Unknown");
+  EXPECT_EQ(Cond(r, "Ready").reason, "NoGuests") << "the test driver runs no guests";
   EXPECT_EQ(Cond(r, "WorkersReady").status, "Unknown");
+  EXPECT_THAT(Cond(r, "WorkersReady").message, HasSubstr("--simulate-guests"));
   ASSERT_EQ(r.nodes.size(), 3u);
   for (const auto& n : r.nodes) EXPECT_EQ(n.domain_state, "running") << n.name;
   EXPECT_EQ(Domains("rcnew").size(), 3u);
@@ -299,6 +304,91 @@ TEST_F(LabClusterReconcilerTest, RetainKeepsVolumesOnDeletion) {
   EXPECT_EQ(Volumes("rcret").size(), 2u);
   for (const auto& v : Volumes("rcret"))
     ASSERT_TRUE(hypervisor_.DeleteVolume(infra::kPoolName, v).has_value());
+}
+
+// With simulated guests: phases reported through the real checks drive node
+// status, ControlPlaneReady, WorkersReady and Ready; an injected failure
+// shows in status, events and metrics, and the runner's retry recovers.
+class SimulatedGuestsTest : public LabClusterReconcilerTest {
+ protected:
+  static bootstrap::SimulationOptions Options() {
+    bootstrap::SimulationOptions options;
+    for (auto& entry : options.phase_seconds) entry.second = 0.01;
+    options.retry_seconds = 1.5;  // long enough to see the failure in status
+    return options;
+  }
+  // Reconciles until `done` holds (progress arrives from the simulator's thread).
+  bool ReconcileUntil(const std::string& name,
+                      const std::function<bool(const controller::LabRecord&)>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+      (void)simulated_.Reconcile(name);
+      if (auto r = store_.Get(name); r && done(*r)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+  void TearDown() override {
+    desired_.labs.clear();
+    for (const auto& r : store_.List()) {
+      for (int i = 0; i < 3 && store_.Get(r.name); ++i) (void)simulated_.Reconcile(r.name);
+    }
+  }
+
+  controller::RealClock real_clock_;
+  metrics::BootstrapMetrics bootstrap_metrics_{registry_};
+  bootstrap::ProgressStore progress_{real_clock_, nullptr, &bootstrap_metrics_};
+  bootstrap::GuestSimulator simulator_{real_clock_, progress_, Options()};
+  LabClusterReconciler simulated_{desired_, store_,          infrastructure_,
+                                  secrets_, {},              real_clock_,
+                                  &lab_metrics_, {&progress_, &simulator_}};
+};
+
+TEST_F(SimulatedGuestsTest, ThreePlusFiveLabGoesReadyAndAnInjectedFailureRecovers) {
+  DesiredLab lab = Desired("rcsim", 3, 5);
+  auto spec = *lab.spec;
+  spec.metadata.annotations[bootstrap::kSimulateFailureAnnotation] = "rcsim-worker-4/base";
+  lab.spec = spec;
+  desired_.labs["rcsim"] = lab;
+
+  ASSERT_TRUE(ReconcileUntil("rcsim", [&](const controller::LabRecord& r) {
+    return Cond(r, "WorkersReady").reason == "PhaseFailed";
+  })) << "the injected failure shows; WorkersReady: " << Cond(Record("rcsim"), "WorkersReady").reason
+      << " " << Cond(Record("rcsim"), "WorkersReady").message << "; InfrastructureReady: "
+      << Cond(Record("rcsim"), "InfrastructureReady").message;
+  auto r = Record("rcsim");
+  EXPECT_THAT(Cond(r, "WorkersReady").message,
+              HasSubstr("rcsim-worker-4: phase base failed (exit 1, attempt 1)"));
+  EXPECT_THAT(Cond(r, "WorkersReady").message, HasSubstr("simulated failure of phase base"));
+  EXPECT_EQ(Cond(r, "Ready").status, "False");
+  EXPECT_TRUE(std::any_of(r.events.begin(), r.events.end(), [](const auto& e) {
+    return e.type == "Warning" && e.reason == "PhaseFailed";
+  }));
+  EXPECT_TRUE(std::any_of(r.events.begin(), r.events.end(),
+                          [](const auto& e) { return e.reason == "GuestsSimulated"; }));
+  const auto node = std::find_if(r.nodes.begin(), r.nodes.end(),
+                                 [](const auto& n) { return n.name == "rcsim-worker-4"; });
+  ASSERT_NE(node, r.nodes.end());
+  EXPECT_EQ(node->bootstrap_phase, "base: failed (exit 1, attempt 1)");
+
+  ASSERT_TRUE(ReconcileUntil(
+      "rcsim", [&](const controller::LabRecord& rec) { return Cond(rec, "Ready").status == "True"; }))
+      << "the retry recovers and the lab goes Ready";
+  r = Record("rcsim");
+  EXPECT_EQ(Cond(r, "Ready").reason, "SimulatedReady");
+  EXPECT_EQ(Cond(r, "ControlPlaneReady").message, "3 of 3 control planes Ready");
+  EXPECT_EQ(Cond(r, "WorkersReady").message, "5 of 5 workers Ready");
+  for (const auto& n : r.nodes) {
+    EXPECT_TRUE(n.ready) << n.name;
+    EXPECT_EQ(n.bootstrap_phase, n.role == "worker"          ? "worker: done"
+                                 : n.name == "rcsim-cp-1" ? "primary: done"
+                                                          : "secondary: done")
+        << n.name;
+  }
+  const std::string metrics = registry_.Serialize();
+  EXPECT_THAT(metrics, HasSubstr(R"(vmlab_bootstrap_phase_duration_seconds_count{phase="secondary",role="control-plane"} 2)"));
+  EXPECT_THAT(metrics, HasSubstr(R"(vmlab_bootstrap_phase_duration_seconds_count{phase="worker",role="worker"} 5)"));
+  EXPECT_THAT(metrics, HasSubstr(R"(vmlab_labcluster_status_condition{name="rcsim",status="True",type="Ready"} 1)"));
 }
 
 }  // namespace

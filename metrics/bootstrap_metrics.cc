@@ -1,0 +1,77 @@
+#include "metrics/bootstrap_metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+
+namespace vmlab::metrics {
+namespace {
+// (role, phase) pairs that exist: control planes run base, endpoint and
+// primary or secondary; workers base and worker.
+constexpr std::pair<const char*, const char*> kPhases[] = {
+    {"control-plane", "base"},     {"control-plane", "endpoint"}, {"control-plane", "primary"},
+    {"control-plane", "secondary"}, {"worker", "base"},            {"worker", "worker"}};
+constexpr const char* kResults[] = {"accepted",  "unauthorized", "wrong_node",   "replay",
+                                    "malformed", "oversized",    "rate_limited", "unknown_lab"};
+}  // namespace
+
+struct BootstrapMetrics::Metrics {
+  prometheus::Family<prometheus::Histogram>* phases;
+  prometheus::Family<prometheus::Counter>* reports;
+  std::mutex mutex;
+  std::map<std::pair<std::string, std::string>, prometheus::Histogram*> histograms;
+  std::map<std::string, prometheus::Counter*, std::less<>> counters;
+
+  prometheus::Histogram& Phase(std::string_view role, std::string_view phase) {
+    const auto key = std::pair{std::string(role), std::string(phase)};
+    auto it = histograms.find(key);
+    if (it == histograms.end()) {
+      // Phases take seconds (base without downloads) to tens of minutes (slow mirrors, TCG).
+      auto& h = phases->Add({{"role", key.first}, {"phase", key.second}},
+                            prometheus::Histogram::BucketBoundaries{1, 5, 10, 30, 60, 120, 300,
+                                                                    600, 1200, 1800, 3600});
+      it = histograms.emplace(key, &h).first;
+    }
+    return *it->second;
+  }
+};
+
+BootstrapMetrics::BootstrapMetrics(Registry& registry) : m_(std::make_unique<Metrics>()) {
+  auto& r = registry.prometheus();
+  m_->phases = &prometheus::BuildHistogram()
+                    .Name("vmlab_bootstrap_phase_duration_seconds")
+                    .Help("Time nodes took for each bootstrap phase they finished, by role")
+                    .Register(r);
+  m_->reports = &prometheus::BuildCounter()
+                     .Name("vmlab_progress_reports_total")
+                     .Help("Node progress reports received, by verdict")
+                     .Register(r);
+  for (const auto& [role, phase] : kPhases) m_->Phase(role, phase);
+  for (const char* result : kResults) m_->counters[result] = &m_->reports->Add({{"result", result}});
+}
+
+BootstrapMetrics::~BootstrapMetrics() = default;
+
+void BootstrapMetrics::ObservePhase(std::string_view role, std::string_view phase,
+                                    double seconds) {
+  std::lock_guard guard(m_->mutex);
+  m_->Phase(role, phase).Observe(seconds);
+}
+
+void BootstrapMetrics::CountReport(std::string_view result) {
+  std::lock_guard guard(m_->mutex);
+  auto it = m_->counters.find(result);
+  if (it == m_->counters.end()) {
+    it = m_->counters.emplace(std::string(result), &m_->reports->Add({{"result", std::string(result)}}))
+             .first;
+  }
+  it->second->Increment();
+}
+
+}  // namespace vmlab::metrics

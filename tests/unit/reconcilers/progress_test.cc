@@ -1,0 +1,224 @@
+// Node progress reports: authentication, wrong node, replays, oversized and
+// malformed bodies, a flood (bounded, honest nodes unaffected), the metrics;
+// and the guest simulator that posts through the same checks.
+#include "reconcilers/bootstrap/progress.h"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "controller/fake_clock.h"
+#include "metrics/bootstrap_metrics.h"
+#include "metrics/registry.h"
+#include "reconcilers/bootstrap/simulator.h"
+
+namespace vmlab::reconcilers::bootstrap {
+namespace {
+
+using testing::HasSubstr;
+
+constexpr const char* kKey = "0123456789abcdefghijklmnopqrstuv";
+
+LabIdentity Identity() {
+  LabIdentity id;
+  id.progress_key = kKey;
+  id.roles = {{"lab-cp-1", "control-plane"}, {"lab-worker-1", "worker"}, {"lab-worker-2", "worker"}};
+  id.phases = {{"lab-cp-1", {"base", "endpoint", "primary"}},
+               {"lab-worker-1", {"base", "worker"}},
+               {"lab-worker-2", {"base", "worker"}}};
+  return id;
+}
+
+std::string Body(const std::string& node, const std::string& phase, const std::string& state,
+                 int seq, const std::string& extra = "") {
+  return fmt::format(R"({{"node":"{}","phase":"{}","state":"{}","seq":{}{}}})", node, phase, state,
+                     seq, extra);
+}
+
+std::string Bearer(const std::string& node) { return "Bearer " + NodeToken(kKey, node); }
+
+double Metric(const std::string& text, const std::string& series) {
+  for (std::size_t at = text.find(series + " "); at != std::string::npos;) {
+    if (at == 0 || text[at - 1] == '\n') return std::stod(text.substr(at + series.size() + 1));
+    at = text.find(series + " ", at + 1);
+  }
+  return -1;
+}
+
+class ProgressTest : public testing::Test {
+ protected:
+  ProgressTest() { store_.SetLab("lab", Identity()); }
+  controller::FakeClock clock_;
+  metrics::Registry registry_;
+  metrics::BootstrapMetrics metrics_{registry_};
+  std::vector<std::string> changed_;
+  ProgressStore store_{clock_, [this](const std::string& lab) { changed_.push_back(lab); },
+                       &metrics_};
+};
+
+TEST_F(ProgressTest, TokensAreDerivedPerNodeAndDiffer) {
+  EXPECT_EQ(NodeToken(kKey, "lab-cp-1"), NodeToken(kKey, "lab-cp-1"));
+  EXPECT_NE(NodeToken(kKey, "lab-cp-1"), NodeToken(kKey, "lab-worker-1"));
+  EXPECT_NE(NodeToken(kKey, "lab-cp-1"), NodeToken("another key of 32 characters....", "lab-cp-1"));
+  EXPECT_EQ(NodeToken(kKey, "x").size(), 64u);
+}
+
+TEST_F(ProgressTest, AnHonestNodesPhasesAreRecordedAndTimed) {
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "base", "started", 1)),
+            Verdict::kAccepted);
+  clock_.Advance(std::chrono::seconds(42));
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "base", "done", 2)),
+            Verdict::kAccepted);
+  auto p = store_.Progress("lab").at("lab-worker-1");
+  EXPECT_EQ(p.phase, "base");
+  EXPECT_EQ(p.state, "done");
+  EXPECT_FALSE(p.bootstrap_done);
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "worker", "started", 3)),
+            Verdict::kAccepted);
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "worker", "done", 4)),
+            Verdict::kAccepted);
+  EXPECT_TRUE(store_.Progress("lab").at("lab-worker-1").bootstrap_done);
+  EXPECT_EQ(changed_.size(), 4u) << "every accepted report enqueues the lab";
+  const std::string text = registry_.Serialize();
+  EXPECT_EQ(Metric(text, R"(vmlab_bootstrap_phase_duration_seconds_sum{phase="base",role="worker"})"),
+            42);
+  EXPECT_EQ(Metric(text, R"(vmlab_bootstrap_phase_duration_seconds_count{phase="worker",role="worker"})"),
+            1);
+  EXPECT_EQ(Metric(text, R"(vmlab_progress_reports_total{result="accepted"})"), 4);
+}
+
+TEST_F(ProgressTest, AFailureKeepsItsExitCodeAttemptAndLogTail) {
+  const std::string log(10000, 'x');
+  ASSERT_EQ(store_.Report("lab", Bearer("lab-cp-1"),
+                          Body("lab-cp-1", "endpoint", "failed", 7,
+                               R"(,"exitCode":100,"attempt":2,"log":")" + log + "\"")),
+            Verdict::kAccepted);
+  const auto p = store_.Progress("lab").at("lab-cp-1");
+  EXPECT_EQ(p.state, "failed");
+  EXPECT_EQ(p.exit_code, 100);
+  EXPECT_EQ(p.attempt, 2);
+  EXPECT_EQ(p.log_tail.size(), kMaxLogTailBytes) << "only the end of a long log is kept";
+}
+
+TEST_F(ProgressTest, BadReportsAreRefusedAndCounted) {
+  const auto body = Body("lab-worker-1", "base", "started", 1);
+  EXPECT_EQ(store_.Report("lab", "", body), Verdict::kUnauthorized);
+  EXPECT_EQ(store_.Report("lab", "Bearer nope", body), Verdict::kUnauthorized);
+  EXPECT_EQ(store_.Report("lab", "Basic " + NodeToken(kKey, "lab-worker-1"), body),
+            Verdict::kUnauthorized);
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-2"), body), Verdict::kWrongNode)
+      << "another node's token";
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-9"), Body("lab-worker-9", "base", "started", 1)),
+            Verdict::kWrongNode);
+  EXPECT_EQ(store_.Report("other", Bearer("lab-worker-1"), body), Verdict::kUnknownLab);
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), "{not json"), Verdict::kMalformed);
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), "[1,2]"), Verdict::kMalformed);
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "base", "finished", 1)),
+            Verdict::kMalformed);
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "primary", "started", 1)),
+            Verdict::kMalformed) << "a phase the node does not run";
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"),
+                          R"({"node":"lab-worker-1","phase":"base","state":"started","seq":"1"})"),
+            Verdict::kMalformed);
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), std::string(kMaxReportBytes + 1, ' ')),
+            Verdict::kOversized);
+  EXPECT_TRUE(store_.Progress("lab").empty()) << "nothing was recorded";
+  EXPECT_TRUE(changed_.empty());
+
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), body), Verdict::kAccepted);
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), body), Verdict::kReplay);
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "base", "done", 1)),
+            Verdict::kReplay) << "a sequence number must grow";
+  const std::string text = registry_.Serialize();
+  EXPECT_EQ(Metric(text, R"(vmlab_progress_reports_total{result="unauthorized"})"), 3);
+  EXPECT_EQ(Metric(text, R"(vmlab_progress_reports_total{result="wrong_node"})"), 2);
+  EXPECT_EQ(Metric(text, R"(vmlab_progress_reports_total{result="malformed"})"), 5);
+  EXPECT_EQ(Metric(text, R"(vmlab_progress_reports_total{result="oversized"})"), 1);
+  EXPECT_EQ(Metric(text, R"(vmlab_progress_reports_total{result="replay"})"), 2);
+  EXPECT_EQ(Metric(text, R"(vmlab_progress_reports_total{result="unknown_lab"})"), 1);
+  EXPECT_EQ(HttpStatus(Verdict::kReplay), 409);
+  EXPECT_EQ(HttpStatus(Verdict::kRateLimited), 429);
+}
+
+TEST_F(ProgressTest, AFloodIsRateLimitedAndHonestNodesGetThrough) {
+  int accepted = 0;
+  int limited = 0;
+  for (int seq = 1; seq <= 1000; ++seq) {
+    const auto v =
+        store_.Report("lab", Bearer("lab-worker-2"), Body("lab-worker-2", "base", "started", seq));
+    accepted += v == Verdict::kAccepted;
+    limited += v == Verdict::kRateLimited;
+    if (seq % 100 == 0) {
+      // The honest node reports between the flood's bursts.
+      EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"),
+                              Body("lab-worker-1", "base", "started", seq / 100)),
+                Verdict::kAccepted);
+    }
+  }
+  EXPECT_EQ(accepted, 20) << "the burst, then nothing without time passing";
+  EXPECT_EQ(limited, 980);
+  clock_.Advance(std::chrono::seconds(1));
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-2"), Body("lab-worker-2", "base", "done", 1001)),
+            Verdict::kAccepted) << "it refills with time";
+}
+
+TEST_F(ProgressTest, ANodeCreatedAnewStartsOver) {
+  ASSERT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "base", "started", 9)),
+            Verdict::kAccepted);
+  store_.ResetNode("lab", "lab-worker-1");
+  EXPECT_FALSE(store_.Progress("lab").contains("lab-worker-1"));
+  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "base", "started", 1)),
+            Verdict::kAccepted) << "a fresh guest counts from 1 again";
+}
+
+// The simulator posts through the same checks, with the nodes' real tokens.
+TEST(GuestSimulatorTest, PlaysEveryPhaseJoinsAfterThePrimaryAndRetriesAnInjectedFailure) {
+  controller::RealClock clock;
+  metrics::Registry registry;
+  metrics::BootstrapMetrics metrics(registry);
+  ProgressStore store(clock, nullptr, &metrics);
+  store.SetLab("lab", Identity());
+  SimulationOptions options;
+  for (auto& [phase, seconds] : options.phase_seconds) seconds = 0.02;
+  options.phase_seconds["primary"] = 0.3;
+  options.retry_seconds = 0.05;
+  GuestSimulator simulator(clock, store, options);
+  for (const auto& [node, phases] : Identity().phases) {
+    simulator.Boot("lab", node, phases, NodeToken(kKey, node),
+                   node == "lab-worker-2" ? std::set<std::string>{"base"} : std::set<std::string>{});
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  bool saw_failure = false;
+  bool worker_waited = false;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const auto progress = store.Progress("lab");
+    if (progress.contains("lab-worker-2") && progress.at("lab-worker-2").state == "failed") {
+      saw_failure = true;
+      EXPECT_THAT(progress.at("lab-worker-2").log_tail, HasSubstr("simulated failure of phase base"));
+    }
+    if (progress.contains("lab-worker-1") && progress.at("lab-worker-1").phase == "worker" &&
+        progress.contains("lab-cp-1") && !progress.at("lab-cp-1").bootstrap_done) {
+      worker_waited = true;
+      EXPECT_EQ(progress.at("lab-worker-1").state, "started") << "no join before the primary";
+    }
+    if (progress.size() == 3 &&
+        std::all_of(progress.begin(), progress.end(),
+                    [](const auto& e) { return e.second.bootstrap_done && e.second.simulated; })) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  const auto progress = store.Progress("lab");
+  ASSERT_EQ(progress.size(), 3u);
+  for (const auto& [node, p] : progress) EXPECT_TRUE(p.bootstrap_done) << node;
+  EXPECT_TRUE(saw_failure) << "the injected failure was reported";
+  EXPECT_TRUE(worker_waited) << "the worker's join waited for the primary";
+  EXPECT_EQ(Metric(registry.Serialize(), R"(vmlab_progress_reports_total{result="accepted"})"),
+            2 * (3 + 2 + 2) + 2)
+      << "every phase started and done, plus the failure and the retry's start";
+}
+
+}  // namespace
+}  // namespace vmlab::reconcilers::bootstrap
