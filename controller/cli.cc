@@ -81,6 +81,11 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                    "Nodes of one lab created at once (1: one after another)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  controller_cmd
+      ->add_option("--progress-port", controller.progress_port,
+                   "Port nodes report their phases to, on each lab network's gateway (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
   controller_cmd->add_flag("--simulate-guests", controller.simulate_guests,
                            "Play every node's bootstrap phases in vmlab (demo and tests; needs "
                            "a test: libvirt URI)");

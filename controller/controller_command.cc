@@ -150,9 +150,10 @@ int RunController(const ControllerOptions& options) {
                  "Kubernetes runs",
                  options.simulate_speed);
   }
+  reconcilers::bootstrap::ProgressListeners listeners(progress);
   reconcilers::LabClusterReconciler reconciler(
       source, store, infrastructure, secrets, {}, clock, &lab_metrics,
-      {&progress, simulator ? &*simulator : nullptr});
+      {&progress, simulator ? &*simulator : nullptr, &listeners, options.progress_port});
 
   auto all_keys = [&] {
     std::set<std::string> keys;

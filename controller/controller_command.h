@@ -20,6 +20,7 @@ struct ControllerOptions {
   Duration deletion_grace = std::chrono::seconds(30);
   Duration shutdown_timeout = std::chrono::seconds(30);
   std::string log_level = "info";
+  int progress_port = 9441;      // nodes report on each lab's gateway; 0: not at all
   bool simulate_guests = false;  // libvirt test driver only
   double simulate_speed = 1;     // simulated phase durations divided by this; 0: instant
 };

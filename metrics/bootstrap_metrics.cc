@@ -15,8 +15,9 @@ namespace {
 // (role, phase) pairs that exist: control planes run base, endpoint and
 // primary or secondary; workers base and worker.
 constexpr std::pair<const char*, const char*> kPhases[] = {
-    {"control-plane", "base"},     {"control-plane", "endpoint"}, {"control-plane", "primary"},
-    {"control-plane", "secondary"}, {"worker", "base"},            {"worker", "worker"}};
+    {"control-plane", "base"},      {"control-plane", "endpoint"}, {"control-plane", "kubernetes"},
+    {"control-plane", "primary"},   {"control-plane", "secondary"}, {"worker", "base"},
+    {"worker", "kubernetes"},       {"worker", "worker"}};
 constexpr const char* kResults[] = {"accepted",  "unauthorized", "wrong_node",   "replay",
                                     "malformed", "oversized",    "rate_limited", "unknown_lab"};
 }  // namespace

@@ -186,6 +186,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Delete(const std::stri
   if (metrics_) metrics_->RemoveLab(name);
   if (runtime_.simulator) runtime_.simulator->ForgetLab(name);
   if (runtime_.progress) runtime_.progress->RemoveLab(name);
+  if (runtime_.listeners) runtime_.listeners->Remove(name);
   spdlog::info("lab {}: deleted ({} domains{})", name, outcome->deleted.size(),
                record.retain_volumes ? "; volumes retained" : "");
   return controller::ReconcileResult{};
@@ -261,9 +262,17 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   std::optional<Error> infra_error;
   std::optional<Error> secrets_error;
   std::map<std::string, bootstrap::NodeProgress> progress;
+  std::string listener_error;
   if (desired->spec) {
     const crds::LabCluster& spec = *desired->spec;
     auto secrets = secrets_.LoadOrCreate(spec, clock_.WallNow());
+    // Nodes report to a listener on the lab network's gateway (real guests only).
+    const bool listen = runtime_.listeners && runtime_.progress_port > 0 &&
+                        infrastructure_.Driver() != "TEST";
+    const std::string gateway =
+        crds::Ipv4Address{static_cast<std::uint32_t>(
+                              spec.spec.network.cidr.OffsetAddress(crds::kGatewayOffset))}
+            .ToString();
     if (secrets) {
       // Host files are read when a seed is made: their errors are that node's.
       auto user_data = [&](const crds::PlannedNode& node) -> Result<std::string> {
@@ -271,12 +280,20 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         if (!files) return std::unexpected(files.error());
         bootstrap::NodeEnvironment env = environment_;
         env.host_files = std::move(*files);
+        if (listen) env.progress_url = bootstrap::ProgressUrl(gateway, runtime_.progress_port);
         return bootstrap::RenderUserData(spec, node, *secrets, env);
       };
       auto converged = infrastructure_.Converge(name, &spec, desired->spec_hash, false,
                                                 known_nodes, user_data);
       if (converged) {
         outcome = std::move(*converged);
+        if (listen && outcome->network_active) {
+          // The gateway address exists once the network is up; nodes boot after that.
+          if (auto listening = runtime_.listeners->Ensure(name, gateway, runtime_.progress_port);
+              !listening) {
+            listener_error = listening.error().message;
+          }
+        }
         progress = FollowProgress(name, spec, *secrets, *outcome);
       } else {
         infra_error = converged.error();
@@ -338,6 +355,10 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       set(MakeCondition("InfrastructureReady", "False", "HypervisorUnavailable",
                         infra_error->message, generation),
           "Warning");
+    }
+    if (!listener_error.empty()) {
+      controller::AddEvent(r, "Warning", "ProgressListenerUnavailable",
+                           listener_error + "; nodes fall back to console markers", now);
     }
     if (secrets_error) {
       set(MakeCondition("InfrastructureReady", "False", "SecretsUnavailable",

@@ -25,6 +25,7 @@
 #include "reconcilers/bootstrap/lab_secrets.h"
 #include "reconcilers/bootstrap/node_config.h"
 #include "reconcilers/bootstrap/progress.h"
+#include "reconcilers/bootstrap/progress_listener.h"
 #include "reconcilers/bootstrap/simulator.h"
 #include "reconcilers/infrastructure_reconciler.h"
 
@@ -34,10 +35,14 @@ class LabMetrics;
 
 namespace vmlab::reconcilers {
 
-// Node progress and, with --simulate-guests, the simulator (both optional).
+// Node progress, the HTTP listeners nodes report to (on each lab's gateway,
+// real hypervisors only; port 0: none), and with --simulate-guests the
+// simulator. All optional.
 struct BootstrapRuntime {
   bootstrap::ProgressStore* progress = nullptr;
   bootstrap::GuestSimulator* simulator = nullptr;
+  bootstrap::ProgressListeners* listeners = nullptr;
+  int progress_port = 0;
 };
 
 class LabClusterReconciler final : public controller::Reconciler {

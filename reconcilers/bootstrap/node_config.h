@@ -1,7 +1,7 @@
 // What each node needs to become part of its lab's Kubernetes cluster, by
 // role, computed before any VM boots (DESIGN.md "Bootstrap model"): the
-// phase scripts (base on every node; endpoint on control planes; then
-// primary, secondary or worker), kubeadm configuration, haproxy and
+// phase scripts (base on every node; endpoint on control planes; kubernetes,
+// the pinned packages, on every node; then primary, secondary or worker), kubeadm configuration, haproxy and
 // keepalived configuration, the shared CA material for control planes, and
 // the #cloud-config that writes them and runs the phases. Pure functions of
 // the spec, the lab's secrets and what the controller provides.
@@ -28,9 +28,13 @@ struct NodeEnvironment {
   std::map<std::string, std::string> registry_mirrors;  // upstream host -> mirror URL
   // Contents of the host files the spec names (CNI manifest, add-ons), by path.
   std::map<std::string, std::string> host_files;
+  // Where the lab's nodes report their phases (empty: console markers only).
+  std::string progress_url;
 };
 
-enum class Phase { kBase, kEndpoint, kPrimary, kSecondary, kWorker };
+// base (all), endpoint (control planes), kubernetes (all: the pinned
+// packages), then primary, secondary or worker.
+enum class Phase { kBase, kEndpoint, kKubernetes, kPrimary, kSecondary, kWorker };
 [[nodiscard]] std::string_view ToString(Phase phase);
 
 // The phases a node runs, in order.

@@ -86,6 +86,8 @@ class ProgressStore {
   Verdict Report(const std::string& lab, std::string_view authorization, std::string_view body);
 
   [[nodiscard]] std::map<std::string, NodeProgress> Progress(const std::string& lab) const;
+  // Counts a report refused before it reached Report (e.g. too large to read).
+  void CountRefused(Verdict verdict) { (void)Count(verdict); }
 
  private:
   struct RateBucket {

@@ -7,7 +7,11 @@ A 1 control plane + 1 worker lab is dropped into the watch folder; the test
 checks that both guests boot, that cloud-init ran vmlab's user-data (console
 marker), and - from inside each guest, through the guest agent - that it has
 its planned address and hostname and resolves the endpoint name and the other
-node through the lab network's DNS. Then: `virsh destroy` of a node is
+node through the lab network's DNS, that the base phase set swap, modules,
+sysctls and /etc/hosts, that the endpoint phase runs haproxy and keepalived
+holding the VIP, that the phases reach the controller over HTTP, and that the
+kubernetes phase, which needs the unreachable package repository, fails
+cleanly with its output in status. Then: `virsh destroy` of a node is
 repaired within the resync bound; a libvirtd restart is noticed (readyz 503,
 vmlab_libvirt_connected 0), the controller reconnects and re-lists, and the
 domains that kept running are not "repaired"; deleting the manifest leaves no
@@ -244,6 +248,43 @@ def run(args, virsh, ctl, watch, state):
         check(code == 0 and out.split() == ["overlay", "br_netfilter"], f"{node} persists the modules")
         code, out = virsh.guest_exec(node, "/bin/cat", "/proc/swaps")
         check(code == 0 and len(out.strip().splitlines()) == 1, f"{node} has no swap")
+
+    # The phases report to the controller over the lab network: base and the
+    # endpoint (haproxy + keepalived) run for real; the kubernetes phase needs
+    # the Kubernetes package repository, which cannot be reached from here, and
+    # fails cleanly with its output in status.
+    cp = f"{LAB}-cp-1"
+    def phases():
+        lab_now = ctl.lab()
+        return {n["name"]: n.get("bootstrapPhase", "") for n in lab_now["status"]["nodes"]}
+    ok = wait_for(lambda: all(p.startswith("kubernetes") for p in phases().values()),
+                  "both nodes to report reaching the kubernetes phase", 240)
+    check(ok, f"phases reported over HTTP: {phases() if ok else ''}")
+    code, out = virsh.guest_exec(cp, "/usr/bin/pgrep", "-x", "haproxy")
+    check(code == 0, f"{cp} runs haproxy (endpoint phase)")
+    code, out = virsh.guest_exec(cp, "/usr/bin/pgrep", "-x", "keepalived")
+    check(code == 0, f"{cp} runs keepalived")
+    ok = wait_for(lambda: f"{VIP}/24" in virsh.guest_exec(cp, "/sbin/ip", "-4", "-o", "addr", "show", "eth0")[1],
+                  "keepalived to hold the VIP", 60)
+    check(ok, f"{cp} holds the VIP {VIP}")
+    refused = wait_for(lambda: condition(ctl.lab(), "ControlPlaneReady")
+                      if condition(ctl.lab(), "ControlPlaneReady").get("reason") == "PhaseFailed" else None,
+                      "the kubernetes phase to fail without the package repository", 420)
+    if check(refused is not None, "the unreachable package repository fails the kubernetes phase"):
+        message = refused["message"]
+        check(f"{cp}: phase kubernetes failed (exit" in message and
+              ("pkgs.k8s.io" in message or "resolve" in message or "gave up" in message),
+              f"the condition carries the failing command's output: {message}")
+        figures["manifest to the kubernetes phase failing cleanly"] = time.monotonic() - started
+    check(any(e["reason"] == "PhaseFailed" and e["type"] == "Warning" for e in ctl.events()),
+          "the failure is a Warning event")
+    metrics = ctl.get("/metrics")[1]
+    check((metric(metrics, 'vmlab_progress_reports_total{result="accepted"}') or 0) >= 8,
+          "progress reports accepted")
+    check(metric(metrics, 'vmlab_bootstrap_phase_duration_seconds_count{phase="endpoint",role="control-plane"}') == 1,
+          "the endpoint phase's duration observed")
+    check(metric(metrics, 'vmlab_progress_reports_total{result="unauthorized"}') == 0,
+          "no report refused")
 
     # A node destroyed behind vmlab's back is started again.
     victim = f"{LAB}-worker-1"

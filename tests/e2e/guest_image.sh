@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds (or finds in its cache) the small Debian 12 guest the end-to-end
 # tests boot: debootstrap minbase with systemd, cloud-init (NoCloud),
-# qemu-guest-agent and ifupdown; the host's Debian kernel modules for virtio,
+# qemu-guest-agent and ifupdown, and the Debian packages vmlab's base and
+# endpoint phases install (containerd, open-iscsi, haproxy, keepalived,
+# procps: guests cannot download here); the host's Debian kernel modules for virtio,
 # SATA cdrom, filesystems and networking; an ext4 root as a qcow2 image. It
 # boots by direct kernel boot with the kernel and initrd of the host's
 # linux-image-amd64 package (root=/dev/vda).
@@ -14,7 +16,7 @@ set -euo pipefail
 cache=${1:?usage: guest_image.sh CACHE_DIR}
 # Only the image's folder goes to stdout; every tool's chatter goes to stderr.
 exec 3>&1 1>&2
-kver=$(cd /lib/modules && ls -d *-amd64 2>/dev/null | sort -V | tail -1)
+kver=$(find /lib/modules -mindepth 1 -maxdepth 1 -name '*-amd64' -printf '%f\n' | sort -V | tail -1)
 [[ -n "$kver" && -f /boot/vmlinuz-$kver && -f /boot/initrd.img-$kver ]] ||
   { echo "guest_image: no Debian kernel (install linux-image-amd64)" >&2; exit 1; }
 mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
@@ -36,7 +38,7 @@ root="$work/root"
 start=$SECONDS
 echo "guest_image: debootstrap bookworm from $mirror (about 2 minutes)" >&2
 debootstrap --variant=minbase \
-  --include=systemd-sysv,udev,dbus,kmod,iproute2,iputils-ping,curl,ca-certificates,cloud-init,python3-cffi-backend,qemu-guest-agent,openssh-server,ifupdown,isc-dhcp-client,resolvconf \
+  --include=systemd-sysv,udev,dbus,kmod,iproute2,iputils-ping,curl,ca-certificates,cloud-init,python3-cffi-backend,qemu-guest-agent,openssh-server,ifupdown,isc-dhcp-client,resolvconf,procps,containerd,open-iscsi,haproxy,keepalived \
   bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
   { tail -30 "$work/debootstrap.log" >&2; exit 1; }
 

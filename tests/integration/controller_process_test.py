@@ -287,9 +287,9 @@ def simulated(watch, state):
         check([n["bootstrapPhase"] for n in lab["status"]["nodes"]] ==
               ["primary: done", "secondary: done", "worker: done"], "each node's last phase")
     metrics = ctl.get("/metrics")[1]
-    check((metric(metrics, 'vmlab_progress_reports_total{result="accepted"}') or 0) >= 14,
+    check((metric(metrics, 'vmlab_progress_reports_total{result="accepted"}') or 0) >= 22,
           "progress reports counted")
-    check(metric(metrics, 'vmlab_bootstrap_phase_duration_seconds_count{phase="primary",role="control-plane"}') == 1,
+    check(metric(metrics, 'vmlab_bootstrap_phase_duration_seconds_count{phase="kubernetes",role="control-plane"}') == 2,
           "phase durations observed")
     os.remove(os.path.join(watch, "spk-lab.yaml"))
     check(ctl.stop() == 0, "simulated controller exits 0")

@@ -148,6 +148,7 @@ TEST_P(ValidatorsTest, EveryArtifactPassesItsRealValidator) {
   EXPECT_THAT(scripts_checked, testing::IsSupersetOf({"/etc/vmlab/bootstrap.sh",
                                                       "/etc/vmlab/phases/base.sh",
                                                       "/etc/vmlab/phases/endpoint.sh",
+                                                      "/etc/vmlab/phases/kubernetes.sh",
                                                       "/etc/vmlab/phases/primary.sh",
                                                       "/etc/vmlab/phases/secondary.sh",
                                                       "/etc/vmlab/phases/worker.sh"}));
@@ -234,9 +235,10 @@ TEST(BootstrapTest, RolesGetTheirPhasesAndOnlyControlPlanesTheCaKeys) {
     for (const Phase p : PhasesFor(lab, node)) out.emplace_back(ToString(p));
     return out;
   };
-  EXPECT_THAT(names(nodes[0]), testing::ElementsAre("base", "endpoint", "primary"));
-  EXPECT_THAT(names(nodes[1]), testing::ElementsAre("base", "endpoint", "secondary"));
-  EXPECT_THAT(names(nodes[2]), testing::ElementsAre("base", "worker"));
+  EXPECT_THAT(names(nodes[0]), testing::ElementsAre("base", "endpoint", "kubernetes", "primary"));
+  EXPECT_THAT(names(nodes[1]),
+              testing::ElementsAre("base", "endpoint", "kubernetes", "secondary"));
+  EXPECT_THAT(names(nodes[2]), testing::ElementsAre("base", "kubernetes", "worker"));
   const auto secondary = FilesByPath(lab, nodes[1], TestSecrets());
   EXPECT_EQ(secondary.at("/etc/kubernetes/pki/ca.key").permissions, "0600");
   EXPECT_EQ(secondary.at("/etc/kubernetes/pki/etcd/ca.key").content, TestSecrets().etcd_ca.key_pem);
@@ -281,7 +283,8 @@ TEST(BootstrapTest, PrimaryAppliesTheCniThenTheAddonsInOrder) {
 
 TEST(BootstrapTest, BasePhasePinsKubernetesPackagesFromTheMinorsRepository) {
   const auto lab = Load("examples/spk-lab.yaml");
-  const std::string base = RenderPhaseScript(Phase::kBase, lab, crds::PlanNodes(lab)[0], {});
+  const std::string base = RenderPhaseScript(Phase::kBase, lab, crds::PlanNodes(lab)[0], {}) +
+                           RenderPhaseScript(Phase::kKubernetes, lab, crds::PlanNodes(lab)[0], {});
   const std::string minor = lab.spec.kubernetes.version.substr(0, lab.spec.kubernetes.version.rfind('.'));
   EXPECT_THAT(base, HasSubstr("https://pkgs.k8s.io/core:/stable:/v" + minor + "/deb/"));
   EXPECT_THAT(base, HasSubstr("-v want=" + lab.spec.kubernetes.version + "-"));

@@ -12,7 +12,10 @@
 #include "controller/fake_clock.h"
 #include "metrics/bootstrap_metrics.h"
 #include "metrics/registry.h"
+#include "reconcilers/bootstrap/progress_listener.h"
 #include "reconcilers/bootstrap/simulator.h"
+#include "../controller/scratch_dir.h"
+#include "shell.h"
 
 namespace vmlab::reconcilers::bootstrap {
 namespace {
@@ -218,6 +221,42 @@ TEST(GuestSimulatorTest, PlaysEveryPhaseJoinsAfterThePrimaryAndRetriesAnInjected
   EXPECT_EQ(Metric(registry.Serialize(), R"(vmlab_progress_reports_total{result="accepted"})"),
             2 * (3 + 2 + 2) + 2)
       << "every phase started and done, plus the failure and the retry's start";
+}
+
+// The HTTP listener nodes post to, on loopback here (a lab's gateway in use).
+TEST_F(ProgressTest, TheHttpListenerAnswersWithTheVerdictsStatus) {
+  ProgressListeners listeners(store_);
+  int port = 0;
+  for (int candidate = 19441; candidate < 19541 && port == 0; ++candidate) {
+    if (listeners.Ensure("lab", "127.0.0.1", candidate)) port = candidate;
+  }
+  ASSERT_NE(port, 0) << "no free port";
+  ASSERT_TRUE(listeners.Ensure("lab", "127.0.0.1", port)) << "Ensure is idempotent";
+  const std::string url = ProgressUrl("127.0.0.1", port);
+  auto post = [&](const std::string& auth, const std::string& body) {
+    testing_support::ScratchDir dir;
+    dir.Write("body", body);
+    int status = 0;
+    return testing_support::Shell(
+        fmt::format("curl -s -o /dev/null -w '%{{http_code}}' -X POST -H 'Authorization: {}' "
+                    "-H 'Content-Type: application/json' --data-binary @{} {}",
+                    auth, (dir.path() / "body").string(), url),
+        &status);
+  };
+  EXPECT_EQ(post(Bearer("lab-worker-1"), Body("lab-worker-1", "base", "started", 1)), "202");
+  EXPECT_EQ(post(Bearer("lab-worker-1"), Body("lab-worker-1", "base", "started", 1)), "409");
+  EXPECT_EQ(post("Bearer x", Body("lab-worker-1", "base", "done", 2)), "401");
+  EXPECT_EQ(post(Bearer("lab-worker-2"), Body("lab-worker-1", "base", "done", 2)), "403");
+  EXPECT_EQ(post(Bearer("lab-worker-1"), "{"), "400");
+  EXPECT_EQ(post(Bearer("lab-worker-1"), std::string(kMaxReportBytes + 10, 'x')), "413");
+  int status = 0;
+  EXPECT_EQ(testing_support::Shell(fmt::format("curl -s -o /dev/null -w '%{{http_code}}' {}", url),
+                                   &status),
+            "405");
+  EXPECT_EQ(store_.Progress("lab").at("lab-worker-1").state, "started");
+  listeners.Remove("lab");
+  EXPECT_NE(post(Bearer("lab-worker-1"), Body("lab-worker-1", "base", "done", 3)), "202")
+      << "removed with its lab";
 }
 
 }  // namespace
