@@ -9,10 +9,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <optional>
@@ -39,8 +39,8 @@ using Clock = std::chrono::steady_clock;
 // Notes when each reconcile starts, then converges the lab for real.
 class TimedReconciler : public controller::Reconciler {
  public:
-  TimedReconciler(reconcilers::InfrastructureReconciler& infrastructure, const crds::LabCluster& lab,
-                  reconcilers::UserDataFn user_data)
+  TimedReconciler(reconcilers::InfrastructureReconciler& infrastructure,
+                  const crds::LabCluster& lab, reconcilers::UserDataFn user_data)
       : infrastructure_(infrastructure),
         lab_(lab),
         hash_(crds::SpecHash(lab.spec)),

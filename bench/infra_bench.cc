@@ -65,7 +65,8 @@ int main() {
               Median(secrets_ms));
   const crds::LabCluster* current = nullptr;
   const reconcilers::UserDataFn user_data = [&](const crds::PlannedNode& node) {
-    return Result<std::string>(reconcilers::bootstrap::RenderUserData(*current, node, *secrets, {}));
+    return Result<std::string>(
+        reconcilers::bootstrap::RenderUserData(*current, node, *secrets, {}));
   };
 
   int next = 0;

@@ -36,8 +36,9 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                          "Print only problems: no summary, no skipped-file notes");
 
   RenderOptions render;
-  CLI::App* render_cmd = app.add_subcommand(
-      "render", "Print the libvirt XML and cloud-init seeds vmlab would make for a manifest; touches nothing");
+  CLI::App* render_cmd = app.add_subcommand("render",
+                                            "Print the libvirt XML and cloud-init seeds vmlab "
+                                            "would make for a manifest; touches nothing");
   render_cmd->add_option("PATH", render.path, "A manifest file")->required();
   render_cmd->add_option("--node", render.node, "Only this node's artifacts");
   render_cmd

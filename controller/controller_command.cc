@@ -146,9 +146,10 @@ int RunController(const ControllerOptions& options) {
     reconcilers::bootstrap::SimulationOptions simulation;
     simulation.speed = options.simulate_speed;
     simulator.emplace(clock, progress, simulation);
-    spdlog::info("guests are simulated (speed {}): vmlab plays every node's phases; no "
-                 "Kubernetes runs",
-                 options.simulate_speed);
+    spdlog::info(
+        "guests are simulated (speed {}): vmlab plays every node's phases; no "
+        "Kubernetes runs",
+        options.simulate_speed);
   }
   reconcilers::bootstrap::ProgressListeners listeners(progress);
   reconcilers::LabClusterReconciler reconciler(

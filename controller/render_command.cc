@@ -11,9 +11,9 @@
 #include "controller/validate_command.h"
 #include "crds/canonical.h"
 #include "crds/labcluster_parse.h"
-#include "reconcilers/infrastructure/lab_layout.h"
 #include "reconcilers/bootstrap/lab_secrets.h"
 #include "reconcilers/bootstrap/user_data.h"
+#include "reconcilers/infrastructure/lab_layout.h"
 #include "reconcilers/infrastructure/libvirt_xml.h"
 #include "reconcilers/infrastructure/seed.h"
 

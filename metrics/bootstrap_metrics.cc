@@ -15,9 +15,10 @@ namespace {
 // (role, phase) pairs that exist: control planes run base, endpoint and
 // primary or secondary; workers base and worker.
 constexpr std::pair<const char*, const char*> kPhases[] = {
-    {"control-plane", "base"},      {"control-plane", "endpoint"}, {"control-plane", "kubernetes"},
-    {"control-plane", "primary"},   {"control-plane", "secondary"}, {"worker", "base"},
-    {"worker", "kubernetes"},       {"worker", "worker"}};
+    {"control-plane", "base"},       {"control-plane", "endpoint"},
+    {"control-plane", "kubernetes"}, {"control-plane", "primary"},
+    {"control-plane", "secondary"},  {"worker", "base"},
+    {"worker", "kubernetes"},        {"worker", "worker"}};
 constexpr const char* kResults[] = {"accepted",  "unauthorized", "wrong_node",   "replay",
                                     "malformed", "oversized",    "rate_limited", "unknown_lab"};
 }  // namespace
@@ -35,8 +36,8 @@ struct BootstrapMetrics::Metrics {
     if (it == histograms.end()) {
       // Phases take seconds (base without downloads) to tens of minutes (slow mirrors, TCG).
       auto& h = phases->Add({{"role", key.first}, {"phase", key.second}},
-                            prometheus::Histogram::BucketBoundaries{1, 5, 10, 30, 60, 120, 300,
-                                                                    600, 1200, 1800, 3600});
+                            prometheus::Histogram::BucketBoundaries{1, 5, 10, 30, 60, 120, 300, 600,
+                                                                    1200, 1800, 3600});
       it = histograms.emplace(key, &h).first;
     }
     return *it->second;
@@ -54,13 +55,13 @@ BootstrapMetrics::BootstrapMetrics(Registry& registry) : m_(std::make_unique<Met
                      .Help("Node progress reports received, by verdict")
                      .Register(r);
   for (const auto& [role, phase] : kPhases) m_->Phase(role, phase);
-  for (const char* result : kResults) m_->counters[result] = &m_->reports->Add({{"result", result}});
+  for (const char* result : kResults)
+    m_->counters[result] = &m_->reports->Add({{"result", result}});
 }
 
 BootstrapMetrics::~BootstrapMetrics() = default;
 
-void BootstrapMetrics::ObservePhase(std::string_view role, std::string_view phase,
-                                    double seconds) {
+void BootstrapMetrics::ObservePhase(std::string_view role, std::string_view phase, double seconds) {
   std::lock_guard guard(m_->mutex);
   m_->Phase(role, phase).Observe(seconds);
 }
@@ -69,7 +70,8 @@ void BootstrapMetrics::CountReport(std::string_view result) {
   std::lock_guard guard(m_->mutex);
   auto it = m_->counters.find(result);
   if (it == m_->counters.end()) {
-    it = m_->counters.emplace(std::string(result), &m_->reports->Add({{"result", std::string(result)}}))
+    it = m_->counters
+             .emplace(std::string(result), &m_->reports->Add({{"result", std::string(result)}}))
              .first;
   }
   it->second->Increment();

@@ -120,10 +120,10 @@ Status InfrastructureReconciler::Run(const Action& action, const crds::LabCluste
       std::error_code error;
       std::filesystem::create_directories(infrastructure::ConsoleDir(state_dir_), error);
       if (error) {
-        return std::unexpected(Error{ErrorCode::kFailedPrecondition,
-                                     fmt::format("cannot create {}: {}",
-                                                 infrastructure::ConsoleDir(state_dir_).string(),
-                                                 error.message())});
+        return std::unexpected(
+            Error{ErrorCode::kFailedPrecondition,
+                  fmt::format("cannot create {}: {}",
+                              infrastructure::ConsoleDir(state_dir_).string(), error.message())});
       }
       return hypervisor_.DefineDomain(action.xml);
     }
@@ -263,9 +263,10 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
     for (const Action* action : last) run(*action);
   }
   if (plan.actions.size() > 1) {
-    spdlog::debug("lab {}: observed and planned in {:.1f} ms; {} actions ({} nodes side by side) "
-                  "done in {:.1f} ms",
-                  lab, planned_ms, plan.actions.size(), by_node.size(), since() - planned_ms);
+    spdlog::debug(
+        "lab {}: observed and planned in {:.1f} ms; {} actions ({} nodes side by side) "
+        "done in {:.1f} ms",
+        lab, planned_ms, plan.actions.size(), by_node.size(), since() - planned_ms);
   }
 
   // What libvirt shows now (unchanged when nothing but the pool check ran).

@@ -108,17 +108,18 @@ Condition RoleCondition(const char* type, std::string_view role,
     }
   }
   const char* noun = role == "worker" ? "workers" : "control planes";
-  if (total == 0) return MakeCondition(type, "True", "NoNodes", fmt::format("no {}", noun), generation);
+  if (total == 0)
+    return MakeCondition(type, "True", "NoNodes", fmt::format("no {}", noun), generation);
   if (!failed.empty()) return MakeCondition(type, "False", "PhaseFailed", failed, generation);
   if (ready == total) {
     return MakeCondition(type, "True", "NodesReady",
                          fmt::format("{} of {} {} Ready", ready, total, noun), generation);
   }
   if (done == total) {
-    return MakeCondition(type, "Unknown", kBootstrapNotObserved,
-                         fmt::format("{} of {} {} finished their phases; {}", done, total, noun,
-                                     kBootstrapMessage),
-                         generation);
+    return MakeCondition(
+        type, "Unknown", kBootstrapNotObserved,
+        fmt::format("{} of {} {} finished their phases; {}", done, total, noun, kBootstrapMessage),
+        generation);
   }
   return MakeCondition(type, "False", "Bootstrapping",
                        fmt::format("{} of {} {} Ready; {}", ready, total, noun, busy), generation);
@@ -267,11 +268,11 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
     const crds::LabCluster& spec = *desired->spec;
     auto secrets = secrets_.LoadOrCreate(spec, clock_.WallNow());
     // Nodes report to a listener on the lab network's gateway (real guests only).
-    const bool listen = runtime_.listeners && runtime_.progress_port > 0 &&
-                        infrastructure_.Driver() != "TEST";
+    const bool listen =
+        runtime_.listeners && runtime_.progress_port > 0 && infrastructure_.Driver() != "TEST";
     const std::string gateway =
-        crds::Ipv4Address{static_cast<std::uint32_t>(
-                              spec.spec.network.cidr.OffsetAddress(crds::kGatewayOffset))}
+        crds::Ipv4Address{
+            static_cast<std::uint32_t>(spec.spec.network.cidr.OffsetAddress(crds::kGatewayOffset))}
             .ToString();
     if (secrets) {
       // Host files are read when a seed is made: their errors are that node's.
@@ -283,8 +284,8 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         if (listen) env.progress_url = bootstrap::ProgressUrl(gateway, runtime_.progress_port);
         return bootstrap::RenderUserData(spec, node, *secrets, env);
       };
-      auto converged = infrastructure_.Converge(name, &spec, desired->spec_hash, false,
-                                                known_nodes, user_data);
+      auto converged =
+          infrastructure_.Converge(name, &spec, desired->spec_hash, false, known_nodes, user_data);
       if (converged) {
         outcome = std::move(*converged);
         if (listen && outcome->network_active) {
@@ -449,15 +450,14 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         const auto it = progress.find(node.name);
         if (it == progress.end()) continue;
         const auto& p = it->second;
-        node.bootstrap_phase =
-            p.state == "failed"
-                ? fmt::format("{}: failed (exit {}, attempt {})", p.phase, p.exit_code, p.attempt)
-                : fmt::format("{}: {}", p.phase, p.state);
+        node.bootstrap_phase = p.state == "failed" ? fmt::format("{}: failed (exit {}, attempt {})",
+                                                                 p.phase, p.exit_code, p.attempt)
+                                                   : fmt::format("{}: {}", p.phase, p.state);
         node.ready = runtime_.simulator && p.bootstrap_done && node.domain_state == "running";
       }
       const bool guests_run = runtime_.simulator || infrastructure_.Driver() != "TEST";
-      for (const auto& [type, role] : {std::pair{"ControlPlaneReady", "control-plane"},
-                                       std::pair{"WorkersReady", "worker"}}) {
+      for (const auto& [type, role] :
+           {std::pair{"ControlPlaneReady", "control-plane"}, std::pair{"WorkersReady", "worker"}}) {
         auto c = guests_run
                      ? RoleCondition(type, role, r.nodes, progress, generation)
                      : MakeCondition(type, "Unknown", "NoGuests",

@@ -12,8 +12,8 @@
 // simulator on every node that boots and takes a node whose phases are all
 // done as Ready; otherwise the Kubernetes API is not read yet and a finished
 // bootstrap leaves readiness Unknown. A lab whose desired state is gone is torn down (volumes
-// and secrets kept under deletionPolicy Retain), then its status is removed. Thread-safe (one call per key at a time, as the Manager
-// guarantees).
+// and secrets kept under deletionPolicy Retain), then its status is removed. Thread-safe (one call
+// per key at a time, as the Manager guarantees).
 #pragma once
 
 #include <string>
@@ -49,10 +49,9 @@ class LabClusterReconciler final : public controller::Reconciler {
  public:
   // `metrics` may be null. All references must outlive the reconciler.
   LabClusterReconciler(const controller::DesiredState& desired, controller::StatusStore& store,
-                       InfrastructureReconciler& infrastructure,
-                       bootstrap::SecretStore& secrets, bootstrap::NodeEnvironment environment,
-                       controller::Clock& clock, metrics::LabMetrics* metrics,
-                       BootstrapRuntime runtime = {});
+                       InfrastructureReconciler& infrastructure, bootstrap::SecretStore& secrets,
+                       bootstrap::NodeEnvironment environment, controller::Clock& clock,
+                       metrics::LabMetrics* metrics, BootstrapRuntime runtime = {});
 
   [[nodiscard]] Result<controller::ReconcileResult> Reconcile(const std::string& name) override;
 

@@ -20,9 +20,9 @@ constexpr std::chrono::hours kCaValidity{24 * 365 * 10};
 constexpr std::chrono::hours kAdminValidity{24 * 365};
 
 // The files of a complete folder, in the order they are written.
-constexpr std::array kFiles = {"ca.crt",     "ca.key",  "front-proxy-ca.crt", "front-proxy-ca.key",
-                               "etcd-ca.crt", "etcd-ca.key", "sa.key",          "sa.pub",
-                               "admin.conf", "bootstrap.yaml"};
+constexpr std::array kFiles = {
+    "ca.crt", "ca.key", "front-proxy-ca.crt", "front-proxy-ca.key", "etcd-ca.crt", "etcd-ca.key",
+    "sa.key", "sa.pub", "admin.conf",         "bootstrap.yaml"};
 
 Error Failed(ErrorCode code, std::string message) { return Error{code, std::move(message)}; }
 
@@ -119,8 +119,8 @@ Result<LabSecrets> MakeLabSecrets(const crds::LabCluster& lab,
   s.vrrp_password = *password;
   auto id = RandomToken(2);
   if (!id) return Fail<LabSecrets>(id.error());
-  s.vrrp_router_id = 1 + (static_cast<unsigned char>((*id)[0]) * 36 +
-                          static_cast<unsigned char>((*id)[1])) % 255;
+  s.vrrp_router_id =
+      1 + (static_cast<unsigned char>((*id)[0]) * 36 + static_cast<unsigned char>((*id)[1])) % 255;
   auto progress_key = RandomToken(32);
   if (!progress_key) return Fail<LabSecrets>(progress_key.error());
   s.progress_key = *progress_key;
@@ -144,7 +144,8 @@ Result<LabSecrets> SecretStore::Create(const crds::LabCluster& lab,
   meta << YAML::BeginMap;
   meta << YAML::Key << "lab" << YAML::Value << name;
   meta << YAML::Key << "token" << YAML::Value << s.token;
-  meta << YAML::Key << "tokenCreated" << YAML::Value << controller::FormatTimestamp(s.token_created);
+  meta << YAML::Key << "tokenCreated" << YAML::Value
+       << controller::FormatTimestamp(s.token_created);
   meta << YAML::Key << "tokenTTLSeconds" << YAML::Value << s.token_ttl.count();
   meta << YAML::Key << "vrrpPassword" << YAML::Value << s.vrrp_password;
   meta << YAML::Key << "vrrpRouterId" << YAML::Value << s.vrrp_router_id;
@@ -158,9 +159,9 @@ Result<LabSecrets> SecretStore::Create(const crds::LabCluster& lab,
   const fs::path temp = root_ / fmt::format(".{}.new.{}", name, getpid());
   fs::remove_all(temp, ec);
   if (!fs::create_directory(temp, ec) || ::chmod(temp.c_str(), 0700) != 0) {
-    return std::unexpected(Failed(ErrorCode::kUnavailable,
-                                  fmt::format("cannot create {}: {}", temp.string(),
-                                              ec ? ec.message() : "chmod failed")));
+    return std::unexpected(Failed(
+        ErrorCode::kUnavailable,
+        fmt::format("cannot create {}: {}", temp.string(), ec ? ec.message() : "chmod failed")));
   }
   const std::array<std::pair<const char*, const std::string*>, 9> contents = {{
       {"ca.crt", &s.ca.cert_pem},
@@ -188,9 +189,9 @@ Result<LabSecrets> SecretStore::Create(const crds::LabCluster& lab,
   fs::rename(temp, Dir(name), ec);
   if (ec) {
     fs::remove_all(temp, ec);
-    return std::unexpected(Failed(ErrorCode::kUnavailable,
-                                  fmt::format("cannot create {}: {}", Dir(name).string(),
-                                              ec.message())));
+    return std::unexpected(
+        Failed(ErrorCode::kUnavailable,
+               fmt::format("cannot create {}: {}", Dir(name).string(), ec.message())));
   }
   return std::move(s);
 }
@@ -241,17 +242,15 @@ Result<std::optional<LabSecrets>> SecretStore::Load(const std::string& lab) cons
     s.vrrp_router_id = meta["vrrpRouterId"].as<int>();
     s.progress_key = meta["progressKey"].as<std::string>();
   } catch (const YAML::Exception& e) {
-    return std::unexpected(Failed(
-        ErrorCode::kFailedPrecondition,
-        fmt::format("{} is damaged ({}); restore it from a backup", (dir / "bootstrap.yaml").string(),
-                    e.what())));
+    return std::unexpected(Failed(ErrorCode::kFailedPrecondition,
+                                  fmt::format("{} is damaged ({}); restore it from a backup",
+                                              (dir / "bootstrap.yaml").string(), e.what())));
   }
   auto hash = DiscoveryHash(s.ca.cert_pem);
   if (!hash) {
-    return std::unexpected(Failed(
-        ErrorCode::kFailedPrecondition,
-        fmt::format("{} is not a readable certificate: {}", (dir / "ca.crt").string(),
-                    hash.error().message)));
+    return std::unexpected(Failed(ErrorCode::kFailedPrecondition,
+                                  fmt::format("{} is not a readable certificate: {}",
+                                              (dir / "ca.crt").string(), hash.error().message)));
   }
   s.discovery_hash = *hash;
   return std::optional<LabSecrets>(std::move(s));
@@ -269,9 +268,9 @@ Status SecretStore::Remove(const std::string& lab) {
   std::error_code ec;
   fs::remove_all(Dir(lab), ec);
   if (ec) {
-    return std::unexpected(Failed(ErrorCode::kUnavailable,
-                                  fmt::format("cannot remove {}: {}", Dir(lab).string(),
-                                              ec.message())));
+    return std::unexpected(
+        Failed(ErrorCode::kUnavailable,
+               fmt::format("cannot remove {}: {}", Dir(lab).string(), ec.message())));
   }
   return {};
 }

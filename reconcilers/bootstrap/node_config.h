@@ -1,10 +1,10 @@
 // What each node needs to become part of its lab's Kubernetes cluster, by
 // role, computed before any VM boots (DESIGN.md "Bootstrap model"): the
 // phase scripts (base on every node; endpoint on control planes; kubernetes,
-// the pinned packages, on every node; then primary, secondary or worker), kubeadm configuration, haproxy and
-// keepalived configuration, the shared CA material for control planes, and
-// the #cloud-config that writes them and runs the phases. Pure functions of
-// the spec, the lab's secrets and what the controller provides.
+// the pinned packages, on every node; then primary, secondary or worker), kubeadm configuration,
+// haproxy and keepalived configuration, the shared CA material for control planes, and the
+// #cloud-config that writes them and runs the phases. Pure functions of the spec, the lab's secrets
+// and what the controller provides.
 #pragma once
 
 #include <map>
@@ -24,7 +24,7 @@ inline constexpr const char* kCiliumVersion = "1.16.1";
 
 // What the controller provides besides the spec.
 struct NodeEnvironment {
-  std::string apt_proxy;                          // "http://HOST:PORT", empty for none
+  std::string apt_proxy;                                // "http://HOST:PORT", empty for none
   std::map<std::string, std::string> registry_mirrors;  // upstream host -> mirror URL
   // Contents of the host files the spec names (CNI manifest, add-ons), by path.
   std::map<std::string, std::string> host_files;

@@ -86,9 +86,8 @@ void ProgressStore::SetLab(const std::string& lab, LabIdentity identity) {
   auto& state = labs_[lab];
   state.identity = std::move(identity);
   // Nodes the lab no longer has are forgotten.
-  std::erase_if(state.nodes, [&](const auto& entry) {
-    return !state.identity.roles.contains(entry.first);
-  });
+  std::erase_if(state.nodes,
+                [&](const auto& entry) { return !state.identity.roles.contains(entry.first); });
 }
 
 void ProgressStore::RemoveLab(const std::string& lab) {
@@ -135,8 +134,8 @@ Verdict ProgressStore::Report(const std::string& lab, std::string_view authoriza
   const auto seq = number("seq", -1);
   const auto exit_code = number("exitCode", 0);
   const auto attempt = number("attempt", 1);
-  const auto log = report.is_object() && report.has_field("log") ? text("log")
-                                                                   : std::optional<std::string>("");
+  const auto log =
+      report.is_object() && report.has_field("log") ? text("log") : std::optional<std::string>("");
   if (!node || !phase || !state || !seq || *seq < 0 || !exit_code || !attempt || !log ||
       (*state != "started" && *state != "done" && *state != "failed")) {
     return Count(Verdict::kMalformed);
@@ -193,9 +192,8 @@ Verdict ProgressStore::Report(const std::string& lab, std::string_view authoriza
     progress.state = *state;
     progress.exit_code = static_cast<int>(*exit_code);
     progress.attempt = static_cast<int>(*attempt);
-    progress.log_tail = log->size() > kMaxLogTailBytes
-                            ? log->substr(log->size() - kMaxLogTailBytes)
-                            : *log;
+    progress.log_tail =
+        log->size() > kMaxLogTailBytes ? log->substr(log->size() - kMaxLogTailBytes) : *log;
     progress.seq = static_cast<std::uint64_t>(*seq);
     progress.simulated = simulated;
     progress.updated = wall;

@@ -34,11 +34,11 @@ inline constexpr std::size_t kMaxLogTailBytes = 4 * 1024;
 [[nodiscard]] std::string NodeToken(const std::string& progress_key, const std::string& node);
 
 struct NodeProgress {
-  std::string phase;        // the phase last reported
-  std::string state;        // started | done | failed
-  int exit_code = 0;        // of a failed phase
-  std::string log_tail;     // of a failed phase
-  int attempt = 1;          // of the phase (the runner retries failed phases)
+  std::string phase;     // the phase last reported
+  std::string state;     // started | done | failed
+  int exit_code = 0;     // of a failed phase
+  std::string log_tail;  // of a failed phase
+  int attempt = 1;       // of the phase (the runner retries failed phases)
   bool bootstrap_done = false;
   bool simulated = false;
   std::uint64_t seq = 0;
@@ -63,7 +63,7 @@ enum class Verdict {
 // What the store needs to know about a lab to check its reports.
 struct LabIdentity {
   std::string progress_key;
-  std::map<std::string, std::string> roles;          // node -> control-plane | worker
+  std::map<std::string, std::string> roles;                // node -> control-plane | worker
   std::map<std::string, std::vector<std::string>> phases;  // node -> its phases in order
 };
 

@@ -82,15 +82,15 @@ void GuestSimulator::Step(const std::string& lab, const std::string& node, Guest
     guest.due = clock_.Now() + Seconds(it == options_.phase_seconds.end() ? 10 : it->second);
   } else if ((phase == "secondary" || phase == "worker") && !PrimaryDone(lab)) {
     // A join waits for the endpoint, which answers once the primary is done.
-    guest.due = clock_.Now() + std::max<controller::Duration>(Seconds(1),
-                                                              std::chrono::milliseconds(10));
+    guest.due =
+        clock_.Now() + std::max<controller::Duration>(Seconds(1), std::chrono::milliseconds(10));
     return;
   } else if (guest.failing.erase(phase) > 0) {
     state = "failed";
     exit_code = 1;
-    log = fmt::format(
-        "simulated failure of phase {} on {} (annotation {}); the runner retries it\n", phase,
-        node, kSimulateFailureAnnotation);
+    log =
+        fmt::format("simulated failure of phase {} on {} (annotation {}); the runner retries it\n",
+                    phase, node, kSimulateFailureAnnotation);
     guest.started = false;
     ++guest.attempt;
     guest.due = clock_.Now() + Seconds(options_.retry_seconds);
@@ -104,7 +104,8 @@ void GuestSimulator::Step(const std::string& lab, const std::string& node, Guest
   }
   const std::string body = fmt::format(
       R"({{"node":"{}","phase":"{}","state":"{}","seq":{},"exitCode":{},"attempt":{},"log":"{}","simulated":true}})",
-      node, phase, state, ++guest.seq, exit_code, state == "failed" ? guest.attempt - 1 : guest.attempt,
+      node, phase, state, ++guest.seq, exit_code,
+      state == "failed" ? guest.attempt - 1 : guest.attempt,
       log.empty() ? "" : log.substr(0, log.size() - 1));
   reports.emplace_back(lab, "Bearer " + guest.token, body);
 }

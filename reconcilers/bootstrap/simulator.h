@@ -28,9 +28,9 @@ struct SimulationOptions {
   // Seconds of each phase at speed 1 (about what a node with a nearby
   // package cache takes); divided by `speed`, and 0 when speed is 0 ("as
   // fast as the controller goes").
-  std::map<std::string, double> phase_seconds = {
-      {"base", 15}, {"endpoint", 5}, {"kubernetes", 20}, {"primary", 30}, {"secondary", 20},
-      {"worker", 15}};
+  std::map<std::string, double> phase_seconds = {{"base", 15},       {"endpoint", 5},
+                                                 {"kubernetes", 20}, {"primary", 30},
+                                                 {"secondary", 20},  {"worker", 15}};
   double retry_seconds = 5;  // the runner's pause before retrying a failed phase
   double speed = 1;
 };

@@ -30,7 +30,8 @@ std::string RenderUserData(const crds::LabCluster& lab, const crds::PlannedNode&
   }
   out << YAML::EndSeq;
   out << YAML::Key << "runcmd" << YAML::Value << YAML::BeginSeq;
-  out << YAML::Flow << YAML::BeginSeq << "/bin/bash" << "/etc/vmlab/bootstrap.sh" << YAML::EndSeq;
+  out << YAML::Flow << YAML::BeginSeq << "/bin/bash"
+      << "/etc/vmlab/bootstrap.sh" << YAML::EndSeq;
   out << YAML::EndSeq;
   out << YAML::EndMap;
   return fmt::format("#cloud-config\n{}\n", out.c_str());

@@ -14,9 +14,8 @@
 
 namespace vmlab::reconcilers::bootstrap {
 
-[[nodiscard]] std::string RenderUserData(const crds::LabCluster& lab,
-                                         const crds::PlannedNode& node, const LabSecrets& secrets,
-                                         const NodeEnvironment& env);
+[[nodiscard]] std::string RenderUserData(const crds::LabCluster& lab, const crds::PlannedNode& node,
+                                         const LabSecrets& secrets, const NodeEnvironment& env);
 
 // `secrets` with every private key, the token and the keepalived password
 // replaced by "<redacted ...>" placeholders (what `vmlab render` shows

@@ -310,39 +310,40 @@ Status LibvirtHypervisor::CreateVolume(const std::string& pool_name, const std::
   const bool test_driver = Driver() == "TEST";
   return Call(connection_, content.empty() ? "create_volume" : "create_upload_volume",
               [&](virConnectPtr conn) -> Status {
-    Pool pool(virStoragePoolLookupByName(conn, pool_name.c_str()));
-    if (!pool) return std::unexpected(LibvirtError("look up pool"));
-    Vol vol(virStorageVolCreateXML(pool.get(), xml.c_str(), 0));
-    if (!vol) return std::unexpected(LibvirtError("create volume"));
-    if (content.empty()) return {};
-    // From here on a failure removes the volume again: never a half-written seed.
-    auto fail = [&](const char* op) {
-      Error error = LibvirtError(op);
-      virStorageVolDelete(vol.get(), 0);
-      return std::unexpected(std::move(error));
-    };
-    Stream stream(virStreamNew(conn, 0));
-    if (!stream) return fail("new stream");
-    if (virStorageVolUpload(vol.get(), stream.get(), 0, content.size(), 0) != 0) {
-      const virErrorPtr e = virGetLastError();
-      if (test_driver && e && e->code == VIR_ERR_NO_SUPPORT) {
-        virResetLastError();
-        return {};  // the test driver keeps no contents (see the seam)
-      }
-      return fail("upload volume");
-    }
-    for (std::size_t sent = 0; sent < content.size();) {
-      const int n = virStreamSend(stream.get(), content.data() + sent,
-                                  std::min<std::size_t>(content.size() - sent, 256 * 1024));
-      if (n < 0) {
-        virStreamAbort(stream.get());
-        return fail("upload volume");
-      }
-      sent += static_cast<std::size_t>(n);
-    }
-    if (virStreamFinish(stream.get()) != 0) return fail("finish upload");
-    return {};
-  });
+                Pool pool(virStoragePoolLookupByName(conn, pool_name.c_str()));
+                if (!pool) return std::unexpected(LibvirtError("look up pool"));
+                Vol vol(virStorageVolCreateXML(pool.get(), xml.c_str(), 0));
+                if (!vol) return std::unexpected(LibvirtError("create volume"));
+                if (content.empty()) return {};
+                // From here on a failure removes the volume again: never a half-written seed.
+                auto fail = [&](const char* op) {
+                  Error error = LibvirtError(op);
+                  virStorageVolDelete(vol.get(), 0);
+                  return std::unexpected(std::move(error));
+                };
+                Stream stream(virStreamNew(conn, 0));
+                if (!stream) return fail("new stream");
+                if (virStorageVolUpload(vol.get(), stream.get(), 0, content.size(), 0) != 0) {
+                  const virErrorPtr e = virGetLastError();
+                  if (test_driver && e && e->code == VIR_ERR_NO_SUPPORT) {
+                    virResetLastError();
+                    return {};  // the test driver keeps no contents (see the seam)
+                  }
+                  return fail("upload volume");
+                }
+                for (std::size_t sent = 0; sent < content.size();) {
+                  const int n =
+                      virStreamSend(stream.get(), content.data() + sent,
+                                    std::min<std::size_t>(content.size() - sent, 256 * 1024));
+                  if (n < 0) {
+                    virStreamAbort(stream.get());
+                    return fail("upload volume");
+                  }
+                  sent += static_cast<std::size_t>(n);
+                }
+                if (virStreamFinish(stream.get()) != 0) return fail("finish upload");
+                return {};
+              });
 }
 
 Status LibvirtHypervisor::DeleteVolume(const std::string& pool_name, const std::string& name) {

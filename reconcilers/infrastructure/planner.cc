@@ -136,9 +136,9 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
     volume(files.root_volume, disk, lab.spec.image.path);
     volume(files.extra_volume, lab.spec.workers.extra_disk_gib, "");
     if (!observed.volumes.contains(files.seed_volume) &&
-        (!exists || drift("VolumeMissing", files.seed_volume,
-                          fmt::format("seed {} of {} is gone", files.seed_volume, node.name),
-                          true))) {
+        (!exists ||
+         drift("VolumeMissing", files.seed_volume,
+               fmt::format("seed {} of {} is gone", files.seed_volume, node.name), true))) {
       plan.actions.push_back({ActionKind::kCreateSeed, files.seed_volume, "", "", node.name});
     }
 

@@ -37,8 +37,8 @@ Status InitLibisofs() {
     }
   });
   if (result < 0) {
-    return std::unexpected(Error{ErrorCode::kInternal,
-                                 fmt::format("libisofs: cannot initialise ({:#x})", result)});
+    return std::unexpected(
+        Error{ErrorCode::kInternal, fmt::format("libisofs: cannot initialise ({:#x})", result)});
   }
   return {};
 }
@@ -94,8 +94,7 @@ SeedFiles RenderSeedFiles(const crds::LabCluster& lab, const crds::PlannedNode& 
     out << YAML::Key << "gateway4" << YAML::Value << gateway;
     out << YAML::Key << "nameservers" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "addresses" << YAML::Value << YAML::BeginSeq << gateway << YAML::EndSeq;
-    out << YAML::Key << "search" << YAML::Value << YAML::BeginSeq << network.domain
-        << YAML::EndSeq;
+    out << YAML::Key << "search" << YAML::Value << YAML::BeginSeq << network.domain << YAML::EndSeq;
     out << YAML::EndMap << YAML::EndMap << YAML::EndMap << YAML::EndMap;
     files.network_config = Emit(out);
   }
@@ -106,7 +105,8 @@ SeedFiles RenderSeedFiles(const crds::LabCluster& lab, const crds::PlannedNode& 
 Result<std::string> BuildSeedIso(const SeedFiles& files) {
   if (auto init = InitLibisofs(); !init) return std::unexpected(init.error());
   IsoImage* raw_image = nullptr;
-  if (int r = iso_image_new("cidata", &raw_image); r < 0) return std::unexpected(IsoError("new", r));
+  if (int r = iso_image_new("cidata", &raw_image); r < 0)
+    return std::unexpected(IsoError("new", r));
   std::unique_ptr<IsoImage, ImageUnref> image(raw_image);
   iso_image_set_volume_id(image.get(), "cidata");
 
@@ -118,7 +118,8 @@ Result<std::string> BuildSeedIso(const SeedFiles& files) {
   for (const auto& [name, content] : entries) {
     // The memory stream takes ownership of a malloc'ed buffer.
     auto* buffer = static_cast<unsigned char*>(std::malloc(content->size() + 1));
-    if (!buffer) return std::unexpected(Error{ErrorCode::kResourceExhausted, "seed image: out of memory"});
+    if (!buffer)
+      return std::unexpected(Error{ErrorCode::kResourceExhausted, "seed image: out of memory"});
     std::memcpy(buffer, content->data(), content->size());
     IsoStream* stream = nullptr;
     if (int r = iso_memory_stream_new(buffer, content->size(), &stream); r < 0) {
@@ -137,7 +138,8 @@ Result<std::string> BuildSeedIso(const SeedFiles& files) {
   }
 
   IsoWriteOpts* raw_opts = nullptr;
-  if (int r = iso_write_opts_new(&raw_opts, 0); r < 0) return std::unexpected(IsoError("options", r));
+  if (int r = iso_write_opts_new(&raw_opts, 0); r < 0)
+    return std::unexpected(IsoError("options", r));
   std::unique_ptr<IsoWriteOpts, OptsFree> opts(raw_opts);
   iso_write_opts_set_rockridge(opts.get(), 1);
   iso_write_opts_set_joliet(opts.get(), 1);

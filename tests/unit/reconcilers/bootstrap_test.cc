@@ -61,7 +61,8 @@ LabSecrets TestSecrets() {
     return fmt::format("-----BEGIN {0}-----\nTEST MATERIAL: {1}\n-----END {0}-----\n", kind, what);
   };
   s.ca = {pem("CERTIFICATE", "cluster CA"), pem("PRIVATE KEY", "cluster CA key")};
-  s.front_proxy_ca = {pem("CERTIFICATE", "front-proxy CA"), pem("PRIVATE KEY", "front-proxy CA key")};
+  s.front_proxy_ca = {pem("CERTIFICATE", "front-proxy CA"),
+                      pem("PRIVATE KEY", "front-proxy CA key")};
   s.etcd_ca = {pem("CERTIFICATE", "etcd CA"), pem("PRIVATE KEY", "etcd CA key")};
   s.service_account = {pem("PRIVATE KEY", "service-account key"),
                        pem("PUBLIC KEY", "service-account public key")};
@@ -142,16 +143,16 @@ TEST_P(ValidatorsTest, EveryArtifactPassesItsRealValidator) {
     EXPECT_EQ(status, 0) << haproxy;
     EXPECT_THAT(haproxy, HasSubstr("Configuration file is valid"));
     dir.Write("keepalived.conf", RenderKeepalivedConfig(lab, node, *secrets));
-    const std::string keepalived = Shell("keepalived -t -f " + d + "/keepalived.conf 2>&1", &status);
+    const std::string keepalived =
+        Shell("keepalived -t -f " + d + "/keepalived.conf 2>&1", &status);
     EXPECT_EQ(status, 0) << keepalived;
   }
-  EXPECT_THAT(scripts_checked, testing::IsSupersetOf({"/etc/vmlab/bootstrap.sh",
-                                                      "/etc/vmlab/phases/base.sh",
-                                                      "/etc/vmlab/phases/endpoint.sh",
-                                                      "/etc/vmlab/phases/kubernetes.sh",
-                                                      "/etc/vmlab/phases/primary.sh",
-                                                      "/etc/vmlab/phases/secondary.sh",
-                                                      "/etc/vmlab/phases/worker.sh"}));
+  EXPECT_THAT(
+      scripts_checked,
+      testing::IsSupersetOf({"/etc/vmlab/bootstrap.sh", "/etc/vmlab/phases/base.sh",
+                             "/etc/vmlab/phases/endpoint.sh", "/etc/vmlab/phases/kubernetes.sh",
+                             "/etc/vmlab/phases/primary.sh", "/etc/vmlab/phases/secondary.sh",
+                             "/etc/vmlab/phases/worker.sh"}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Labs, ValidatorsTest, testing::Values("seed", "big"));
@@ -236,8 +237,7 @@ TEST(BootstrapTest, RolesGetTheirPhasesAndOnlyControlPlanesTheCaKeys) {
     return out;
   };
   EXPECT_THAT(names(nodes[0]), testing::ElementsAre("base", "endpoint", "kubernetes", "primary"));
-  EXPECT_THAT(names(nodes[1]),
-              testing::ElementsAre("base", "endpoint", "kubernetes", "secondary"));
+  EXPECT_THAT(names(nodes[1]), testing::ElementsAre("base", "endpoint", "kubernetes", "secondary"));
   EXPECT_THAT(names(nodes[2]), testing::ElementsAre("base", "kubernetes", "worker"));
   const auto secondary = FilesByPath(lab, nodes[1], TestSecrets());
   EXPECT_EQ(secondary.at("/etc/kubernetes/pki/ca.key").permissions, "0600");
@@ -274,7 +274,8 @@ TEST(BootstrapTest, PrimaryAppliesTheCniThenTheAddonsInOrder) {
   EXPECT_LT(cilium, cert_manager);
   EXPECT_LT(cert_manager, openebs);
   EXPECT_EQ(files.at("/etc/vmlab/manifests/addon-2.yaml").content,
-            "apiVersion: v1\nkind: Namespace\n") << "a host manifest travels in the seed";
+            "apiVersion: v1\nkind: Namespace\n")
+      << "a host manifest travels in the seed";
   const auto calico = Load("examples/spk-lab.yaml");
   const auto calico_files = FilesByPath(calico, crds::PlanNodes(calico)[0], TestSecrets());
   EXPECT_THAT(calico_files.at("/etc/vmlab/phases/primary.sh").content,
@@ -285,7 +286,8 @@ TEST(BootstrapTest, BasePhasePinsKubernetesPackagesFromTheMinorsRepository) {
   const auto lab = Load("examples/spk-lab.yaml");
   const std::string base = RenderPhaseScript(Phase::kBase, lab, crds::PlanNodes(lab)[0], {}) +
                            RenderPhaseScript(Phase::kKubernetes, lab, crds::PlanNodes(lab)[0], {});
-  const std::string minor = lab.spec.kubernetes.version.substr(0, lab.spec.kubernetes.version.rfind('.'));
+  const std::string minor =
+      lab.spec.kubernetes.version.substr(0, lab.spec.kubernetes.version.rfind('.'));
   EXPECT_THAT(base, HasSubstr("https://pkgs.k8s.io/core:/stable:/v" + minor + "/deb/"));
   EXPECT_THAT(base, HasSubstr("-v want=" + lab.spec.kubernetes.version + "-"));
   EXPECT_THAT(base, HasSubstr("apt-mark hold kubelet kubeadm kubectl"));

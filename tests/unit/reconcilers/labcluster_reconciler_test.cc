@@ -8,19 +8,18 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <functional>
-#include <thread>
-
 #include <algorithm>
+#include <functional>
 #include <map>
+#include <thread>
 
 #include "../controller/fake_desired_state.h"
 #include "../controller/scratch_dir.h"
 #include "controller/fake_clock.h"
 #include "crds/canonical.h"
 #include "crds/labcluster_parse.h"
-#include "metrics/lab_metrics.h"
 #include "metrics/bootstrap_metrics.h"
+#include "metrics/lab_metrics.h"
 #include "metrics/registry.h"
 #include "reconcilers/infrastructure/identity.h"
 #include "reconcilers/infrastructure/lab_layout.h"
@@ -120,7 +119,7 @@ class LabClusterReconcilerTest : public testing::Test {
   infra::LibvirtHypervisor hypervisor_{connection_};
   InfrastructureReconciler infrastructure_{hypervisor_, dir_.path().string()};
   bootstrap::SecretStore secrets_{dir_.path()};
-  LabClusterReconciler reconciler_{desired_, store_,  infrastructure_, secrets_,
+  LabClusterReconciler reconciler_{desired_, store_, infrastructure_, secrets_,
                                    {},       clock_, &lab_metrics_};
   // "Behind vmlab's back": another connection to the same driver.
   infra::LibvirtConnection behind_connection_{"test:///default", nullptr};
@@ -339,9 +338,9 @@ class SimulatedGuestsTest : public LabClusterReconcilerTest {
   metrics::BootstrapMetrics bootstrap_metrics_{registry_};
   bootstrap::ProgressStore progress_{real_clock_, nullptr, &bootstrap_metrics_};
   bootstrap::GuestSimulator simulator_{real_clock_, progress_, Options()};
-  LabClusterReconciler simulated_{desired_, store_,          infrastructure_,
-                                  secrets_, {},              real_clock_,
-                                  &lab_metrics_, {&progress_, &simulator_}};
+  LabClusterReconciler simulated_{
+      desired_, store_,      infrastructure_, secrets_,
+      {},       real_clock_, &lab_metrics_,   {&progress_, &simulator_}};
 };
 
 TEST_F(SimulatedGuestsTest, ThreePlusFiveLabGoesReadyAndAnInjectedFailureRecovers) {
@@ -351,11 +350,14 @@ TEST_F(SimulatedGuestsTest, ThreePlusFiveLabGoesReadyAndAnInjectedFailureRecover
   lab.spec = spec;
   desired_.labs["rcsim"] = lab;
 
-  ASSERT_TRUE(ReconcileUntil("rcsim", [&](const controller::LabRecord& r) {
-    return Cond(r, "WorkersReady").reason == "PhaseFailed";
-  })) << "the injected failure shows; WorkersReady: " << Cond(Record("rcsim"), "WorkersReady").reason
-      << " " << Cond(Record("rcsim"), "WorkersReady").message << "; InfrastructureReady: "
-      << Cond(Record("rcsim"), "InfrastructureReady").message;
+  ASSERT_TRUE(ReconcileUntil("rcsim",
+                             [&](const controller::LabRecord& r) {
+                               return Cond(r, "WorkersReady").reason == "PhaseFailed";
+                             }))
+      << "the injected failure shows; WorkersReady: "
+      << Cond(Record("rcsim"), "WorkersReady").reason << " "
+      << Cond(Record("rcsim"), "WorkersReady").message
+      << "; InfrastructureReady: " << Cond(Record("rcsim"), "InfrastructureReady").message;
   auto r = Record("rcsim");
   EXPECT_THAT(Cond(r, "WorkersReady").message,
               HasSubstr("rcsim-worker-4: phase base failed (exit 1, attempt 1)"));
@@ -371,24 +373,31 @@ TEST_F(SimulatedGuestsTest, ThreePlusFiveLabGoesReadyAndAnInjectedFailureRecover
   ASSERT_NE(node, r.nodes.end());
   EXPECT_EQ(node->bootstrap_phase, "base: failed (exit 1, attempt 1)");
 
-  ASSERT_TRUE(ReconcileUntil(
-      "rcsim", [&](const controller::LabRecord& rec) { return Cond(rec, "Ready").status == "True"; }))
-      << "the retry recovers and the lab goes Ready";
+  ASSERT_TRUE(ReconcileUntil("rcsim", [&](const controller::LabRecord& rec) {
+    return Cond(rec, "Ready").status == "True";
+  })) << "the retry recovers and the lab goes Ready";
   r = Record("rcsim");
   EXPECT_EQ(Cond(r, "Ready").reason, "SimulatedReady");
   EXPECT_EQ(Cond(r, "ControlPlaneReady").message, "3 of 3 control planes Ready");
   EXPECT_EQ(Cond(r, "WorkersReady").message, "5 of 5 workers Ready");
   for (const auto& n : r.nodes) {
     EXPECT_TRUE(n.ready) << n.name;
-    EXPECT_EQ(n.bootstrap_phase, n.role == "worker"          ? "worker: done"
+    EXPECT_EQ(n.bootstrap_phase, n.role == "worker"       ? "worker: done"
                                  : n.name == "rcsim-cp-1" ? "primary: done"
                                                           : "secondary: done")
         << n.name;
   }
   const std::string metrics = registry_.Serialize();
-  EXPECT_THAT(metrics, HasSubstr(R"(vmlab_bootstrap_phase_duration_seconds_count{phase="secondary",role="control-plane"} 2)"));
-  EXPECT_THAT(metrics, HasSubstr(R"(vmlab_bootstrap_phase_duration_seconds_count{phase="worker",role="worker"} 5)"));
-  EXPECT_THAT(metrics, HasSubstr(R"(vmlab_labcluster_status_condition{name="rcsim",status="True",type="Ready"} 1)"));
+  EXPECT_THAT(
+      metrics,
+      HasSubstr(
+          R"(vmlab_bootstrap_phase_duration_seconds_count{phase="secondary",role="control-plane"} 2)"));
+  EXPECT_THAT(
+      metrics,
+      HasSubstr(R"(vmlab_bootstrap_phase_duration_seconds_count{phase="worker",role="worker"} 5)"));
+  EXPECT_THAT(
+      metrics,
+      HasSubstr(R"(vmlab_labcluster_status_condition{name="rcsim",status="True",type="Ready"} 1)"));
 }
 
 }  // namespace

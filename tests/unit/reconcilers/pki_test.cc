@@ -151,9 +151,9 @@ TEST(PkiTest, SecretStoreMakesEverythingOnceWithPrivateModes) {
   const auto dir = store.Dir("pki");
   EXPECT_EQ(Mode(dir), 0700);
   EXPECT_EQ(Mode(state.path() / "pki"), 0700);
-  for (const char* file : {"ca.crt", "ca.key", "front-proxy-ca.crt", "front-proxy-ca.key",
-                           "etcd-ca.crt", "etcd-ca.key", "sa.key", "sa.pub", "admin.conf",
-                           "bootstrap.yaml"}) {
+  for (const char* file :
+       {"ca.crt", "ca.key", "front-proxy-ca.crt", "front-proxy-ca.key", "etcd-ca.crt",
+        "etcd-ca.key", "sa.key", "sa.pub", "admin.conf", "bootstrap.yaml"}) {
     EXPECT_EQ(Mode(dir / file), 0600) << file;
   }
   EXPECT_EQ(made->token_ttl, std::chrono::hours(24));
@@ -198,8 +198,8 @@ TEST(PkiTest, AdminKubeconfigChainsToTheCaAndPointsAtTheEndpoint) {
   const YAML::Node config = YAML::LoadFile(store.KubeconfigPath("pki").string());
   EXPECT_EQ(config["clusters"][0]["cluster"]["server"].as<std::string>(),
             "https://172.42.42.10:16443");
-  EXPECT_EQ(Base64Decode(config["clusters"][0]["cluster"]["certificate-authority-data"]
-                             .as<std::string>()),
+  EXPECT_EQ(Base64Decode(
+                config["clusters"][0]["cluster"]["certificate-authority-data"].as<std::string>()),
             secrets->ca.cert_pem);
   const std::string client =
       Base64Decode(config["users"][0]["user"]["client-certificate-data"].as<std::string>());
@@ -209,8 +209,8 @@ TEST(PkiTest, AdminKubeconfigChainsToTheCaAndPointsAtTheEndpoint) {
   const std::string d = dir.path().string();
   EXPECT_THAT(Shell("openssl verify -CAfile " + d + "/ca.crt " + d + "/admin.crt"),
               HasSubstr(": OK"));
-  const std::string text = Shell("openssl x509 -noout -subject -ext extendedKeyUsage -in " + d +
-                                 "/admin.crt");
+  const std::string text =
+      Shell("openssl x509 -noout -subject -ext extendedKeyUsage -in " + d + "/admin.crt");
   EXPECT_THAT(text, HasSubstr("O = system:masters, CN = kubernetes-admin"));
   EXPECT_THAT(text, HasSubstr("TLS Web Client Authentication"));
   EXPECT_EQ(config["current-context"].as<std::string>(), "kubernetes-admin@pki");

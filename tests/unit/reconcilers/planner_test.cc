@@ -70,12 +70,13 @@ Plan PlanFor(const crds::LabCluster& lab, const Observed& observed, const std::s
 
 TEST(PlannerTest, NewLabCreatesEverythingWithoutDrift) {
   const auto plan = PlanFor(Lab(1, 1), Observed{});
-  EXPECT_THAT(Steps(plan),
-              ElementsAre("EnsurePool vmlab", "DefineNetwork vmlab-lab", "StartNetwork vmlab-lab",
-                          "CreateVolume lab-cp-1-root.qcow2", "CreateSeed lab-cp-1-seed.iso",
-                          "DefineDomain lab-cp-1", "StartDomain lab-cp-1",
-                          "CreateVolume lab-worker-1-root.qcow2", "CreateSeed lab-worker-1-seed.iso",
-                          "DefineDomain lab-worker-1", "StartDomain lab-worker-1"));
+  EXPECT_THAT(
+      Steps(plan),
+      ElementsAre("EnsurePool vmlab", "DefineNetwork vmlab-lab", "StartNetwork vmlab-lab",
+                  "CreateVolume lab-cp-1-root.qcow2", "CreateSeed lab-cp-1-seed.iso",
+                  "DefineDomain lab-cp-1", "StartDomain lab-cp-1",
+                  "CreateVolume lab-worker-1-root.qcow2", "CreateSeed lab-worker-1-seed.iso",
+                  "DefineDomain lab-worker-1", "StartDomain lab-worker-1"));
   EXPECT_THAT(plan.drift, IsEmpty());
 }
 

@@ -9,12 +9,12 @@
 
 #include <thread>
 
+#include "../controller/scratch_dir.h"
 #include "controller/fake_clock.h"
 #include "metrics/bootstrap_metrics.h"
 #include "metrics/registry.h"
 #include "reconcilers/bootstrap/progress_listener.h"
 #include "reconcilers/bootstrap/simulator.h"
-#include "../controller/scratch_dir.h"
 #include "shell.h"
 
 namespace vmlab::reconcilers::bootstrap {
@@ -27,7 +27,8 @@ constexpr const char* kKey = "0123456789abcdefghijklmnopqrstuv";
 LabIdentity Identity() {
   LabIdentity id;
   id.progress_key = kKey;
-  id.roles = {{"lab-cp-1", "control-plane"}, {"lab-worker-1", "worker"}, {"lab-worker-2", "worker"}};
+  id.roles = {
+      {"lab-cp-1", "control-plane"}, {"lab-worker-1", "worker"}, {"lab-worker-2", "worker"}};
   id.phases = {{"lab-cp-1", {"base", "endpoint", "primary"}},
                {"lab-worker-1", {"base", "worker"}},
                {"lab-worker-2", {"base", "worker"}}};
@@ -69,8 +70,9 @@ TEST_F(ProgressTest, TokensAreDerivedPerNodeAndDiffer) {
 }
 
 TEST_F(ProgressTest, AnHonestNodesPhasesAreRecordedAndTimed) {
-  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "base", "started", 1)),
-            Verdict::kAccepted);
+  EXPECT_EQ(
+      store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "base", "started", 1)),
+      Verdict::kAccepted);
   clock_.Advance(std::chrono::seconds(42));
   EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "base", "done", 2)),
             Verdict::kAccepted);
@@ -78,17 +80,20 @@ TEST_F(ProgressTest, AnHonestNodesPhasesAreRecordedAndTimed) {
   EXPECT_EQ(p.phase, "base");
   EXPECT_EQ(p.state, "done");
   EXPECT_FALSE(p.bootstrap_done);
-  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "worker", "started", 3)),
-            Verdict::kAccepted);
+  EXPECT_EQ(
+      store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "worker", "started", 3)),
+      Verdict::kAccepted);
   EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "worker", "done", 4)),
             Verdict::kAccepted);
   EXPECT_TRUE(store_.Progress("lab").at("lab-worker-1").bootstrap_done);
   EXPECT_EQ(changed_.size(), 4u) << "every accepted report enqueues the lab";
   const std::string text = registry_.Serialize();
-  EXPECT_EQ(Metric(text, R"(vmlab_bootstrap_phase_duration_seconds_sum{phase="base",role="worker"})"),
-            42);
-  EXPECT_EQ(Metric(text, R"(vmlab_bootstrap_phase_duration_seconds_count{phase="worker",role="worker"})"),
-            1);
+  EXPECT_EQ(
+      Metric(text, R"(vmlab_bootstrap_phase_duration_seconds_sum{phase="base",role="worker"})"),
+      42);
+  EXPECT_EQ(
+      Metric(text, R"(vmlab_bootstrap_phase_duration_seconds_count{phase="worker",role="worker"})"),
+      1);
   EXPECT_EQ(Metric(text, R"(vmlab_progress_reports_total{result="accepted"})"), 4);
 }
 
@@ -113,15 +118,19 @@ TEST_F(ProgressTest, BadReportsAreRefusedAndCounted) {
             Verdict::kUnauthorized);
   EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-2"), body), Verdict::kWrongNode)
       << "another node's token";
-  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-9"), Body("lab-worker-9", "base", "started", 1)),
-            Verdict::kWrongNode);
+  EXPECT_EQ(
+      store_.Report("lab", Bearer("lab-worker-9"), Body("lab-worker-9", "base", "started", 1)),
+      Verdict::kWrongNode);
   EXPECT_EQ(store_.Report("other", Bearer("lab-worker-1"), body), Verdict::kUnknownLab);
   EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), "{not json"), Verdict::kMalformed);
   EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), "[1,2]"), Verdict::kMalformed);
-  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "base", "finished", 1)),
-            Verdict::kMalformed);
-  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "primary", "started", 1)),
-            Verdict::kMalformed) << "a phase the node does not run";
+  EXPECT_EQ(
+      store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "base", "finished", 1)),
+      Verdict::kMalformed);
+  EXPECT_EQ(
+      store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "primary", "started", 1)),
+      Verdict::kMalformed)
+      << "a phase the node does not run";
   EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"),
                           R"({"node":"lab-worker-1","phase":"base","state":"started","seq":"1"})"),
             Verdict::kMalformed);
@@ -133,7 +142,8 @@ TEST_F(ProgressTest, BadReportsAreRefusedAndCounted) {
   EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), body), Verdict::kAccepted);
   EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), body), Verdict::kReplay);
   EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "base", "done", 1)),
-            Verdict::kReplay) << "a sequence number must grow";
+            Verdict::kReplay)
+      << "a sequence number must grow";
   const std::string text = registry_.Serialize();
   EXPECT_EQ(Metric(text, R"(vmlab_progress_reports_total{result="unauthorized"})"), 3);
   EXPECT_EQ(Metric(text, R"(vmlab_progress_reports_total{result="wrong_node"})"), 2);
@@ -163,17 +173,22 @@ TEST_F(ProgressTest, AFloodIsRateLimitedAndHonestNodesGetThrough) {
   EXPECT_EQ(accepted, 20) << "the burst, then nothing without time passing";
   EXPECT_EQ(limited, 980);
   clock_.Advance(std::chrono::seconds(1));
-  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-2"), Body("lab-worker-2", "base", "done", 1001)),
-            Verdict::kAccepted) << "it refills with time";
+  EXPECT_EQ(
+      store_.Report("lab", Bearer("lab-worker-2"), Body("lab-worker-2", "base", "done", 1001)),
+      Verdict::kAccepted)
+      << "it refills with time";
 }
 
 TEST_F(ProgressTest, ANodeCreatedAnewStartsOver) {
-  ASSERT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "base", "started", 9)),
-            Verdict::kAccepted);
+  ASSERT_EQ(
+      store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "base", "started", 9)),
+      Verdict::kAccepted);
   store_.ResetNode("lab", "lab-worker-1");
   EXPECT_FALSE(store_.Progress("lab").contains("lab-worker-1"));
-  EXPECT_EQ(store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "base", "started", 1)),
-            Verdict::kAccepted) << "a fresh guest counts from 1 again";
+  EXPECT_EQ(
+      store_.Report("lab", Bearer("lab-worker-1"), Body("lab-worker-1", "base", "started", 1)),
+      Verdict::kAccepted)
+      << "a fresh guest counts from 1 again";
 }
 
 // The simulator posts through the same checks, with the nodes' real tokens.
@@ -189,8 +204,9 @@ TEST(GuestSimulatorTest, PlaysEveryPhaseJoinsAfterThePrimaryAndRetriesAnInjected
   options.retry_seconds = 0.05;
   GuestSimulator simulator(clock, store, options);
   for (const auto& [node, phases] : Identity().phases) {
-    simulator.Boot("lab", node, phases, NodeToken(kKey, node),
-                   node == "lab-worker-2" ? std::set<std::string>{"base"} : std::set<std::string>{});
+    simulator.Boot(
+        "lab", node, phases, NodeToken(kKey, node),
+        node == "lab-worker-2" ? std::set<std::string>{"base"} : std::set<std::string>{});
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   bool saw_failure = false;
@@ -199,16 +215,17 @@ TEST(GuestSimulatorTest, PlaysEveryPhaseJoinsAfterThePrimaryAndRetriesAnInjected
     const auto progress = store.Progress("lab");
     if (progress.contains("lab-worker-2") && progress.at("lab-worker-2").state == "failed") {
       saw_failure = true;
-      EXPECT_THAT(progress.at("lab-worker-2").log_tail, HasSubstr("simulated failure of phase base"));
+      EXPECT_THAT(progress.at("lab-worker-2").log_tail,
+                  HasSubstr("simulated failure of phase base"));
     }
     if (progress.contains("lab-worker-1") && progress.at("lab-worker-1").phase == "worker" &&
         progress.contains("lab-cp-1") && !progress.at("lab-cp-1").bootstrap_done) {
       worker_waited = true;
       EXPECT_EQ(progress.at("lab-worker-1").state, "started") << "no join before the primary";
     }
-    if (progress.size() == 3 &&
-        std::all_of(progress.begin(), progress.end(),
-                    [](const auto& e) { return e.second.bootstrap_done && e.second.simulated; })) {
+    if (progress.size() == 3 && std::all_of(progress.begin(), progress.end(), [](const auto& e) {
+          return e.second.bootstrap_done && e.second.simulated;
+        })) {
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));

@@ -10,10 +10,10 @@
 #include <sstream>
 
 #include "../controller/scratch_dir.h"
-#include "shell.h"
 #include "crds/labcluster_parse.h"
 #include "reconcilers/bootstrap/user_data.h"
 #include "reconcilers/infrastructure/identity.h"
+#include "shell.h"
 
 namespace vmlab::reconcilers::infrastructure {
 namespace {
@@ -82,7 +82,8 @@ TEST(SeedTest, IsoIsLabelledCidataAndHoldsTheFilesUnderTheirNames) {
   const auto node = crds::PlanNodes(lab).front();
   const auto secrets = bootstrap::MakeLabSecrets(lab, std::chrono::system_clock::now());
   ASSERT_TRUE(secrets);
-  const SeedFiles files = RenderSeedFiles(lab, node, bootstrap::RenderUserData(lab, node, *secrets, {}));
+  const SeedFiles files =
+      RenderSeedFiles(lab, node, bootstrap::RenderUserData(lab, node, *secrets, {}));
   const auto iso = BuildSeedIso(files);
   ASSERT_TRUE(iso) << iso.error().message;
   EXPECT_EQ(iso->size() % 2048, 0u);
