@@ -37,6 +37,21 @@ Result<std::string> ReadFile(const fs::path& path) {
   return text.str();
 }
 
+// The files holding `s`'s certificates, keys and kubeconfig, and where each goes.
+std::array<std::pair<const char*, std::string*>, 9> PemFiles(LabSecrets& s) {
+  return {{
+      {"ca.crt", &s.ca.cert_pem},
+      {"ca.key", &s.ca.key_pem},
+      {"front-proxy-ca.crt", &s.front_proxy_ca.cert_pem},
+      {"front-proxy-ca.key", &s.front_proxy_ca.key_pem},
+      {"etcd-ca.crt", &s.etcd_ca.cert_pem},
+      {"etcd-ca.key", &s.etcd_ca.key_pem},
+      {"sa.key", &s.service_account.private_pem},
+      {"sa.pub", &s.service_account.public_pem},
+      {"admin.conf", &s.admin_kubeconfig},
+  }};
+}
+
 template <typename T>
 Result<T> Fail(const Error& e) {
   return std::unexpected(e);
@@ -163,19 +178,8 @@ Result<LabSecrets> SecretStore::Create(const crds::LabCluster& lab,
         ErrorCode::kUnavailable,
         fmt::format("cannot create {}: {}", temp.string(), ec ? ec.message() : "chmod failed")));
   }
-  const std::array<std::pair<const char*, const std::string*>, 9> contents = {{
-      {"ca.crt", &s.ca.cert_pem},
-      {"ca.key", &s.ca.key_pem},
-      {"front-proxy-ca.crt", &s.front_proxy_ca.cert_pem},
-      {"front-proxy-ca.key", &s.front_proxy_ca.key_pem},
-      {"etcd-ca.crt", &s.etcd_ca.cert_pem},
-      {"etcd-ca.key", &s.etcd_ca.key_pem},
-      {"sa.key", &s.service_account.private_pem},
-      {"sa.pub", &s.service_account.public_pem},
-      {"admin.conf", &s.admin_kubeconfig},
-  }};
   const std::string meta_text = std::string(meta.c_str()) + "\n";
-  for (const auto& [file, content] : contents) {
+  for (const auto& [file, content] : PemFiles(s)) {
     if (auto written = controller::WriteFileAtomically(temp / file, *content); !written) {
       fs::remove_all(temp, ec);
       return std::unexpected(written.error());
@@ -213,18 +217,7 @@ Result<std::optional<LabSecrets>> SecretStore::Load(const std::string& lab) cons
                     dir.string(), fmt::join(missing, ", "))));
   }
   LabSecrets s;
-  const std::array<std::pair<const char*, std::string*>, 9> files = {{
-      {"ca.crt", &s.ca.cert_pem},
-      {"ca.key", &s.ca.key_pem},
-      {"front-proxy-ca.crt", &s.front_proxy_ca.cert_pem},
-      {"front-proxy-ca.key", &s.front_proxy_ca.key_pem},
-      {"etcd-ca.crt", &s.etcd_ca.cert_pem},
-      {"etcd-ca.key", &s.etcd_ca.key_pem},
-      {"sa.key", &s.service_account.private_pem},
-      {"sa.pub", &s.service_account.public_pem},
-      {"admin.conf", &s.admin_kubeconfig},
-  }};
-  for (const auto& [file, target] : files) {
+  for (const auto& [file, target] : PemFiles(s)) {
     auto text = ReadFile(dir / file);
     if (!text) return std::unexpected(text.error());
     *target = std::move(*text);

@@ -13,6 +13,7 @@
 
 #include "../controller/scratch_dir.h"
 #include "crds/labcluster_parse.h"
+#include "fixtures.h"
 #include "reconcilers/bootstrap/node_config.h"
 #include "reconcilers/bootstrap/user_data.h"
 #include "shell.h"
@@ -22,23 +23,14 @@ namespace {
 
 using testing::HasSubstr;
 using testing::Not;
+using testing_support::ExpectGolden;
 using testing_support::ScratchDir;
 using testing_support::Shell;
 
-const std::filesystem::path kSourceDir = VMLAB_SOURCE_DIR;
-
 crds::LabCluster Parse(const std::string& name, const std::string& text) {
-  auto docs = crds::ParseManifests(name, text);
-  EXPECT_TRUE(docs.at(0).valid()) << text;
-  return *docs.at(0).object;
+  return testing_support::ParseLab(name, text);
 }
-
-crds::LabCluster Load(const std::string& relative) {
-  std::ifstream in(kSourceDir / relative);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return Parse(relative, text.str());
-}
+crds::LabCluster Load(const std::string& relative) { return testing_support::LoadLab(relative); }
 
 // 3 control planes and 5 workers, cilium, add-ons by URL and by path, 1.31 (kubeadm v1beta4).
 crds::LabCluster BigLab() {
@@ -78,19 +70,6 @@ NodeEnvironment TestEnvironment() {
   NodeEnvironment env;
   env.host_files["/srv/manifests/openebs.yaml"] = "apiVersion: v1\nkind: Namespace\n";
   return env;
-}
-
-void ExpectGolden(const std::string& relative, const std::string& actual) {
-  const auto path = kSourceDir / relative;
-  if (std::getenv("VMLAB_UPDATE_GOLDEN")) {
-    std::filesystem::create_directories(path.parent_path());
-    std::ofstream(path) << actual;
-    return;
-  }
-  std::ifstream in(path);
-  std::ostringstream expected;
-  expected << in.rdbuf();
-  EXPECT_EQ(actual, expected.str()) << relative << " differs; VMLAB_UPDATE_GOLDEN=1 rewrites it";
 }
 
 std::map<std::string, NodeFile> FilesByPath(const crds::LabCluster& lab,

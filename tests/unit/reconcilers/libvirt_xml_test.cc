@@ -11,6 +11,7 @@
 #include "../controller/scratch_dir.h"
 #include "crds/canonical.h"
 #include "crds/labcluster_parse.h"
+#include "fixtures.h"
 #include "reconcilers/infrastructure/identity.h"
 #include "reconcilers/infrastructure/lab_layout.h"
 
@@ -18,30 +19,10 @@ namespace vmlab::reconcilers::infrastructure {
 namespace {
 
 using testing::HasSubstr;
+using testing_support::ExpectGolden;
+using testing_support::kSourceDir;
 
-const std::filesystem::path kSourceDir = VMLAB_SOURCE_DIR;
-
-crds::LabCluster Load(const std::string& relative) {
-  std::ifstream in(kSourceDir / relative);
-  std::ostringstream text;
-  text << in.rdbuf();
-  auto docs = crds::ParseManifests(relative, text.str());
-  EXPECT_TRUE(docs.at(0).valid());
-  return *docs.at(0).object;
-}
-
-void ExpectGolden(const std::string& relative, const std::string& actual) {
-  const auto path = kSourceDir / relative;
-  if (std::getenv("VMLAB_UPDATE_GOLDEN")) {
-    std::filesystem::create_directories(path.parent_path());
-    std::ofstream(path) << actual;
-    return;
-  }
-  std::ifstream in(path);
-  std::ostringstream expected;
-  expected << in.rdbuf();
-  EXPECT_EQ(actual, expected.str()) << relative << " differs; VMLAB_UPDATE_GOLDEN=1 rewrites it";
-}
+crds::LabCluster Load(const std::string& relative) { return testing_support::LoadLab(relative); }
 
 // libvirt's own schema check (virt-xml-validate, from libvirt-clients).
 void ExpectValid(const std::string& xml, const char* schema) {

@@ -16,6 +16,7 @@
 
 #include "../controller/scratch_dir.h"
 #include "crds/labcluster_parse.h"
+#include "fixtures.h"
 #include "reconcilers/bootstrap/lab_secrets.h"
 #include "shell.h"
 
@@ -28,13 +29,11 @@ using testing_support::ScratchDir;
 using testing_support::Shell;
 
 crds::LabCluster Lab() {
-  auto docs = crds::ParseManifests(
+  return testing_support::ParseLab(
       "lab.yaml",
       "apiVersion: vmlab.io/v1alpha1\nkind: LabCluster\nmetadata: {name: pki}\nspec:\n"
       "  kubernetes: {version: \"1.30.4\"}\n  network: {cidr: 172.42.42.0/24}\n"
       "  controlPlane: {replicas: 3, endpoint: {host: pkicluster, port: 16443}}\n");
-  EXPECT_TRUE(docs.at(0).valid());
-  return *docs.at(0).object;
 }
 
 std::string Base64Decode(const std::string& text) {

@@ -11,6 +11,7 @@
 
 #include "../controller/scratch_dir.h"
 #include "crds/labcluster_parse.h"
+#include "fixtures.h"
 #include "reconcilers/bootstrap/user_data.h"
 #include "reconcilers/infrastructure/identity.h"
 #include "shell.h"
@@ -21,16 +22,7 @@ namespace {
 using testing::HasSubstr;
 using testing_support::Shell;
 
-const std::filesystem::path kSourceDir = VMLAB_SOURCE_DIR;
-
-crds::LabCluster Load(const std::string& relative) {
-  std::ifstream in(kSourceDir / relative);
-  std::ostringstream text;
-  text << in.rdbuf();
-  auto docs = crds::ParseManifests(relative, text.str());
-  EXPECT_TRUE(docs.at(0).valid());
-  return *docs.at(0).object;
-}
+crds::LabCluster Load(const std::string& relative) { return testing_support::LoadLab(relative); }
 
 TEST(SeedTest, NetworkConfigCarriesThePlannedAddressGatewayAndDns) {
   const auto lab = Load("examples/spk-lab.yaml");
