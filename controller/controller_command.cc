@@ -154,7 +154,10 @@ int RunController(const ControllerOptions& options) {
   reconcilers::bootstrap::ProgressListeners listeners(progress);
   reconcilers::LabClusterReconciler reconciler(
       source, store, infrastructure, secrets, {}, clock, &lab_metrics,
-      {&progress, simulator ? &*simulator : nullptr, &listeners, options.progress_port});
+      {&progress, simulator ? &*simulator : nullptr, &listeners, options.progress_port,
+       [](reconcilers::bootstrap::KubernetesAccess access) {
+         return reconcilers::bootstrap::MakeKubernetesClient(std::move(access));
+       }});
 
   auto all_keys = [&] {
     std::set<std::string> keys;

@@ -80,10 +80,11 @@ std::string LastLines(const std::string& log, std::size_t lines) {
 }
 
 // ControlPlaneReady or WorkersReady from the nodes of `role` and their progress.
+// `api_error`: why the Kubernetes API could not be read; `api_read`: it was.
 Condition RoleCondition(const char* type, std::string_view role,
                         const std::vector<controller::NodeStatus>& nodes,
                         const std::map<std::string, bootstrap::NodeProgress>& progress,
-                        std::int64_t generation) {
+                        bool api_read, const std::string& api_error, std::int64_t generation) {
   std::size_t total = 0;
   std::size_t ready = 0;
   std::size_t done = 0;
@@ -114,6 +115,17 @@ Condition RoleCondition(const char* type, std::string_view role,
   if (ready == total) {
     return MakeCondition(type, "True", "NodesReady",
                          fmt::format("{} of {} {} Ready", ready, total, noun), generation);
+  }
+  if (done == total && !api_error.empty()) {
+    return MakeCondition(
+        type, "Unknown", "KubernetesUnreachable",
+        fmt::format("{} of {} {} finished their phases; {}", done, total, noun, api_error),
+        generation);
+  }
+  if (done == total && api_read) {
+    return MakeCondition(type, "False", "NodesNotReady",
+                         fmt::format("{} of {} {} Ready in the Kubernetes API", ready, total, noun),
+                         generation);
   }
   if (done == total) {
     return MakeCondition(
@@ -244,6 +256,29 @@ std::map<std::string, bootstrap::NodeProgress> LabClusterReconciler::FollowProgr
   return runtime_.progress->Progress(name);
 }
 
+void LabClusterReconciler::ReadKubernetes(
+    const crds::LabCluster& spec, const bootstrap::LabSecrets& secrets,
+    const std::map<std::string, bootstrap::NodeProgress>& progress,
+    std::map<std::string, bool>& ready, bool& read, std::string& error) const {
+  if (runtime_.simulator || !runtime_.kubernetes) return;
+  // The API answers once the primary control plane has finished its phases.
+  const auto nodes = crds::PlanNodes(spec);
+  const auto primary = progress.find(nodes.front().name);
+  if (primary == progress.end() || !primary->second.bootstrap_done) return;
+  auto access = bootstrap::AccessFromKubeconfig(secrets.admin_kubeconfig);
+  if (!access) {
+    error = access.error().message;
+    return;
+  }
+  auto listed = runtime_.kubernetes(std::move(*access))->ListNodes();
+  if (!listed) {
+    error = listed.error().message;
+    return;
+  }
+  read = true;
+  for (const auto& node : *listed) ready[node.name] = node.ready;
+}
+
 Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::string& name) {
   const std::optional<DesiredLab> desired = desired_.Get(name);
   const std::optional<LabRecord> before = store_.Get(name);
@@ -264,6 +299,9 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   std::optional<Error> secrets_error;
   std::map<std::string, bootstrap::NodeProgress> progress;
   std::string listener_error;
+  std::map<std::string, bool> api_ready;  // from the Kubernetes API
+  bool api_read = false;
+  std::string api_error;
   if (desired->spec) {
     const crds::LabCluster& spec = *desired->spec;
     auto secrets = secrets_.LoadOrCreate(spec, clock_.WallNow());
@@ -296,6 +334,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
           }
         }
         progress = FollowProgress(name, spec, *secrets, *outcome);
+        ReadKubernetes(spec, *secrets, progress, api_ready, api_read, api_error);
       } else {
         infra_error = converged.error();
       }
@@ -453,13 +492,17 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         node.bootstrap_phase = p.state == "failed" ? fmt::format("{}: failed (exit {}, attempt {})",
                                                                  p.phase, p.exit_code, p.attempt)
                                                    : fmt::format("{}: {}", p.phase, p.state);
-        node.ready = runtime_.simulator && p.bootstrap_done && node.domain_state == "running";
+        node.ready = node.domain_state == "running" &&
+                     (runtime_.simulator ? p.bootstrap_done : api_ready[node.name]);
       }
-      const bool guests_run = runtime_.simulator || infrastructure_.Driver() != "TEST";
+      // Guests run on a real hypervisor, or are simulated; reports from them
+      // count as running guests too.
+      const bool guests_run =
+          runtime_.simulator || infrastructure_.Driver() != "TEST" || !progress.empty();
       for (const auto& [type, role] :
            {std::pair{"ControlPlaneReady", "control-plane"}, std::pair{"WorkersReady", "worker"}}) {
         auto c = guests_run
-                     ? RoleCondition(type, role, r.nodes, progress, generation)
+                     ? RoleCondition(type, role, r.nodes, progress, api_read, api_error, generation)
                      : MakeCondition(type, "Unknown", "NoGuests",
                                      "libvirt's test driver runs no guests, so no node "
                                      "bootstraps; vmlab controller --simulate-guests plays them",
@@ -518,6 +561,14 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   }
   const bool drift_left_alone = outcome && std::any_of(outcome->drift.begin(), outcome->drift.end(),
                                                        [](const auto& d) { return !d.remediated; });
+  if (api_read || !api_error.empty()) {
+    const bool all_ready = std::all_of(api_ready.begin(), api_ready.end(),
+                                       [](const auto& entry) { return entry.second; });
+    if (!all_ready || !api_error.empty() || api_ready.size() < progress.size()) {
+      // Kubernetes settles by itself: look again soon rather than at the resync.
+      return controller::ReconcileResult{.requeue_after = std::chrono::seconds(15)};
+    }
+  }
   if (outcome && !outcome->converged && !drift_left_alone) {
     // Still converging (one restart per pass, domains booting): look again soon.
     return controller::ReconcileResult{.requeue_after = std::chrono::seconds(2)};

@@ -16,12 +16,15 @@
 // per key at a time, as the Manager guarantees).
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "controller/clock.h"
 #include "controller/desired_state.h"
 #include "controller/reconciler.h"
 #include "controller/status_store.h"
+#include "reconcilers/bootstrap/kubernetes_client.h"
 #include "reconcilers/bootstrap/lab_secrets.h"
 #include "reconcilers/bootstrap/node_config.h"
 #include "reconcilers/bootstrap/progress.h"
@@ -43,6 +46,10 @@ struct BootstrapRuntime {
   bootstrap::GuestSimulator* simulator = nullptr;
   bootstrap::ProgressListeners* listeners = nullptr;
   int progress_port = 0;
+  // Opens the lab's Kubernetes API (real guests): node readiness once the
+  // primary control plane has finished its phases.
+  std::function<std::unique_ptr<bootstrap::KubernetesClient>(bootstrap::KubernetesAccess)>
+      kubernetes;
 };
 
 class LabClusterReconciler final : public controller::Reconciler {
@@ -58,6 +65,10 @@ class LabClusterReconciler final : public controller::Reconciler {
  private:
   [[nodiscard]] Result<controller::ReconcileResult> Delete(const std::string& name,
                                                            const controller::LabRecord& record);
+  // Node readiness from the lab's Kubernetes API (real guests, primary done).
+  void ReadKubernetes(const crds::LabCluster& spec, const bootstrap::LabSecrets& secrets,
+                      const std::map<std::string, bootstrap::NodeProgress>& progress,
+                      std::map<std::string, bool>& ready, bool& read, std::string& error) const;
   // Tells the progress store (and the simulator) about the lab's nodes and
   // returns their progress.
   [[nodiscard]] std::map<std::string, bootstrap::NodeProgress> FollowProgress(

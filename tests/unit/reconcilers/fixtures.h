@@ -16,11 +16,15 @@ namespace vmlab::testing_support {
 
 inline const std::filesystem::path kSourceDir = VMLAB_SOURCE_DIR;
 
-inline std::string ReadSource(const std::string& relative) {
-  std::ifstream in(kSourceDir / relative);
+inline std::string ReadFile(const std::filesystem::path& path) {
+  std::ifstream in(path);
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+inline std::string ReadSource(const std::string& relative) {
+  return ReadFile(kSourceDir / relative);
 }
 
 // The first document of a manifest text, which must be valid.

@@ -340,7 +340,7 @@ class SimulatedGuestsTest : public LabClusterReconcilerTest {
   bootstrap::GuestSimulator simulator_{real_clock_, progress_, Options()};
   LabClusterReconciler simulated_{
       desired_, store_,      infrastructure_, secrets_,
-      {},       real_clock_, &lab_metrics_,   {&progress_, &simulator_}};
+      {},       real_clock_, &lab_metrics_,   {&progress_, &simulator_, nullptr, 0, nullptr}};
 };
 
 TEST_F(SimulatedGuestsTest, ThreePlusFiveLabGoesReadyAndAnInjectedFailureRecovers) {
@@ -398,6 +398,95 @@ TEST_F(SimulatedGuestsTest, ThreePlusFiveLabGoesReadyAndAnInjectedFailureRecover
   EXPECT_THAT(
       metrics,
       HasSubstr(R"(vmlab_labcluster_status_condition{name="rcsim",status="True",type="Ready"} 1)"));
+}
+
+// Real guests: their reports (posted here as a node would) and then the
+// Kubernetes API (a fake client) decide readiness.
+class KubernetesHealthTest : public LabClusterReconcilerTest {
+ protected:
+  class FakeClient final : public bootstrap::KubernetesClient {
+   public:
+    explicit FakeClient(KubernetesHealthTest& test) : test_(test) {}
+    Result<std::vector<bootstrap::KubeNode>> ListNodes() override {
+      if (!test_.api_error_.empty()) return MakeError(ErrorCode::kUnavailable, test_.api_error_);
+      return test_.api_nodes_;
+    }
+
+   private:
+    KubernetesHealthTest& test_;
+  };
+  void Report(const std::string& lab, const std::string& node, const std::string& phase, int seq) {
+    const auto secrets = secrets_.Load(lab).value().value();
+    for (const char* state : {"started", "done"}) {
+      ASSERT_EQ(
+          progress_.Report(lab, "Bearer " + bootstrap::NodeToken(secrets.progress_key, node),
+                           fmt::format(R"({{"node":"{}","phase":"{}","state":"{}","seq":{}}})",
+                                       node, phase, state, seq * 2 + (state[0] == 'd'))),
+          bootstrap::Verdict::kAccepted);
+    }
+  }
+
+  std::vector<bootstrap::KubeNode> api_nodes_;
+  std::string api_error_;
+  int opened_ = 0;
+  bootstrap::ProgressStore progress_{clock_, nullptr, nullptr};
+  LabClusterReconciler real_{
+      desired_,
+      store_,
+      infrastructure_,
+      secrets_,
+      {},
+      clock_,
+      &lab_metrics_,
+      {&progress_, nullptr, nullptr, 0, [this](bootstrap::KubernetesAccess access) {
+         EXPECT_TRUE(access.server.starts_with("https://172.30.") &&
+                     access.server.ends_with(".10:16443"))
+             << "the VIP and endpoint port: " << access.server;
+         ++opened_;
+         return std::unique_ptr<bootstrap::KubernetesClient>(std::make_unique<FakeClient>(*this));
+       }}};
+};
+
+TEST_F(KubernetesHealthTest, ReadinessComesFromTheApiOnceThePrimaryIsDone) {
+  DesiredLab lab = Desired("rcapi", 1, 1);
+  desired_.labs["rcapi"] = lab;
+  ASSERT_TRUE(real_.Reconcile("rcapi"));
+  int seq = 1;
+  for (const char* phase : {"base", "endpoint", "kubernetes"})
+    Report("rcapi", "rcapi-cp-1", phase, seq++);
+  ASSERT_TRUE(real_.Reconcile("rcapi"));
+  EXPECT_EQ(opened_, 0) << "no API call before the primary is done";
+  EXPECT_EQ(Cond(Record("rcapi"), "ControlPlaneReady").reason, "Bootstrapping");
+
+  Report("rcapi", "rcapi-cp-1", "primary", seq++);
+  for (const char* phase : {"base", "kubernetes", "worker"})
+    Report("rcapi", "rcapi-worker-1", phase, seq++);
+  api_error_ = "Kubernetes API https://...: connection refused";
+  auto result = real_.Reconcile("rcapi");
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->requeue_after, std::chrono::seconds(15)) << "look again soon";
+  auto r = Record("rcapi");
+  EXPECT_EQ(Cond(r, "ControlPlaneReady").status, "Unknown");
+  EXPECT_EQ(Cond(r, "ControlPlaneReady").reason, "KubernetesUnreachable");
+  EXPECT_THAT(Cond(r, "ControlPlaneReady").message, HasSubstr("connection refused"));
+
+  api_error_.clear();
+  api_nodes_ = {{"rcapi-cp-1", true, false}, {"rcapi-worker-1", false, false}};
+  ASSERT_TRUE(real_.Reconcile("rcapi"));
+  r = Record("rcapi");
+  EXPECT_EQ(Cond(r, "ControlPlaneReady").status, "True");
+  EXPECT_EQ(Cond(r, "WorkersReady").reason, "NodesNotReady");
+  EXPECT_EQ(Cond(r, "WorkersReady").message, "0 of 1 workers Ready in the Kubernetes API");
+  EXPECT_EQ(Cond(r, "Ready").status, "False");
+
+  api_nodes_[1].ready = true;
+  result = real_.Reconcile("rcapi");
+  ASSERT_TRUE(result);
+  r = Record("rcapi");
+  EXPECT_EQ(Cond(r, "Ready").status, "True");
+  EXPECT_EQ(Cond(r, "Ready").reason, "Ready");
+  EXPECT_EQ(result->requeue_after, controller::Duration::zero());
+  for (const auto& n : r.nodes) EXPECT_TRUE(n.ready) << n.name;
 }
 
 }  // namespace

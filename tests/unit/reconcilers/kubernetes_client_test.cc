@@ -1,0 +1,153 @@
+// The Kubernetes API client against a local HTTPS stand-in
+// (tests/fixtures/k8s/api_stand_in.py, a test fixture, not Kubernetes) that
+// requires client certificates from the lab's CA: readiness parsing, server
+// and client verification failures, hostname checks, timeouts, kubeconfig.
+#include "reconcilers/bootstrap/kubernetes_client.h"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <thread>
+
+#include "../controller/scratch_dir.h"
+#include "fixtures.h"
+#include "reconcilers/bootstrap/lab_secrets.h"
+#include "reconcilers/bootstrap/pki.h"
+
+namespace vmlab::reconcilers::bootstrap {
+namespace {
+
+using testing::HasSubstr;
+using testing_support::ScratchDir;
+
+// The stand-in API server, started for one test and ended by its PID.
+class StandIn {
+ public:
+  StandIn(const ScratchDir& dir, const CertAndKey& ca, const CertAndKey& server,
+          bool slow = false) {
+    dir.Write("ca.crt", ca.cert_pem);
+    dir.Write("server.crt", server.cert_pem);
+    dir.Write("server.key", server.key_pem);
+    const std::string d = dir.path().string();
+    const std::string command = fmt::format(
+        "python3 {}/tests/fixtures/k8s/api_stand_in.py {d}/port {d}/ca.crt {d}/server.crt "
+        "{d}/server.key {} >{d}/server.log 2>&1 & echo $! >{d}/pid",
+        testing_support::kSourceDir.string(), slow ? "slow" : "", fmt::arg("d", d));
+    EXPECT_EQ(std::system(command.c_str()), 0);
+    pid_ = std::stoi(testing_support::ReadFile(dir.path() / "pid"));
+    for (int i = 0; i < 200 && !std::filesystem::exists(dir.path() / "port"); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    port_ = std::stoi(testing_support::ReadFile(dir.path() / "port"));
+  }
+  ~StandIn() { kill(pid_, SIGTERM); }
+  [[nodiscard]] std::string url() const { return fmt::format("https://127.0.0.1:{}", port_); }
+
+ private:
+  int pid_ = 0;
+  int port_ = 0;
+};
+
+struct Pki {
+  CertAndKey ca = *MakeCa("kubernetes", std::chrono::hours(24));
+  CertAndKey server = Issue(ca, "kube-apiserver", {"127.0.0.1"}, true);
+  CertAndKey admin = Issue(ca, "kubernetes-admin", {}, false);
+
+  static CertAndKey Issue(const CertAndKey& ca, const std::string& cn, std::vector<std::string> ips,
+                          bool server) {
+    CertRequest request;
+    request.common_name = cn;
+    request.ip_addresses = std::move(ips);
+    request.server = server;
+    request.client = !server;
+    if (!server) request.organizations = {"system:masters"};
+    return *IssueCert(ca, request);
+  }
+  KubernetesAccess Access(const std::string& url) const {
+    return {url, ca.cert_pem, admin.cert_pem, admin.key_pem, std::chrono::milliseconds(3000)};
+  }
+};
+
+TEST(KubernetesClientTest, ReadsNodeReadinessOverVerifiedTls) {
+  ScratchDir dir;
+  const Pki pki;
+  StandIn api(dir, pki.ca, pki.server);
+  const auto nodes = MakeKubernetesClient(pki.Access(api.url()))->ListNodes();
+  ASSERT_TRUE(nodes) << nodes.error().message;
+  ASSERT_EQ(nodes->size(), 3u);
+  EXPECT_EQ((*nodes)[0].name, "lab-cp-1");
+  EXPECT_TRUE((*nodes)[0].ready);
+  EXPECT_FALSE((*nodes)[1].ready);
+  EXPECT_TRUE((*nodes)[1].unschedulable);
+  EXPECT_FALSE((*nodes)[2].ready) << "no Ready condition is not ready";
+}
+
+TEST(KubernetesClientTest, AServerFromAnotherCaIsRefused) {
+  ScratchDir dir;
+  const Pki pki;
+  const Pki other;
+  StandIn api(dir, other.ca, other.server);
+  auto access = pki.Access(api.url());
+  const auto nodes = MakeKubernetesClient(access)->ListNodes();
+  ASSERT_FALSE(nodes);
+  EXPECT_EQ(nodes.error().code, ErrorCode::kUnavailable);
+  EXPECT_THAT(nodes.error().message, HasSubstr(api.url()));
+}
+
+TEST(KubernetesClientTest, AClientCertificateTheServerDoesNotTrustIsRefused) {
+  ScratchDir dir;
+  const Pki pki;
+  const Pki other;
+  StandIn api(dir, pki.ca, pki.server);
+  auto access = pki.Access(api.url());
+  access.client_cert_pem = other.admin.cert_pem;
+  access.client_key_pem = other.admin.key_pem;
+  EXPECT_FALSE(MakeKubernetesClient(access)->ListNodes());
+}
+
+TEST(KubernetesClientTest, AServerCertificateForAnotherAddressIsRefused) {
+  ScratchDir dir;
+  const Pki pki;
+  const CertAndKey elsewhere = Pki::Issue(pki.ca, "kube-apiserver", {"10.9.9.9"}, true);
+  StandIn api(dir, pki.ca, elsewhere);
+  EXPECT_FALSE(MakeKubernetesClient(pki.Access(api.url()))->ListNodes());
+}
+
+TEST(KubernetesClientTest, ASlowServerTimesOut) {
+  ScratchDir dir;
+  const Pki pki;
+  StandIn api(dir, pki.ca, pki.server, /*slow=*/true);
+  auto access = pki.Access(api.url());
+  access.timeout = std::chrono::milliseconds(1000);
+  const auto start = std::chrono::steady_clock::now();
+  const auto nodes = MakeKubernetesClient(access)->ListNodes();
+  EXPECT_FALSE(nodes);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(8));
+}
+
+TEST(KubernetesClientTest, NothingListeningIsAnErrorNotACrash) {
+  const Pki pki;
+  const auto nodes = MakeKubernetesClient(pki.Access("https://127.0.0.1:1"))->ListNodes();
+  ASSERT_FALSE(nodes);
+  EXPECT_EQ(nodes.error().code, ErrorCode::kUnavailable);
+}
+
+TEST(KubernetesClientTest, TheAdminKubeconfigGivesTheAccess) {
+  const auto lab = testing_support::LoadLab("examples/spk-lab.yaml");
+  const Pki pki;
+  const auto kubeconfig = MakeAdminKubeconfig(lab, pki.ca);
+  ASSERT_TRUE(kubeconfig);
+  const auto access = AccessFromKubeconfig(*kubeconfig);
+  ASSERT_TRUE(access) << access.error().message;
+  EXPECT_EQ(access->server, "https://172.42.42.10:16443");
+  EXPECT_EQ(access->ca_pem, pki.ca.cert_pem);
+  EXPECT_THAT(access->client_key_pem, HasSubstr("BEGIN PRIVATE KEY"));
+  EXPECT_FALSE(AccessFromKubeconfig("apiVersion: v1\nkind: Config\n"));
+  EXPECT_FALSE(ParseNodeList("{\"items\": 3}"));
+}
+
+}  // namespace
+}  // namespace vmlab::reconcilers::bootstrap
