@@ -85,6 +85,7 @@ bench: build
 	$(BUILD)/bench/infra_bench
 	$(BUILD)/bench/drift_latency_bench 50
 	python3 bench/idle_controller.py $(VMLAB) $(IDLE_SECONDS)
+	python3 bench/simulated_scale.py $(VMLAB) 3
 	bash tests/e2e/with_sandbox.sh python3 bench/real_libvirt_bench.py $(VMLAB) $(BENCH_REAL_REPS)
 
 # Parallel creation on a real libvirtd with booting guests (root; minutes per round).

@@ -56,6 +56,8 @@ try:
         match = re.search(r"API on (http://[0-9.:]+)", open(log_path).read())
         url = match.group(1) if match else None
         time.sleep(0.05)
+    # Every lab's secrets (5 RSA keys) are made on its first reconcile: allow minutes.
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         with urllib.request.urlopen(url + "/api/v1/labclusters", timeout=5) as r:
             items = json.loads(r.read())["items"]
