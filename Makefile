@@ -57,6 +57,7 @@ test: build build-asan build-fuzz
 	@start=$$(date +%s); \
 	ctest --test-dir $(BUILD) $(CTEST_FLAGS) && \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  ctest --test-dir $(ASAN_BUILD) -L 'unit|cli|integration' $(CTEST_FLAGS) && \
 	ctest --test-dir $(FUZZ_BUILD) $(CTEST_FLAGS) && \
 	bash tests/e2e/with_sandbox.sh python3 tests/e2e/e2e_test.py $(VMLAB) && \

@@ -2,6 +2,7 @@
 
 #include <cpprest/http_listener.h>
 #include <fmt/format.h>
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
 namespace vmlab::reconcilers::bootstrap {
@@ -62,6 +63,9 @@ Status ProgressListeners::Ensure(const std::string& lab, const std::string& addr
         }
         const std::string body = request.extract_string(true).get();
         const Verdict verdict = store.Report(lab, authorization, body);
+        // The report's HMAC ran on one of cpprest's pool threads, which live
+        // until the process ends: give back OpenSSL's per-thread state now.
+        OPENSSL_thread_stop();
         request.reply(static_cast<web::http::status_code>(HttpStatus(verdict)),
                       fmt::format(R"({{"result":"{}"}})", ToString(verdict)), "application/json");
       } catch (const std::exception& e) {
