@@ -28,7 +28,8 @@ struct InfrastructureOutcome {
   std::vector<std::string> created;   // domains defined anew
   std::vector<std::string> deleted;   // domains removed
   std::vector<std::string> restarted;
-  std::string preflight_error;  // set when creation was refused up front; nothing was done
+  std::vector<std::string> refused;  // control planes the spec dropped, kept (etcd member present)
+  std::string preflight_error;       // set when creation was refused up front; nothing was done
   bool network_active = false;
   bool converged = false;     // network active, every planned node running, nothing failed
   bool nothing_left = false;  // (deletion) no domain, volume or network of the lab remains
@@ -45,12 +46,10 @@ class InfrastructureReconciler {
   // `spec` null: tear the lab down. `known_nodes`: nodes created before
   // (status). `user_data` renders a node's user-data when its seed is made
   // (may be empty for a teardown).
-  [[nodiscard]] Result<InfrastructureOutcome> Converge(const std::string& lab,
-                                                       const crds::LabCluster* spec,
-                                                       const std::string& spec_hash,
-                                                       bool retain_volumes,
-                                                       const std::set<std::string>& known_nodes,
-                                                       const UserDataFn& user_data = {});
+  [[nodiscard]] Result<InfrastructureOutcome> Converge(
+      const std::string& lab, const crds::LabCluster* spec, const std::string& spec_hash,
+      bool retain_volumes, const std::set<std::string>& known_nodes,
+      const UserDataFn& user_data = {}, const std::set<std::string>& removable_control_planes = {});
   // Domain type for vmlab's domains: "kvm" only when the host can really run
   // it (libvirt's KVM domain capabilities can run the baseline CPU), else
   // "qemu" (TCG); `reason` says why, for status. Detected once per process

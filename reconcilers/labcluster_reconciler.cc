@@ -21,6 +21,8 @@ using controller::DesiredLab;
 using controller::LabRecord;
 
 constexpr const char* kBootstrapNotObserved = "BootstrapNotObserved";
+// status.nodes[].bootstrapPhase of a control plane kept after a refused scale-down.
+constexpr const char* kKeptPhase = "kept: scale-down refused";
 constexpr const char* kBootstrapMessage =
     "each node's seed carries its kubeadm bootstrap; this vmlab build does not read node "
     "progress or the Kubernetes API yet, so readiness is unknown";
@@ -91,7 +93,7 @@ Condition RoleCondition(const char* type, std::string_view role,
   std::string failed;
   std::string busy;
   for (const auto& node : nodes) {
-    if (node.role != role) continue;
+    if (node.role != role || node.bootstrap_phase == kKeptPhase) continue;
     ++total;
     ready += node.ready ? 1 : 0;
     const auto it = progress.find(node.name);
@@ -256,6 +258,33 @@ std::map<std::string, bootstrap::NodeProgress> LabClusterReconciler::FollowProgr
   return runtime_.progress->Progress(name);
 }
 
+std::set<std::string> LabClusterReconciler::RemovableControlPlanes(
+    const crds::LabCluster& spec, const bootstrap::LabSecrets& secrets,
+    const std::optional<LabRecord>& before) const {
+  std::set<std::string> dropped;
+  if (before) {
+    for (const auto& node : before->nodes) {
+      if (node.role == "control-plane") dropped.insert(node.name);
+    }
+  }
+  for (const auto& node : crds::PlanNodes(spec)) dropped.erase(node.name);
+  std::set<std::string> removable;
+  if (dropped.empty() || runtime_.simulator || !runtime_.kubernetes) return removable;
+  // Its Node gone from the API means `kubeadm reset` ran there, which removes
+  // the etcd member: only then may the domain go.
+  auto access = bootstrap::AccessFromKubeconfig(secrets.admin_kubeconfig);
+  if (!access) return removable;
+  auto listed = runtime_.kubernetes(std::move(*access))->ListNodes();
+  if (!listed) return removable;
+  for (const auto& name : dropped) {
+    if (std::none_of(listed->begin(), listed->end(),
+                     [&](const bootstrap::KubeNode& n) { return n.name == name; })) {
+      removable.insert(name);
+    }
+  }
+  return removable;
+}
+
 void LabClusterReconciler::ReadKubernetes(
     const crds::LabCluster& spec, const bootstrap::LabSecrets& secrets,
     const std::map<std::string, bootstrap::NodeProgress>& progress,
@@ -323,7 +352,8 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         return bootstrap::RenderUserData(spec, node, *secrets, env);
       };
       auto converged =
-          infrastructure_.Converge(name, &spec, desired->spec_hash, false, known_nodes, user_data);
+          infrastructure_.Converge(name, &spec, desired->spec_hash, false, known_nodes, user_data,
+                                   RemovableControlPlanes(spec, *secrets, before));
       if (converged) {
         outcome = std::move(*converged);
         if (listen && outcome->network_active) {
@@ -420,6 +450,17 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
     if (outcome) {
       r.observed_generation = generation;
       r.nodes = outcome->nodes;
+      // Control planes kept although the spec dropped them stay in status, so
+      // that they are known (never taken for orphans) until they may go.
+      for (const auto& kept : outcome->refused) {
+        controller::NodeStatus node{kept, "control-plane", "", "running", kKeptPhase, false};
+        if (before) {
+          for (const auto& old : before->nodes) {
+            if (old.name == kept) node.ip = old.ip;
+          }
+        }
+        r.nodes.push_back(std::move(node));
+      }
       r.drift.clear();
       std::vector<std::string> repaired;
       std::vector<std::string> reported;
@@ -466,6 +507,17 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         set(MakeCondition("InfrastructureReady", "False", "ActionFailed",
                           FirstAndCount(outcome->failures), generation),
             "Warning");
+      } else if (!outcome->refused.empty()) {
+        set(MakeCondition(
+                "InfrastructureReady", "False", "ControlPlaneScaleDownRefused",
+                fmt::format(
+                    "{} kept: the spec has fewer control planes, but removing one whose etcd "
+                    "member is still in the cluster costs etcd quorum; run `kubeadm reset` on it "
+                    "and `kubectl delete node` it (vmlab removes the VM once the Node is gone), "
+                    "or set controlPlane.replicas back",
+                    fmt::join(outcome->refused, ", ")),
+                generation),
+            "Warning");
       } else if (outcome->converged) {
         set(MakeCondition(
                 "InfrastructureReady", "True", "Ready",
@@ -487,7 +539,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       }
       for (auto& node : r.nodes) {
         const auto it = progress.find(node.name);
-        if (it == progress.end()) continue;
+        if (it == progress.end() || node.bootstrap_phase == kKeptPhase) continue;
         const auto& p = it->second;
         node.bootstrap_phase = p.state == "failed" ? fmt::format("{}: failed (exit {}, attempt {})",
                                                                  p.phase, p.exit_code, p.attempt)

@@ -18,6 +18,8 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 
 #include "controller/clock.h"
@@ -65,6 +67,11 @@ class LabClusterReconciler final : public controller::Reconciler {
  private:
   [[nodiscard]] Result<controller::ReconcileResult> Delete(const std::string& name,
                                                            const controller::LabRecord& record);
+  // Control planes the spec dropped whose etcd member is gone (their Node is
+  // absent from the Kubernetes API): the only ones that may be removed.
+  [[nodiscard]] std::set<std::string> RemovableControlPlanes(
+      const crds::LabCluster& spec, const bootstrap::LabSecrets& secrets,
+      const std::optional<controller::LabRecord>& before) const;
   // Node readiness from the lab's Kubernetes API (real guests, primary done).
   void ReadKubernetes(const crds::LabCluster& spec, const bootstrap::LabSecrets& secrets,
                       const std::map<std::string, bootstrap::NodeProgress>& progress,

@@ -192,9 +192,18 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
 
   // Owned domains the spec no longer has: scale down (highest indices are the
   // ones past the counts), or an orphan vmlab never planned.
+  std::set<std::string> kept;  // refused control planes: domain, address and volumes stay
   for (const auto& d : observed.domains) {
     if (planned_names.contains(d.name)) continue;
     const bool scaled_down = observed.known_nodes.contains(d.name);
+    const bool control_plane = d.owner && d.owner->role == "control-plane";
+    if (scaled_down && control_plane && !desired.removable_control_planes.contains(d.name)) {
+      // Removing a control plane with its etcd member still in the cluster
+      // costs etcd a member it still counts for quorum: refused.
+      plan.refused.push_back(d.name);
+      kept.insert(d.name);
+      continue;
+    }
     if (scaled_down ||
         drift("OrphanDomain", d.name,
               fmt::format("domain {} carries lab {}'s ownership but is not in its spec", d.name,
@@ -203,9 +212,10 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
       plan.actions.push_back({ActionKind::kDeleteDomain, d.name, "", "", d.name});
     }
   }
+  std::sort(plan.refused.begin(), plan.refused.end());
   if (observed.network) {
     for (const auto& [host, ip] : observed.network->dhcp_hosts) {
-      if (planned_names.contains(host)) continue;
+      if (planned_names.contains(host) || kept.contains(host)) continue;
       const auto address = crds::ParseIpv4Address(ip);
       if (!address) continue;
       const crds::PlannedNode gone{host, crds::NodeRole::kWorker, 0, address->value};

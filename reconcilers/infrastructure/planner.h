@@ -5,7 +5,8 @@
 // Rules: objects not owned by the lab are never touched (they are not even in
 // the observation). Nodes are created in full (volumes, domain, start); scale
 // down removes the nodes past the desired counts; a spec change of cpus or
-// memory redefines and restarts one node per reconcile; drift (an object
+// memory redefines and restarts one node per reconcile; a control plane the
+// spec dropped is removed only when Desired says its etcd member is gone; drift (an object
 // changed behind vmlab's back) is repaired under Remediate and only reported
 // under Report. A lab whose desired state is gone is torn down, volumes kept
 // under deletionPolicy Retain.
@@ -68,11 +69,15 @@ struct Desired {
   std::string spec_hash;
   std::string state_dir;
   std::string domain_type = "qemu";
+  // Control planes the spec dropped that may go: their etcd member is gone
+  // (their Node is gone from the Kubernetes API). Others are kept and refused.
+  std::set<std::string> removable_control_planes;
 };
 
 struct Plan {
   std::vector<Action> actions;
   std::vector<DriftItem> drift;
+  std::vector<std::string> refused;  // control planes kept although the spec dropped them
 };
 
 [[nodiscard]] Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,

@@ -489,5 +489,26 @@ TEST_F(KubernetesHealthTest, ReadinessComesFromTheApiOnceThePrimaryIsDone) {
   for (const auto& n : r.nodes) EXPECT_TRUE(n.ready) << n.name;
 }
 
+TEST_F(KubernetesHealthTest, AControlPlaneGoesOnlyOnceItsNodeIsGoneFromTheApi) {
+  desired_.labs["rccp"] = Desired("rccp", 3, 0);
+  ASSERT_TRUE(real_.Reconcile("rccp"));
+  ASSERT_EQ(Domains("rccp").size(), 3u);
+  api_nodes_ = {{"rccp-cp-1", true, false}, {"rccp-cp-2", true, false}, {"rccp-cp-3", true, false}};
+  DesiredLab smaller = Desired("rccp", 1, 0);
+  desired_.labs["rccp"] = smaller;
+  (void)real_.Reconcile("rccp");
+  auto r = Record("rccp");
+  EXPECT_EQ(Cond(r, "InfrastructureReady").reason, "ControlPlaneScaleDownRefused");
+  EXPECT_THAT(Cond(r, "InfrastructureReady").message, HasSubstr("rccp-cp-2, rccp-cp-3 kept"));
+  EXPECT_EQ(Domains("rccp").size(), 3u) << "no control plane removed while etcd counts it";
+
+  api_nodes_.pop_back();  // kubeadm reset + kubectl delete node on rccp-cp-3
+  (void)real_.Reconcile("rccp");
+  const auto domains = Domains("rccp");
+  EXPECT_FALSE(domains.contains("rccp-cp-3")) << "its Node is gone: the VM goes";
+  EXPECT_TRUE(domains.contains("rccp-cp-2"));
+  EXPECT_THAT(Cond(Record("rccp"), "InfrastructureReady").message, HasSubstr("rccp-cp-2 kept"));
+}
+
 }  // namespace
 }  // namespace vmlab::reconcilers

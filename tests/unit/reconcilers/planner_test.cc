@@ -65,7 +65,7 @@ std::vector<std::string> DriftKinds(const Plan& plan) {
 }
 
 Plan PlanFor(const crds::LabCluster& lab, const Observed& observed, const std::string& hash = "h") {
-  return PlanInfrastructure("lab", Desired{&lab, false, hash, "/s", "qemu"}, observed);
+  return PlanInfrastructure("lab", Desired{&lab, false, hash, "/s", "qemu", {}}, observed);
 }
 
 TEST(PlannerTest, NewLabCreatesEverythingWithoutDrift) {
@@ -107,6 +107,23 @@ TEST(PlannerTest, ScaleDownRemovesTheHighestIndicesAndTheirVolumes) {
                   "DeleteVolume lab-worker-3-root.qcow2", "DeleteVolume lab-worker-3-seed.iso"));
   EXPECT_THAT(plan.actions[3].xml, testing::HasSubstr(R"(name="lab-worker-2" ip="172.42.42.102")"));
   EXPECT_THAT(plan.drift, IsEmpty()) << "scaling down is not drift";
+}
+
+TEST(PlannerTest, DroppedControlPlanesStayUntilTheirEtcdMemberIsGone) {
+  const Observed observed = Built(Lab(3, 1), "h");
+  Plan plan = PlanFor(Lab(1, 1), observed);
+  EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab"))
+      << "nothing removed, no address dropped";
+  EXPECT_THAT(plan.refused, ElementsAre("lab-cp-2", "lab-cp-3"));
+  EXPECT_THAT(plan.drift, IsEmpty());
+
+  const auto lab = Lab(1, 1);
+  plan = PlanInfrastructure("lab", Desired{&lab, false, "h", "/s", "qemu", {"lab-cp-3"}}, observed);
+  EXPECT_THAT(
+      Steps(plan),
+      ElementsAre("EnsurePool vmlab", "DeleteDomain lab-cp-3", "RemoveNetworkHost vmlab-lab",
+                  "DeleteVolume lab-cp-3-root.qcow2", "DeleteVolume lab-cp-3-seed.iso"));
+  EXPECT_THAT(plan.refused, ElementsAre("lab-cp-2"));
 }
 
 TEST(PlannerTest, SpecResizeRestartsOneNodePerPass) {
@@ -209,7 +226,8 @@ TEST(PlannerTest, NetworkHostEntriesFollowTheNodes) {
 TEST(PlannerTest, DeletionTearsDownEverythingOwned) {
   const auto lab = Lab(1, 1);
   const Observed observed = Built(lab, "h");
-  const Plan plan = PlanInfrastructure("lab", Desired{nullptr, false, "", "/s", "qemu"}, observed);
+  const Plan plan =
+      PlanInfrastructure("lab", Desired{nullptr, false, "", "/s", "qemu", {}}, observed);
   EXPECT_THAT(Steps(plan),
               ElementsAre("DeleteDomain lab-cp-1", "DeleteDomain lab-worker-1",
                           "DeleteVolume lab-cp-1-root.qcow2", "DeleteVolume lab-cp-1-seed.iso",
@@ -220,7 +238,7 @@ TEST(PlannerTest, DeletionTearsDownEverythingOwned) {
 TEST(PlannerTest, RetainKeepsVolumesOnDeletion) {
   const auto lab = Lab(1, 1);
   const Plan plan =
-      PlanInfrastructure("lab", Desired{nullptr, true, "", "/s", "qemu"}, Built(lab, "h"));
+      PlanInfrastructure("lab", Desired{nullptr, true, "", "/s", "qemu", {}}, Built(lab, "h"));
   EXPECT_THAT(Steps(plan),
               ElementsAre("DeleteDomain lab-cp-1", "DeleteDomain lab-worker-1",
                           "DeleteVolume lab-cp-1-seed.iso", "DeleteVolume lab-worker-1-seed.iso",
