@@ -17,23 +17,10 @@ import tempfile
 import time
 import urllib.request
 
+from procstat import cpu_seconds, rss_mib
+
 vmlab = sys.argv[1]
 seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 30.0
-ticks = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / ticks
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 root = tempfile.mkdtemp(prefix="vmlab-idle-")

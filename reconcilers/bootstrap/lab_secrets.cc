@@ -251,13 +251,26 @@ Result<std::optional<LabSecrets>> SecretStore::Load(const std::string& lab) cons
 
 Result<LabSecrets> SecretStore::LoadOrCreate(const crds::LabCluster& lab,
                                              std::chrono::system_clock::time_point now) {
-  auto loaded = Load(lab.metadata.name);
+  const std::string& name = lab.metadata.name;
+  {
+    std::lock_guard guard(mutex_);
+    if (auto it = cache_.find(name); it != cache_.end()) return it->second;
+  }
+  auto loaded = Load(name);
   if (!loaded) return std::unexpected(loaded.error());
-  if (*loaded) return std::move(**loaded);
-  return Create(lab, now);
+  auto secrets = *loaded ? Result<LabSecrets>(std::move(**loaded)) : Create(lab, now);
+  if (secrets) {
+    std::lock_guard guard(mutex_);
+    cache_.insert_or_assign(name, *secrets);
+  }
+  return secrets;
 }
 
 Status SecretStore::Remove(const std::string& lab) {
+  {
+    std::lock_guard guard(mutex_);
+    cache_.erase(lab);
+  }
   std::error_code ec;
   fs::remove_all(Dir(lab), ec);
   if (ec) {

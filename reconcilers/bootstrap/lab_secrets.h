@@ -11,6 +11,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -41,7 +43,8 @@ class SecretStore {
  public:
   explicit SecretStore(std::filesystem::path state_dir);
 
-  // The lab's secrets, made on first use. `now` stamps the token.
+  // The lab's secrets, made on first use, read from disk once and then kept
+  // in memory (every reconcile asks). `now` stamps the token. Thread-safe.
   [[nodiscard]] Result<LabSecrets> LoadOrCreate(const crds::LabCluster& lab,
                                                 std::chrono::system_clock::time_point now);
   // The lab's secrets if it has any (nullopt when there is no folder).
@@ -56,6 +59,8 @@ class SecretStore {
   [[nodiscard]] Result<LabSecrets> Create(const crds::LabCluster& lab,
                                           std::chrono::system_clock::time_point now) const;
   const std::filesystem::path root_;
+  std::mutex mutex_;
+  std::map<std::string, LabSecrets> cache_;  // lab -> its secrets, as on disk
 };
 
 // A new set of secrets for `lab`, in memory only (SecretStore keeps them).

@@ -178,9 +178,14 @@ TEST(PkiTest, SecretStoreMakesEverythingOnceWithPrivateModes) {
   }
   EXPECT_EQ(Shell("openssl pkey -pubout -in " + d + "/sa.key"), made->service_account.public_pem);
 
-  // An incomplete folder is an error that says what is missing, never a new CA.
+  // An incomplete folder is an error that says what is missing, never a new
+  // CA. A running store keeps what it read; a restarted one finds the gap.
   std::filesystem::remove(dir / "etcd-ca.key");
-  const auto broken = store.LoadOrCreate(lab, now);
+  const auto cached = store.LoadOrCreate(lab, now);
+  ASSERT_TRUE(cached);
+  EXPECT_EQ(cached->etcd_ca.key_pem, made->etcd_ca.key_pem) << "read once, then kept";
+  SecretStore restarted(state.path());
+  const auto broken = restarted.LoadOrCreate(lab, now);
   ASSERT_FALSE(broken);
   EXPECT_THAT(broken.error().message, HasSubstr("missing etcd-ca.key"));
   EXPECT_TRUE(std::filesystem::exists(dir / "ca.crt")) << "nothing was replaced";
