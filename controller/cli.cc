@@ -60,6 +60,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   std::string debounce = "200ms";
   std::string grace = "30s";
   std::string shutdown_timeout = "30s";
+  std::string drain_timeout = "10m";
   CLI::App* controller_cmd =
       app.add_subcommand("controller", "Run the controller on a watch folder of manifests");
   controller_cmd->add_option("--watch", controller.watch, "Folder of LabCluster manifests")
@@ -95,6 +96,11 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                    "With --simulate-guests: phase durations divided by this (0: instant)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 10000.0));
+  controller_cmd
+      ->add_option("--drain-timeout", drain_timeout,
+                   "How long a worker's drain may be blocked (PodDisruptionBudget) before it is "
+                   "reported as timed out; the VM is kept either way")
+      ->capture_default_str();
   controller_cmd->add_option("--resync", resync, "Reconcile every lab this often")
       ->capture_default_str();
   controller_cmd
@@ -153,7 +159,8 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
     for (auto [text, target] :
          {std::pair{&resync, &controller.resync}, std::pair{&debounce, &controller.debounce},
           std::pair{&grace, &controller.deletion_grace},
-          std::pair{&shutdown_timeout, &controller.shutdown_timeout}}) {
+          std::pair{&shutdown_timeout, &controller.shutdown_timeout},
+          std::pair{&drain_timeout, &controller.drain_timeout}}) {
       auto parsed = ParseDuration(*text);
       if (!parsed) {
         fmt::print(err, "vmlab controller: {}\n", parsed.error().message);

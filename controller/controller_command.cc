@@ -157,7 +157,8 @@ int RunController(const ControllerOptions& options) {
       {&progress, simulator ? &*simulator : nullptr, &listeners, options.progress_port,
        [](reconcilers::bootstrap::KubernetesAccess access) {
          return reconcilers::bootstrap::MakeKubernetesClient(std::move(access));
-       }});
+       },
+       std::chrono::duration_cast<std::chrono::seconds>(options.drain_timeout)});
 
   auto all_keys = [&] {
     std::set<std::string> keys;

@@ -19,6 +19,7 @@ struct ControllerOptions {
   Duration debounce = std::chrono::milliseconds(200);
   Duration deletion_grace = std::chrono::seconds(30);
   Duration shutdown_timeout = std::chrono::seconds(30);
+  Duration drain_timeout = std::chrono::minutes(10);  // a blocked drain is reported after this
   std::string log_level = "info";
   int progress_port = 9441;      // nodes report on each lab's gateway; 0: not at all
   bool simulate_guests = false;  // libvirt test driver only

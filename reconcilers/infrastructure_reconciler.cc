@@ -150,7 +150,8 @@ Status InfrastructureReconciler::Run(const Action& action, const crds::LabCluste
 Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
     const std::string& lab, const crds::LabCluster* spec, const std::string& spec_hash,
     bool retain_volumes, const std::set<std::string>& known_nodes, const UserDataFn& user_data,
-    const std::set<std::string>& removable_control_planes) {
+    const std::set<std::string>& removable_control_planes,
+    const std::set<std::string>& held_workers) {
   const auto started = std::chrono::steady_clock::now();
   auto since = [&started] {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
@@ -159,13 +160,15 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
   auto observed = Observe(lab, spec != nullptr);
   if (!observed) return std::unexpected(observed.error());
   observed->known_nodes = known_nodes;
-  const infrastructure::Desired desired{spec,       retain_volumes,    spec_hash,
-                                        state_dir_, DomainType().type, removable_control_planes};
+  const infrastructure::Desired desired{spec,        retain_volumes,    spec_hash,
+                                        state_dir_,  DomainType().type, removable_control_planes,
+                                        held_workers};
   const infrastructure::Plan plan = infrastructure::PlanInfrastructure(lab, desired, *observed);
 
   InfrastructureOutcome outcome;
   outcome.drift = plan.drift;
   outcome.refused = plan.refused;
+  outcome.held = plan.held;
 
   // Before anything new is created: checks that would otherwise leave the lab half-built.
   const bool creates = std::any_of(plan.actions.begin(), plan.actions.end(), [&](const Action& a) {
@@ -291,8 +294,9 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
            false});
     }
   }
-  outcome.converged = spec && all_running && outcome.failures.empty() &&
-                      after->domains.size() == outcome.nodes.size() + outcome.refused.size();
+  outcome.converged =
+      spec && all_running && outcome.failures.empty() &&
+      after->domains.size() == outcome.nodes.size() + outcome.refused.size() + outcome.held.size();
   outcome.nothing_left =
       after->domains.empty() && !after->network && (retain_volumes || after->volumes.empty());
   return outcome;

@@ -29,6 +29,7 @@ struct InfrastructureOutcome {
   std::vector<std::string> deleted;   // domains removed
   std::vector<std::string> restarted;
   std::vector<std::string> refused;  // control planes the spec dropped, kept (etcd member present)
+  std::vector<std::string> held;     // workers the spec dropped, kept while they drain
   std::string preflight_error;       // set when creation was refused up front; nothing was done
   bool network_active = false;
   bool converged = false;     // network active, every planned node running, nothing failed
@@ -49,7 +50,8 @@ class InfrastructureReconciler {
   [[nodiscard]] Result<InfrastructureOutcome> Converge(
       const std::string& lab, const crds::LabCluster* spec, const std::string& spec_hash,
       bool retain_volumes, const std::set<std::string>& known_nodes,
-      const UserDataFn& user_data = {}, const std::set<std::string>& removable_control_planes = {});
+      const UserDataFn& user_data = {}, const std::set<std::string>& removable_control_planes = {},
+      const std::set<std::string>& held_workers = {});
   // Domain type for vmlab's domains: "kvm" only when the host can really run
   // it (libvirt's KVM domain capabilities can run the baseline CPU), else
   // "qemu" (TCG); `reason` says why, for status. Detected once per process

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "metrics/lab_metrics.h"
+#include "reconcilers/bootstrap/drain.h"
 #include "reconcilers/bootstrap/user_data.h"
 #include "reconcilers/infrastructure/identity.h"
 
@@ -45,6 +46,39 @@ Result<std::map<std::string, std::string>> ReadHostFiles(const crds::LabCluster&
     files[path] = text.str();
   }
   return files;
+}
+
+// The comma-separated items of a lab annotation, without spaces.
+std::set<std::string> AnnotationItems(const crds::LabCluster& spec, const char* annotation) {
+  std::set<std::string> items;
+  const auto it = spec.metadata.annotations.find(annotation);
+  if (it == spec.metadata.annotations.end()) return items;
+  std::string_view rest = it->second;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    std::string item(rest.substr(0, comma));
+    std::erase(item, ' ');
+    if (!item.empty()) items.insert(item);
+    rest = comma == std::string_view::npos ? "" : rest.substr(comma + 1);
+  }
+  return items;
+}
+
+// The primary control plane has finished its phases (as reported now, or as
+// status said before a restart): the lab has a Kubernetes API.
+bool PrimaryDone(const crds::LabCluster& spec,
+                 const std::map<std::string, bootstrap::NodeProgress>& progress,
+                 const std::optional<LabRecord>& before) {
+  const std::string primary = crds::PlanNodes(spec).front().name;
+  if (const auto it = progress.find(primary); it != progress.end()) {
+    return it->second.bootstrap_done;
+  }
+  if (before) {
+    for (const auto& node : before->nodes) {
+      if (node.name == primary) return node.bootstrap_phase == "primary: done";
+    }
+  }
+  return false;
 }
 
 Condition MakeCondition(const char* type, const char* status, std::string reason,
@@ -85,6 +119,7 @@ std::string LastLines(const std::string& log, std::size_t lines) {
 // `api_error`: why the Kubernetes API could not be read; `api_read`: it was.
 Condition RoleCondition(const char* type, std::string_view role,
                         const std::vector<controller::NodeStatus>& nodes,
+                        const std::set<std::string>& not_planned,
                         const std::map<std::string, bootstrap::NodeProgress>& progress,
                         bool api_read, const std::string& api_error, std::int64_t generation) {
   std::size_t total = 0;
@@ -93,7 +128,7 @@ Condition RoleCondition(const char* type, std::string_view role,
   std::string failed;
   std::string busy;
   for (const auto& node : nodes) {
-    if (node.role != role || node.bootstrap_phase == kKeptPhase) continue;
+    if (node.role != role || not_planned.contains(node.name)) continue;
     ++total;
     ready += node.ready ? 1 : 0;
     const auto it = progress.find(node.name);
@@ -232,74 +267,267 @@ std::map<std::string, bootstrap::NodeProgress> LabClusterReconciler::FollowProgr
     if (runtime_.simulator) runtime_.simulator->Forget(name, node);
   }
   if (runtime_.simulator) {
-    std::set<std::string> failing;  // "node/phase"
-    if (const auto it = spec.metadata.annotations.find(bootstrap::kSimulateFailureAnnotation);
-        it != spec.metadata.annotations.end()) {
-      std::string_view rest = it->second;
-      while (!rest.empty()) {
-        const auto comma = rest.find(',');
-        std::string item(rest.substr(0, comma));
-        std::erase(item, ' ');
-        if (!item.empty()) failing.insert(item);
-        rest = comma == std::string_view::npos ? "" : rest.substr(comma + 1);
-      }
-    }
+    const auto failing = AnnotationItems(spec, bootstrap::kSimulateFailureAnnotation);
     for (const auto& node : outcome.nodes) {
       if (node.domain_state != "running" || runtime_.simulator->Playing(name, node.name)) continue;
       std::set<std::string> fail_phases;
       for (const auto& phase : phases[node.name]) {
         if (failing.contains(node.name + "/" + phase)) fail_phases.insert(phase);
       }
-      runtime_.simulator->Boot(name, node.name, phases[node.name],
-                               bootstrap::NodeToken(secrets.progress_key, node.name),
-                               std::move(fail_phases));
+      runtime_.simulator->Boot(
+          name, node.name, phases[node.name], bootstrap::NodeToken(secrets.progress_key, node.name),
+          std::move(fail_phases), secrets.token, secrets.token_created + secrets.token_ttl);
     }
   }
   return runtime_.progress->Progress(name);
 }
 
-std::set<std::string> LabClusterReconciler::RemovableControlPlanes(
-    const crds::LabCluster& spec, const bootstrap::LabSecrets& secrets,
-    const std::optional<LabRecord>& before) const {
-  std::set<std::string> dropped;
+Result<std::unique_ptr<bootstrap::KubernetesClient>> LabClusterReconciler::OpenKubernetes(
+    const std::string& name, const bootstrap::LabSecrets& secrets) const {
+  if (runtime_.simulator) return runtime_.simulator->Cluster(name)->Client();
+  if (!runtime_.kubernetes) {
+    return MakeError(ErrorCode::kUnavailable, "this controller does not use the Kubernetes API");
+  }
+  auto access = bootstrap::AccessFromKubeconfig(secrets.admin_kubeconfig);
+  if (!access) return std::unexpected(access.error());
+  return runtime_.kubernetes(std::move(*access));
+}
+
+LabClusterReconciler::ScaleDown LabClusterReconciler::PrepareKubernetes(
+    const std::string& name, const crds::LabCluster& spec, bootstrap::LabSecrets& secrets,
+    bool primary_done, const std::optional<LabRecord>& before,
+    const std::map<std::string, bootstrap::NodeProgress>& progress) {
+  ScaleDown out;
+  std::set<std::string> planned;
+  for (const auto& node : crds::PlanNodes(spec)) planned.insert(node.name);
+  std::set<std::string> dropped_cps;
+  std::vector<std::pair<int, std::string>> dropped_workers;  // (index, name)
   if (before) {
     for (const auto& node : before->nodes) {
-      if (node.role == "control-plane") dropped.insert(node.name);
+      if (planned.contains(node.name) || node.domain_state == "missing") continue;
+      if (node.role == "control-plane") {
+        dropped_cps.insert(node.name);
+      } else {
+        const auto dash = node.name.rfind('-');
+        int index = 0;
+        try {
+          index = std::stoi(node.name.substr(dash + 1));
+        } catch (const std::exception&) {
+        }
+        dropped_workers.emplace_back(index, node.name);
+      }
     }
   }
-  for (const auto& node : crds::PlanNodes(spec)) dropped.erase(node.name);
-  std::set<std::string> removable;
-  if (dropped.empty() || runtime_.simulator || !runtime_.kubernetes) return removable;
-  // Its Node gone from the API means `kubeadm reset` ran there, which removes
-  // the etcd member: only then may the domain go.
-  auto access = bootstrap::AccessFromKubeconfig(secrets.admin_kubeconfig);
-  if (!access) return removable;
-  auto listed = runtime_.kubernetes(std::move(*access))->ListNodes();
-  if (!listed) return removable;
-  for (const auto& name : dropped) {
-    if (std::none_of(listed->begin(), listed->end(),
-                     [&](const bootstrap::KubeNode& n) { return n.name == name; })) {
-      removable.insert(name);
+  std::sort(dropped_workers.rbegin(), dropped_workers.rend());  // highest index first
+
+  std::lock_guard guard(kubernetes_mutex_);
+  bool cordoned_by_us = false;
+  for (const auto& [key, since] : drains_) cordoned_by_us = cordoned_by_us || key.first == name;
+  const bool rotation_due =
+      primary_done && clock_.WallNow() - secrets.token_created >= secrets.token_ttl / 2;
+  // Before the primary is done there is no cluster, so no worker joined one:
+  // dropped workers simply go. Control planes still ask (conservatively).
+  if (!primary_done) dropped_workers.clear();
+  if (dropped_cps.empty() && dropped_workers.empty() && !cordoned_by_us && !rotation_due) {
+    return out;
+  }
+  auto opened = OpenKubernetes(name, secrets);
+  std::unique_ptr<bootstrap::KubernetesClient> client;
+  std::string api_error;
+  std::optional<std::vector<bootstrap::KubeNode>> listed;
+  if (opened) {
+    client = std::move(*opened);
+    auto nodes = client->ListNodes();
+    if (nodes) {
+      listed = std::move(*nodes);
+    } else {
+      api_error = nodes.error().message;
+    }
+  } else {
+    api_error = opened.error().message;
+  }
+  auto in_api = [&](const std::string& node) {
+    return std::any_of(listed->begin(), listed->end(),
+                       [&](const bootstrap::KubeNode& n) { return n.name == node; });
+  };
+
+  if (listed && rotation_due) {
+    // A new token in the cluster first, then on disk: seeds made from now on
+    // carry it, and a failure in between leaves only an unused token behind.
+    auto token = bootstrap::MakeBootstrapToken();
+    if (token) {
+      const auto now = clock_.WallNow();
+      const bootstrap::BootstrapTokenSecret secret{
+          *token, now + bootstrap::kBootstrapTokenTtl,
+          fmt::format("made by vmlab for lab {}: nodes created from now on join with it", name)};
+      if (auto created = client->CreateBootstrapToken(secret); !created) {
+        out.events.emplace_back("BootstrapTokenRotationFailed", created.error().message);
+      } else if (auto rotated = secrets_.RotateToken(name, *token, now); !rotated) {
+        out.events.emplace_back("BootstrapTokenRotationFailed", rotated.error().message);
+      } else {
+        const auto old_id = secrets.token.substr(0, 6);
+        secrets = std::move(*rotated);
+        out.events.emplace_back(
+            "BootstrapTokenRotated",
+            fmt::format("bootstrap token {} replaced by {} (valid until {}); the old one stays "
+                        "valid until it expires",
+                        old_id, token->substr(0, 6),
+                        controller::FormatTimestamp(now + bootstrap::kBootstrapTokenTtl)));
+      }
     }
   }
-  return removable;
+
+  // Control planes: their Node gone from the API means `kubeadm reset` ran
+  // there, which removes the etcd member: only then may the domain go.
+  if (listed) {
+    for (const auto& cp : dropped_cps) {
+      if (!in_api(cp)) out.removable_control_planes.insert(cp);
+    }
+  }
+  // Workers vmlab cordoned that the spec wants again: uncordoned.
+  if (listed) {
+    for (auto it = drains_.begin(); it != drains_.end();) {
+      if (it->first.first == name && planned.contains(it->first.second)) {
+        if (in_api(it->first.second)) {
+          (void)client->SetUnschedulable(it->first.second, false);
+          out.events.emplace_back("NodeUncordoned",
+                                  fmt::format("{} is in the spec again: uncordoned; its drain "
+                                              "is abandoned",
+                                              it->first.second));
+        }
+        it = drains_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // Workers: drained one at a time, highest index first.
+  std::vector<std::string> waiting;
+  for (const auto& [index, worker] : dropped_workers) {
+    if (!listed) {
+      const auto p = progress.find(worker);
+      const std::string phase_before = [&] {
+        if (before) {
+          for (const auto& n : before->nodes) {
+            if (n.name == worker) return n.bootstrap_phase;
+          }
+        }
+        return std::string();
+      }();
+      const bool may_have_joined = (p != progress.end() && p->second.phase == "worker") ||
+                                   phase_before.starts_with("worker") ||
+                                   phase_before.starts_with("drain") ||
+                                   phase_before.starts_with("waiting to drain");
+      if (!may_have_joined) continue;  // never reached its join: nothing to drain
+      out.held_workers.insert(worker);
+      out.phases[worker] = "waiting to drain: Kubernetes API unreachable";
+      out.reason = "DrainWaitingForKubernetes";
+      out.message = fmt::format(
+          "{} may be a Node of the cluster, but the Kubernetes API cannot be read ({}); vmlab "
+          "keeps the VM until it can drain it, or until its Node is gone (`kubectl delete node`)",
+          worker, api_error);
+      continue;
+    }
+    if (!in_api(worker)) {
+      drains_.erase({name, worker});
+      continue;  // not (or no longer) a Node: the VM may go
+    }
+    if (!out.reason.empty()) {
+      out.held_workers.insert(worker);
+      out.phases[worker] = "waiting to drain";
+      waiting.push_back(worker);
+      continue;
+    }
+    const auto [started, fresh] = drains_.try_emplace({name, worker}, clock_.Now());
+    if (fresh) {
+      out.events.emplace_back("DrainStarted",
+                              fmt::format("draining {}: cordon, evict its pods, delete its Node, "
+                                          "then remove its VM",
+                                          worker));
+    }
+    auto step = bootstrap::DrainNode(*client, worker);
+    if (step && step->state == bootstrap::DrainStep::State::kDone) {
+      drains_.erase({name, worker});
+      out.events.emplace_back(
+          "NodeDrained", fmt::format("{} drained and its Node deleted; its VM is removed", worker));
+      continue;
+    }
+    out.held_workers.insert(worker);
+    const auto waited =
+        std::chrono::duration_cast<std::chrono::seconds>(clock_.Now() - started->second);
+    if (!step) {
+      out.phases[worker] = "draining";
+      out.reason = "DrainWaitingForKubernetes";
+      out.message = fmt::format("draining {}: {}; retrying", worker, step.error().message);
+    } else if (step->state == bootstrap::DrainStep::State::kBlocked) {
+      const bool timed_out = waited >= runtime_.drain_timeout;
+      out.phases[worker] = "drain blocked";
+      out.reason = timed_out ? "DrainTimedOut" : "DrainBlocked";
+      out.message = fmt::format(
+          "draining {}: {} pod(s) left; eviction refused for {}{}; the VM is kept and the "
+          "eviction retried: let the PodDisruptionBudget allow it (scale the workload up, or move "
+          "the pod), `kubectl delete node {}` to give up on a graceful drain, or set "
+          "workers.replicas back",
+          worker, step->remaining, step->message,
+          timed_out ? fmt::format(" (blocked for {} s, past the drain timeout of {} s)",
+                                  waited.count(), runtime_.drain_timeout.count())
+                    : "",
+          worker);
+    } else {
+      out.phases[worker] = "draining";
+      out.reason = "DrainingWorkers";
+      out.message = fmt::format("draining {}: {} pod(s) evicted, {} to go", worker, step->evicted,
+                                step->remaining);
+    }
+  }
+  if (!waiting.empty()) {
+    out.message +=
+        fmt::format("; then {} (one at a time, highest index first)", fmt::join(waiting, ", "));
+  }
+  return out;
 }
 
 void LabClusterReconciler::ReadKubernetes(
-    const crds::LabCluster& spec, const bootstrap::LabSecrets& secrets,
+    const std::string& name, const bootstrap::LabSecrets& secrets, bool primary_done,
     const std::map<std::string, bootstrap::NodeProgress>& progress,
-    std::map<std::string, bool>& ready, bool& read, std::string& error) const {
-  if (runtime_.simulator || !runtime_.kubernetes) return;
+    std::map<std::string, bool>& ready, bool& read, std::string& error,
+    std::vector<std::pair<std::string, std::string>>& events) {
   // The API answers once the primary control plane has finished its phases.
-  const auto nodes = crds::PlanNodes(spec);
-  const auto primary = progress.find(nodes.front().name);
-  if (primary == progress.end() || !primary->second.bootstrap_done) return;
-  auto access = bootstrap::AccessFromKubeconfig(secrets.admin_kubeconfig);
-  if (!access) {
-    error = access.error().message;
+  if (!primary_done || (!runtime_.simulator && !runtime_.kubernetes)) return;
+  auto client = OpenKubernetes(name, secrets);
+  if (!client) {
+    error = client.error().message;
     return;
   }
-  auto listed = runtime_.kubernetes(std::move(*access))->ListNodes();
+  std::lock_guard guard(kubernetes_mutex_);
+  // A node created anew from a fresh disk joins again under its old name:
+  // its old Node goes first, while the node has not reached its join.
+  if (auto stale = stale_nodes_.find(name); stale != stale_nodes_.end()) {
+    for (auto it = stale->second.begin(); it != stale->second.end();) {
+      const auto p = progress.find(*it);
+      const bool joining =
+          p != progress.end() && (p->second.phase == "worker" || p->second.phase == "secondary");
+      if (joining) {
+        it = stale->second.erase(it);
+        continue;
+      }
+      auto nodes = (*client)->ListNodes();
+      if (!nodes) break;
+      const bool present = std::any_of(nodes->begin(), nodes->end(),
+                                       [&](const bootstrap::KubeNode& n) { return n.name == *it; });
+      if (present) {
+        if (auto deleted = (*client)->DeleteNode(*it); !deleted) break;
+        events.emplace_back("StaleNodeDeleted",
+                            fmt::format("{} was created anew from a fresh disk: its old Node was "
+                                        "deleted so that it joins as a new one",
+                                        *it));
+      }
+      it = stale->second.erase(it);
+    }
+    if (stale->second.empty()) stale_nodes_.erase(stale);
+  }
+  auto listed = (*client)->ListNodes();
   if (!listed) {
     error = listed.error().message;
     return;
@@ -331,6 +559,8 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   std::map<std::string, bool> api_ready;  // from the Kubernetes API
   bool api_read = false;
   std::string api_error;
+  ScaleDown scale;
+  std::vector<std::pair<std::string, std::string>> api_events;  // (reason, message)
   if (desired->spec) {
     const crds::LabCluster& spec = *desired->spec;
     auto secrets = secrets_.LoadOrCreate(spec, clock_.WallNow());
@@ -351,9 +581,18 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         if (listen) env.progress_url = bootstrap::ProgressUrl(gateway, runtime_.progress_port);
         return bootstrap::RenderUserData(spec, node, *secrets, env);
       };
+      if (runtime_.simulator) {
+        runtime_.simulator->Cluster(name)->BlockEvictions(
+            AnnotationItems(spec, bootstrap::kSimulateBlockedEvictionAnnotation));
+      }
+      const auto progress_before = runtime_.progress
+                                       ? runtime_.progress->Progress(name)
+                                       : std::map<std::string, bootstrap::NodeProgress>{};
+      scale = PrepareKubernetes(name, spec, *secrets, PrimaryDone(spec, progress_before, before),
+                                before, progress_before);
       auto converged =
           infrastructure_.Converge(name, &spec, desired->spec_hash, false, known_nodes, user_data,
-                                   RemovableControlPlanes(spec, *secrets, before));
+                                   scale.removable_control_planes, scale.held_workers);
       if (converged) {
         outcome = std::move(*converged);
         if (listen && outcome->network_active) {
@@ -363,8 +602,17 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
             listener_error = listening.error().message;
           }
         }
+        {
+          // Nodes created anew under a name the lab had: their old Node is stale.
+          const std::string primary = crds::PlanNodes(spec).front().name;
+          std::lock_guard guard(kubernetes_mutex_);
+          for (const auto& node : outcome->created) {
+            if (known_nodes.contains(node) && node != primary) stale_nodes_[name].insert(node);
+          }
+        }
         progress = FollowProgress(name, spec, *secrets, *outcome);
-        ReadKubernetes(spec, *secrets, progress, api_ready, api_read, api_error);
+        ReadKubernetes(name, *secrets, PrimaryDone(spec, progress, before), progress, api_ready,
+                       api_read, api_error, api_events);
       } else {
         infra_error = converged.error();
       }
@@ -461,6 +709,22 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         }
         r.nodes.push_back(std::move(node));
       }
+      for (const auto& held : outcome->held) {
+        controller::NodeStatus node{held, "worker", "", "running", scale.phases[held], false};
+        if (before) {
+          for (const auto& old : before->nodes) {
+            if (old.name == held) node.ip = old.ip;
+          }
+        }
+        r.nodes.push_back(std::move(node));
+      }
+      for (const auto& [reason, message] : scale.events) {
+        controller::AddEvent(r, reason.ends_with("Failed") ? "Warning" : "Normal", reason, message,
+                             now);
+      }
+      for (const auto& [reason, message] : api_events) {
+        controller::AddEvent(r, "Normal", reason, message, now);
+      }
       r.drift.clear();
       std::vector<std::string> repaired;
       std::vector<std::string> reported;
@@ -518,6 +782,9 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
                     fmt::join(outcome->refused, ", ")),
                 generation),
             "Warning");
+      } else if (!outcome->held.empty()) {
+        set(MakeCondition("InfrastructureReady", "False", scale.reason, scale.message, generation),
+            scale.reason == "DrainTimedOut" ? "Warning" : nullptr);
       } else if (outcome->converged) {
         set(MakeCondition(
                 "InfrastructureReady", "True", "Ready",
@@ -537,15 +804,27 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
                           fmt::format("{} of {} domains running", running, outcome->nodes.size()),
                           generation));
       }
+      std::set<std::string> not_planned(outcome->refused.begin(), outcome->refused.end());
+      not_planned.insert(outcome->held.begin(), outcome->held.end());
       for (auto& node : r.nodes) {
+        if (not_planned.contains(node.name)) continue;
+        node.ready = node.domain_state == "running" && api_ready[node.name];
         const auto it = progress.find(node.name);
-        if (it == progress.end() || node.bootstrap_phase == kKeptPhase) continue;
+        if (it == progress.end()) {
+          // No report since the controller started: what status said before
+          // (unless the domain was created anew).
+          if (before && std::find(outcome->created.begin(), outcome->created.end(), node.name) ==
+                            outcome->created.end()) {
+            for (const auto& old : before->nodes) {
+              if (old.name == node.name) node.bootstrap_phase = old.bootstrap_phase;
+            }
+          }
+          continue;
+        }
         const auto& p = it->second;
         node.bootstrap_phase = p.state == "failed" ? fmt::format("{}: failed (exit {}, attempt {})",
                                                                  p.phase, p.exit_code, p.attempt)
                                                    : fmt::format("{}: {}", p.phase, p.state);
-        node.ready = node.domain_state == "running" &&
-                     (runtime_.simulator ? p.bootstrap_done : api_ready[node.name]);
       }
       // Guests run on a real hypervisor, or are simulated; reports from them
       // count as running guests too.
@@ -554,7 +833,8 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       for (const auto& [type, role] :
            {std::pair{"ControlPlaneReady", "control-plane"}, std::pair{"WorkersReady", "worker"}}) {
         auto c = guests_run
-                     ? RoleCondition(type, role, r.nodes, progress, api_read, api_error, generation)
+                     ? RoleCondition(type, role, r.nodes, not_planned, progress, api_read,
+                                     api_error, generation)
                      : MakeCondition(type, "Unknown", "NoGuests",
                                      "libvirt's test driver runs no guests, so no node "
                                      "bootstraps; vmlab controller --simulate-guests plays them",
@@ -620,6 +900,10 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       // Kubernetes settles by itself: look again soon rather than at the resync.
       return controller::ReconcileResult{.requeue_after = std::chrono::seconds(15)};
     }
+  }
+  if (outcome && !outcome->held.empty()) {
+    // A drain under way or blocked: the next step soon.
+    return controller::ReconcileResult{.requeue_after = std::chrono::seconds(5)};
   }
   if (outcome && !outcome->converged && !drift_left_alone) {
     // Still converging (one restart per pass, domains booting): look again soon.

@@ -8,16 +8,23 @@
 // and renders each node's user-data into its seed; reads the nodes' phase
 // progress (ProgressStore) into status.nodes[].bootstrapPhase,
 // ControlPlaneReady, WorkersReady and Ready, with failures (and their log
-// tails) in conditions and events. With simulated guests, starts the
-// simulator on every node that boots and takes a node whose phases are all
-// done as Ready; otherwise the Kubernetes API is not read yet and a finished
-// bootstrap leaves readiness Unknown. A lab whose desired state is gone is torn down (volumes
-// and secrets kept under deletionPolicy Retain), then its status is removed. Thread-safe (one call
-// per key at a time, as the Manager guarantees).
+// tails) in conditions and events. Once the primary control plane is done,
+// works through the lab's Kubernetes API (the real one, or the simulator's
+// with simulated guests): node readiness; workers the spec dropped are
+// drained one at a time, highest index first (cordon, evictions that respect
+// PodDisruptionBudgets, Node deleted) before their VMs go; control planes go
+// only once their Node (and etcd member) is gone; a node recreated from a
+// fresh disk has its stale Node deleted before it joins again; the bootstrap
+// token is rotated when half its TTL has passed. A lab whose desired state is
+// gone is torn down (volumes and secrets kept under deletionPolicy Retain),
+// then its status is removed. Thread-safe (one call per key at a time, as the
+// Manager guarantees).
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -52,6 +59,10 @@ struct BootstrapRuntime {
   // primary control plane has finished its phases.
   std::function<std::unique_ptr<bootstrap::KubernetesClient>(bootstrap::KubernetesAccess)>
       kubernetes;
+  // A drain blocked (by a PodDisruptionBudget) this long is reported as
+  // timed out (DrainTimedOut, a Warning event); it is still retried and the
+  // VM kept.
+  std::chrono::seconds drain_timeout{600};
 };
 
 class LabClusterReconciler final : public controller::Reconciler {
@@ -67,15 +78,34 @@ class LabClusterReconciler final : public controller::Reconciler {
  private:
   [[nodiscard]] Result<controller::ReconcileResult> Delete(const std::string& name,
                                                            const controller::LabRecord& record);
-  // Control planes the spec dropped whose etcd member is gone (their Node is
-  // absent from the Kubernetes API): the only ones that may be removed.
-  [[nodiscard]] std::set<std::string> RemovableControlPlanes(
-      const crds::LabCluster& spec, const bootstrap::LabSecrets& secrets,
-      const std::optional<controller::LabRecord>& before) const;
-  // Node readiness from the lab's Kubernetes API (real guests, primary done).
-  void ReadKubernetes(const crds::LabCluster& spec, const bootstrap::LabSecrets& secrets,
+  // What the Kubernetes API decided before the infrastructure converges.
+  struct ScaleDown {
+    // Control planes the spec dropped whose etcd member is gone (their Node
+    // is absent from the Kubernetes API): the only ones that may be removed.
+    std::set<std::string> removable_control_planes;
+    std::set<std::string> held_workers;         // dropped workers kept while they drain
+    std::map<std::string, std::string> phases;  // held worker -> its status.nodes bootstrapPhase
+    std::string reason;                         // InfrastructureReady reason while held
+    std::string message;
+    std::vector<std::pair<std::string, std::string>> events;  // (reason, message), Normal
+  };
+  // The lab's Kubernetes API: the simulator's, or the real one through the
+  // admin kubeconfig.
+  [[nodiscard]] Result<std::unique_ptr<bootstrap::KubernetesClient>> OpenKubernetes(
+      const std::string& name, const bootstrap::LabSecrets& secrets) const;
+  // Before the infrastructure converges: token rotation, which dropped nodes
+  // may go, and one drain step. `secrets` is updated by a rotation.
+  [[nodiscard]] ScaleDown PrepareKubernetes(
+      const std::string& name, const crds::LabCluster& spec, bootstrap::LabSecrets& secrets,
+      bool primary_done, const std::optional<controller::LabRecord>& before,
+      const std::map<std::string, bootstrap::NodeProgress>& progress);
+  // Node readiness from the lab's Kubernetes API (primary done), and the
+  // deletion of stale Nodes of nodes created anew. `events`: (reason, message).
+  void ReadKubernetes(const std::string& name, const bootstrap::LabSecrets& secrets,
+                      bool primary_done,
                       const std::map<std::string, bootstrap::NodeProgress>& progress,
-                      std::map<std::string, bool>& ready, bool& read, std::string& error) const;
+                      std::map<std::string, bool>& ready, bool& read, std::string& error,
+                      std::vector<std::pair<std::string, std::string>>& events);
   // Tells the progress store (and the simulator) about the lab's nodes and
   // returns their progress.
   [[nodiscard]] std::map<std::string, bootstrap::NodeProgress> FollowProgress(
@@ -90,6 +120,11 @@ class LabClusterReconciler final : public controller::Reconciler {
   controller::Clock& clock_;
   metrics::LabMetrics* const metrics_;
   const BootstrapRuntime runtime_;
+  std::mutex kubernetes_mutex_;  // guards the two maps below (labs reconcile in parallel)
+  // (lab, worker) -> when vmlab cordoned it to drain it.
+  std::map<std::pair<std::string, std::string>, controller::SteadyTime> drains_;
+  // lab -> nodes created anew whose old Node may still be in the API.
+  std::map<std::string, std::set<std::string>> stale_nodes_;
 };
 
 }  // namespace vmlab::reconcilers

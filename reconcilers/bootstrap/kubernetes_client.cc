@@ -5,7 +5,10 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <boost/asio/ssl.hpp>
+
+#include "controller/status_store.h"
 
 namespace vmlab::reconcilers::bootstrap {
 namespace {
@@ -15,18 +18,104 @@ std::string DecodeBase64(const std::string& text) {
   return std::string(bytes.begin(), bytes.end());
 }
 
+struct Response {
+  int status = 0;
+  std::string body;
+};
+
+// The API's own explanation in a Status body, else the HTTP code.
+std::string ApiMessage(const Response& response) {
+  try {
+    const auto status = web::json::value::parse(response.body);
+    if (status.has_string_field("message")) return status.at("message").as_string();
+  } catch (const std::exception&) {
+  }
+  return fmt::format("HTTP {}", response.status);
+}
+
+std::string Escape(const std::string& segment) { return web::uri::encode_data_string(segment); }
+
 class HttpsKubernetesClient final : public KubernetesClient {
  public:
   explicit HttpsKubernetesClient(KubernetesAccess access) : access_(std::move(access)) {}
 
   Result<std::vector<KubeNode>> ListNodes() override {
-    auto body = Get("/api/v1/nodes");
+    auto response = Request(web::http::methods::GET, "/api/v1/nodes");
+    if (!response) return std::unexpected(response.error());
+    if (auto failed = Expect(*response, "GET", "/api/v1/nodes", {200}); !failed) {
+      return std::unexpected(failed.error());
+    }
+    return ParseNodeList(response->body);
+  }
+
+  Status SetUnschedulable(const std::string& node, bool unschedulable) override {
+    const std::string path = "/api/v1/nodes/" + Escape(node);
+    auto response = Request(
+        web::http::methods::PATCH, path,
+        unschedulable ? R"({"spec":{"unschedulable":true}})" : R"({"spec":{"unschedulable":null}})",
+        "application/strategic-merge-patch+json");
+    if (!response) return std::unexpected(response.error());
+    return Expect(*response, "PATCH", path, {200});
+  }
+
+  Result<std::vector<KubePod>> ListPods(const std::string& node) override {
+    const std::string path = "/api/v1/pods?fieldSelector=" + Escape("spec.nodeName=" + node);
+    auto response = Request(web::http::methods::GET, path);
+    if (!response) return std::unexpected(response.error());
+    if (auto failed = Expect(*response, "GET", path, {200}); !failed) {
+      return std::unexpected(failed.error());
+    }
+    return ParsePodList(response->body);
+  }
+
+  Result<Eviction> EvictPod(const KubePod& pod) override {
+    const std::string path =
+        fmt::format("/api/v1/namespaces/{}/pods/{}/eviction", Escape(pod.ns), Escape(pod.name));
+    web::json::value body;
+    body["apiVersion"] = web::json::value::string("policy/v1");
+    body["kind"] = web::json::value::string("Eviction");
+    body["metadata"]["name"] = web::json::value::string(pod.name);
+    body["metadata"]["namespace"] = web::json::value::string(pod.ns);
+    auto response = Request(web::http::methods::POST, path, body.serialize(), "application/json");
+    if (!response) return std::unexpected(response.error());
+    if (response->status == 429) return Eviction{EvictionOutcome::kBlocked, ApiMessage(*response)};
+    if (response->status == 404) return Eviction{EvictionOutcome::kGone, ""};
+    if (auto failed = Expect(*response, "POST", path, {200, 201}); !failed) {
+      return std::unexpected(failed.error());
+    }
+    return Eviction{EvictionOutcome::kEvicted, ""};
+  }
+
+  Status DeleteNode(const std::string& node) override {
+    const std::string path = "/api/v1/nodes/" + Escape(node);
+    auto response = Request(web::http::methods::DEL, path);
+    if (!response) return std::unexpected(response.error());
+    return Expect(*response, "DELETE", path, {200, 202, 404});
+  }
+
+  Status CreateBootstrapToken(const BootstrapTokenSecret& token) override {
+    auto body = BootstrapTokenSecretJson(token);
     if (!body) return std::unexpected(body.error());
-    return ParseNodeList(*body);
+    const std::string path = "/api/v1/namespaces/kube-system/secrets";
+    auto response = Request(web::http::methods::POST, path, *body, "application/json");
+    if (!response) return std::unexpected(response.error());
+    return Expect(*response, "POST", path, {200, 201, 409});
   }
 
  private:
-  Result<std::string> Get(const std::string& path) {
+  Status Expect(const Response& response, const char* method, const std::string& path,
+                std::initializer_list<int> accepted) const {
+    if (std::find(accepted.begin(), accepted.end(), response.status) != accepted.end()) return {};
+    const ErrorCode code = response.status == 401 || response.status == 403
+                               ? ErrorCode::kPermissionDenied
+                           : response.status == 404 ? ErrorCode::kNotFound
+                                                    : ErrorCode::kUnavailable;
+    return MakeError(code, fmt::format("Kubernetes API {} {} {}: {}", access_.server, method, path,
+                                       ApiMessage(response)));
+  }
+
+  Result<Response> Request(const web::http::method& method, const std::string& path,
+                           const std::string& body = "", const std::string& content_type = "") {
     web::http::client::http_client_config config;
     config.set_timeout(access_.timeout);
     config.set_validate_certificates(true);
@@ -39,19 +128,15 @@ class HttpsKubernetesClient final : public KubernetesClient {
     });
     try {
       web::http::client::http_client client(web::uri(a.server), config);
-      const web::http::http_response response = client.request(web::http::methods::GET, path).get();
-      const std::string body = response.extract_utf8string(true).get();
-      if (response.status_code() != web::http::status_codes::OK) {
-        return MakeError(response.status_code() == 401 || response.status_code() == 403
-                             ? ErrorCode::kPermissionDenied
-                             : ErrorCode::kUnavailable,
-                         fmt::format("Kubernetes API {} GET {}: HTTP {}", a.server, path,
-                                     response.status_code()));
-      }
-      return body;
+      web::http::http_request request(method);
+      request.set_request_uri(path);
+      request.headers().add(web::http::header_names::accept, "application/json");
+      if (!content_type.empty()) request.set_body(body, content_type);
+      const web::http::http_response response = client.request(request).get();
+      return Response{response.status_code(), response.extract_utf8string(true).get()};
     } catch (const std::exception& e) {
-      return MakeError(ErrorCode::kUnavailable,
-                       fmt::format("Kubernetes API {} GET {}: {}", a.server, path, e.what()));
+      return MakeError(ErrorCode::kUnavailable, fmt::format("Kubernetes API {} {} {}: {}", a.server,
+                                                            method, path, e.what()));
     }
   }
 
@@ -83,6 +168,65 @@ Result<std::vector<KubeNode>> ParseNodeList(const std::string& json) {
     return MakeError(ErrorCode::kInvalidArgument,
                      fmt::format("not a Kubernetes NodeList: {}", e.what()));
   }
+}
+
+Result<std::vector<KubePod>> ParsePodList(const std::string& json) {
+  try {
+    const web::json::value list = web::json::value::parse(json);
+    std::vector<KubePod> pods;
+    for (const auto& item : list.at("items").as_array()) {
+      KubePod pod;
+      const auto& metadata = item.at("metadata");
+      pod.name = metadata.at("name").as_string();
+      pod.ns =
+          metadata.has_string_field("namespace") ? metadata.at("namespace").as_string() : "default";
+      pod.terminating =
+          metadata.has_field("deletionTimestamp") && !metadata.at("deletionTimestamp").is_null();
+      if (metadata.has_object_field("annotations")) {
+        pod.mirror = metadata.at("annotations").has_field("kubernetes.io/config.mirror");
+      }
+      if (metadata.has_array_field("ownerReferences")) {
+        for (const auto& owner : metadata.at("ownerReferences").as_array()) {
+          if (owner.has_string_field("kind") && owner.at("kind").as_string() == "DaemonSet")
+            pod.daemon_set = true;
+        }
+      }
+      if (item.has_object_field("status") && item.at("status").has_string_field("phase")) {
+        const auto phase = item.at("status").at("phase").as_string();
+        pod.finished = phase == "Succeeded" || phase == "Failed";
+      }
+      pods.push_back(std::move(pod));
+    }
+    return pods;
+  } catch (const std::exception& e) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("not a Kubernetes PodList: {}", e.what()));
+  }
+}
+
+Result<std::string> BootstrapTokenSecretJson(const BootstrapTokenSecret& token) {
+  const auto dot = token.token.find('.');
+  if (dot != 6 || token.token.size() != 23) {
+    return MakeError(ErrorCode::kInvalidArgument, "a bootstrap token is [a-z0-9]{6}.[a-z0-9]{16}");
+  }
+  const std::string id = token.token.substr(0, dot);
+  web::json::value secret;
+  secret["apiVersion"] = web::json::value::string("v1");
+  secret["kind"] = web::json::value::string("Secret");
+  secret["type"] = web::json::value::string("bootstrap.kubernetes.io/token");
+  secret["metadata"]["name"] = web::json::value::string("bootstrap-token-" + id);
+  secret["metadata"]["namespace"] = web::json::value::string("kube-system");
+  auto& data = secret["stringData"];
+  data["token-id"] = web::json::value::string(id);
+  data["token-secret"] = web::json::value::string(token.token.substr(dot + 1));
+  data["expiration"] = web::json::value::string(controller::FormatTimestamp(
+      std::chrono::time_point_cast<std::chrono::seconds>(token.expiration)));
+  data["usage-bootstrap-authentication"] = web::json::value::string("true");
+  data["usage-bootstrap-signing"] = web::json::value::string("true");
+  data["auth-extra-groups"] =
+      web::json::value::string("system:bootstrappers:kubeadm:default-node-token");
+  data["description"] = web::json::value::string(token.description);
+  return secret.serialize();
 }
 
 Result<KubernetesAccess> AccessFromKubeconfig(const std::string& kubeconfig) {

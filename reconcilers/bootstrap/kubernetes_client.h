@@ -1,8 +1,10 @@
-// The Kubernetes API of a lab, read by the controller through the lab's
+// The Kubernetes API of a lab, used by the controller through the lab's
 // endpoint with the admin client certificate, the server verified against
 // the lab's CA (and its name or address against the certificate), with a
-// timeout. cpprestsdk and Boost.Asio stay in the .cc. An unreachable API is
-// an error (kUnavailable), never a crash.
+// timeout: node readiness, the steps of a drain (cordon, pods, evictions
+// that respect PodDisruptionBudgets, Node deletion) and bootstrap tokens.
+// cpprestsdk and Boost.Asio stay in the .cc. An unreachable API is an error
+// (kUnavailable), never a crash.
 #pragma once
 
 #include <chrono>
@@ -20,10 +22,48 @@ struct KubeNode {
   bool unschedulable = false;  // cordoned
 };
 
+struct KubePod {
+  std::string ns;  // namespace
+  std::string name;
+  bool daemon_set = false;   // owned by a DaemonSet: a drain leaves it
+  bool mirror = false;       // a static pod's mirror: a drain leaves it
+  bool terminating = false;  // deletionTimestamp set: on its way out
+  bool finished = false;     // phase Succeeded or Failed
+};
+
+enum class EvictionOutcome {
+  kEvicted,  // the API accepted the eviction
+  kGone,     // the pod no longer exists
+  kBlocked,  // HTTP 429: a PodDisruptionBudget does not allow it now
+};
+
+struct Eviction {
+  EvictionOutcome outcome = EvictionOutcome::kEvicted;
+  std::string message;  // the API's reason when blocked
+};
+
+// A bootstrap token as kube-system/bootstrap-token-<id> (the Secret kubeadm
+// makes), usable by `kubeadm join` for authentication and discovery.
+struct BootstrapTokenSecret {
+  std::string token;  // <id>.<secret>
+  std::chrono::system_clock::time_point expiration;
+  std::string description;
+};
+
 class KubernetesClient {
  public:
   virtual ~KubernetesClient() = default;
   [[nodiscard]] virtual Result<std::vector<KubeNode>> ListNodes() = 0;
+  // Cordons (true) or uncordons the Node (kNotFound when it does not exist).
+  [[nodiscard]] virtual Status SetUnschedulable(const std::string& node, bool unschedulable) = 0;
+  // The pods bound to `node`.
+  [[nodiscard]] virtual Result<std::vector<KubePod>> ListPods(const std::string& node) = 0;
+  // Asks the eviction API to evict `pod` (policy/v1 Eviction).
+  [[nodiscard]] virtual Result<Eviction> EvictPod(const KubePod& pod) = 0;
+  // Deletes the Node object; one that does not exist counts as deleted.
+  [[nodiscard]] virtual Status DeleteNode(const std::string& node) = 0;
+  // Creates the token's Secret; one that exists already counts as created.
+  [[nodiscard]] virtual Status CreateBootstrapToken(const BootstrapTokenSecret& token) = 0;
 };
 
 struct KubernetesAccess {
@@ -41,5 +81,9 @@ struct KubernetesAccess {
 
 // The nodes of a NodeList JSON document.
 [[nodiscard]] Result<std::vector<KubeNode>> ParseNodeList(const std::string& json);
+// The pods of a PodList JSON document.
+[[nodiscard]] Result<std::vector<KubePod>> ParsePodList(const std::string& json);
+// The Secret (JSON) for a bootstrap token.
+[[nodiscard]] Result<std::string> BootstrapTokenSecretJson(const BootstrapTokenSecret& token);
 
 }  // namespace vmlab::reconcilers::bootstrap

@@ -148,13 +148,8 @@ Result<LabSecrets> MakeLabSecrets(const crds::LabCluster& lab,
   return s;
 }
 
-Result<LabSecrets> SecretStore::Create(const crds::LabCluster& lab,
-                                       std::chrono::system_clock::time_point now) const {
-  const std::string& name = lab.metadata.name;
-  auto made = MakeLabSecrets(lab, now);
-  if (!made) return std::unexpected(made.error());
-  LabSecrets& s = *made;
-
+// bootstrap.yaml: everything that is not a key or certificate.
+std::string BootstrapYaml(const std::string& name, const LabSecrets& s) {
   YAML::Emitter meta;
   meta << YAML::BeginMap;
   meta << YAML::Key << "lab" << YAML::Value << name;
@@ -166,6 +161,15 @@ Result<LabSecrets> SecretStore::Create(const crds::LabCluster& lab,
   meta << YAML::Key << "vrrpRouterId" << YAML::Value << s.vrrp_router_id;
   meta << YAML::Key << "progressKey" << YAML::Value << s.progress_key;
   meta << YAML::EndMap;
+  return std::string(meta.c_str()) + "\n";
+}
+
+Result<LabSecrets> SecretStore::Create(const crds::LabCluster& lab,
+                                       std::chrono::system_clock::time_point now) const {
+  const std::string& name = lab.metadata.name;
+  auto made = MakeLabSecrets(lab, now);
+  if (!made) return std::unexpected(made.error());
+  LabSecrets& s = *made;
 
   // Written into a fresh 0700 folder beside the final one, then renamed.
   std::error_code ec;
@@ -178,7 +182,7 @@ Result<LabSecrets> SecretStore::Create(const crds::LabCluster& lab,
         ErrorCode::kUnavailable,
         fmt::format("cannot create {}: {}", temp.string(), ec ? ec.message() : "chmod failed")));
   }
-  const std::string meta_text = std::string(meta.c_str()) + "\n";
+  const std::string meta_text = BootstrapYaml(name, s);
   for (const auto& [file, content] : PemFiles(s)) {
     if (auto written = controller::WriteFileAtomically(temp / file, *content); !written) {
       fs::remove_all(temp, ec);
@@ -264,6 +268,33 @@ Result<LabSecrets> SecretStore::LoadOrCreate(const crds::LabCluster& lab,
     cache_.insert_or_assign(name, *secrets);
   }
   return secrets;
+}
+
+Result<LabSecrets> SecretStore::RotateToken(const std::string& lab, const std::string& token,
+                                            std::chrono::system_clock::time_point now) {
+  std::lock_guard guard(mutex_);
+  std::optional<LabSecrets> current;
+  if (auto it = cache_.find(lab); it != cache_.end()) current = it->second;
+  if (!current) {
+    auto loaded = Load(lab);
+    if (!loaded) return std::unexpected(loaded.error());
+    if (!*loaded) {
+      return std::unexpected(
+          Failed(ErrorCode::kNotFound, fmt::format("lab {} has no secrets to rotate", lab)));
+    }
+    current = std::move(**loaded);
+  }
+  LabSecrets rotated = *current;
+  rotated.token = token;
+  rotated.token_created = std::chrono::time_point_cast<std::chrono::seconds>(now);
+  rotated.token_ttl = kBootstrapTokenTtl;
+  if (auto written =
+          controller::WriteFileAtomically(Dir(lab) / "bootstrap.yaml", BootstrapYaml(lab, rotated));
+      !written) {
+    return std::unexpected(written.error());
+  }
+  cache_.insert_or_assign(lab, rotated);
+  return rotated;
 }
 
 Status SecretStore::Remove(const std::string& lab) {

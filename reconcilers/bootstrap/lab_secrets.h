@@ -49,6 +49,10 @@ class SecretStore {
                                                 std::chrono::system_clock::time_point now);
   // The lab's secrets if it has any (nullopt when there is no folder).
   [[nodiscard]] Result<std::optional<LabSecrets>> Load(const std::string& lab) const;
+  // Replaces the lab's bootstrap token (already created in its cluster), its
+  // creation time `now` and TTL, on disk (atomically) and in memory.
+  [[nodiscard]] Result<LabSecrets> RotateToken(const std::string& lab, const std::string& token,
+                                               std::chrono::system_clock::time_point now);
   // Removes the lab's folder (its lab is gone).
   [[nodiscard]] Status Remove(const std::string& lab);
 

@@ -6,6 +6,18 @@
 #include <tuple>
 
 namespace vmlab::reconcilers::bootstrap {
+namespace {
+
+std::string JsonEscape(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
 
 GuestSimulator::GuestSimulator(controller::Clock& clock, ProgressStore& progress,
                                SimulationOptions options)
@@ -30,7 +42,8 @@ controller::Duration GuestSimulator::Seconds(double seconds) const {
 
 void GuestSimulator::Boot(const std::string& lab, const std::string& node,
                           std::vector<std::string> phases, const std::string& token,
-                          std::set<std::string> failing_phases) {
+                          std::set<std::string> failing_phases, const std::string& bootstrap_token,
+                          std::chrono::system_clock::time_point token_expiration) {
   {
     std::lock_guard guard(mutex_);
     const auto key = std::pair{lab, node};
@@ -39,6 +52,8 @@ void GuestSimulator::Boot(const std::string& lab, const std::string& node,
     guest.phases = std::move(phases);
     guest.token = token;
     guest.failing = std::move(failing_phases);
+    guest.bootstrap_token = bootstrap_token;
+    guest.token_expiration = token_expiration;
     guest.due = clock_.Now();  // cloud-init's start is part of the first phase here
     guests_.emplace(key, std::move(guest));
   }
@@ -48,11 +63,24 @@ void GuestSimulator::Boot(const std::string& lab, const std::string& node,
 void GuestSimulator::Forget(const std::string& lab, const std::string& node) {
   std::lock_guard guard(mutex_);
   guests_.erase({lab, node});
+  if (const auto it = clusters_.find(lab); it != clusters_.end()) it->second->NodeDown(node);
 }
 
 void GuestSimulator::ForgetLab(const std::string& lab) {
   std::lock_guard guard(mutex_);
   std::erase_if(guests_, [&](const auto& entry) { return entry.first.first == lab; });
+  clusters_.erase(lab);
+}
+
+SimulatedCluster& GuestSimulator::ClusterLocked(const std::string& lab) {
+  auto& cluster = clusters_[lab];
+  if (!cluster) cluster = std::make_shared<SimulatedCluster>(clock_);
+  return *cluster;
+}
+
+std::shared_ptr<SimulatedCluster> GuestSimulator::Cluster(const std::string& lab) {
+  std::lock_guard guard(mutex_);
+  return ClusterLocked(lab).shared_from_this();
 }
 
 bool GuestSimulator::Playing(const std::string& lab, const std::string& node) const {
@@ -76,7 +104,9 @@ void GuestSimulator::Step(const std::string& lab, const std::string& node, Guest
   std::string state = "started";
   int exit_code = 0;
   std::string log;
+  bool finishing = true;
   if (!guest.started) {
+    finishing = false;
     guest.started = true;
     const auto it = options_.phase_seconds.find(phase);
     guest.due = clock_.Now() + Seconds(it == options_.phase_seconds.end() ? 10 : it->second);
@@ -91,10 +121,21 @@ void GuestSimulator::Step(const std::string& lab, const std::string& node, Guest
     log =
         fmt::format("simulated failure of phase {} on {} (annotation {}); the runner retries it\n",
                     phase, node, kSimulateFailureAnnotation);
+  } else if (phase == "secondary" || phase == "worker") {
+    if (auto joined = ClusterLocked(lab).Join(node, phase == "worker", guest.bootstrap_token);
+        !joined) {
+      state = "failed";
+      exit_code = 1;
+      log = joined.error().message + "\n";
+    }
+  } else if (phase == "primary") {
+    ClusterLocked(lab).Init(node, guest.bootstrap_token, guest.token_expiration);
+  }
+  if (state == "failed") {
     guest.started = false;
     ++guest.attempt;
     guest.due = clock_.Now() + Seconds(options_.retry_seconds);
-  } else {
+  } else if (finishing) {
     state = "done";
     guest.started = false;
     guest.attempt = 1;
@@ -106,7 +147,7 @@ void GuestSimulator::Step(const std::string& lab, const std::string& node, Guest
       R"({{"node":"{}","phase":"{}","state":"{}","seq":{},"exitCode":{},"attempt":{},"log":"{}","simulated":true}})",
       node, phase, state, ++guest.seq, exit_code,
       state == "failed" ? guest.attempt - 1 : guest.attempt,
-      log.empty() ? "" : log.substr(0, log.size() - 1));
+      JsonEscape(log.empty() ? "" : log.substr(0, log.size() - 1)));
   reports.emplace_back(lab, "Bearer " + guest.token, body);
 }
 

@@ -4,8 +4,11 @@
 // reports through ProgressStore::Report with the node's real token, exactly
 // as a guest would. A lab annotation `vmlab.io/simulate-failure: NODE/PHASE[,...]`
 // makes that phase fail once (exit 1, a log tail saying it is simulated); the
-// runner then retries it, as the real one does. A demo and test tool: every
-// report is marked simulated, and no claim about Kubernetes rests on it.
+// runner then retries it, as the real one does. The lab's Kubernetes API is a
+// SimulatedCluster: the primary's last phase is its `kubeadm init`, the
+// others' their `kubeadm join` (which fails, and is retried, when the token
+// is unknown or expired). A demo and test tool: every report is marked
+// simulated, and no claim about Kubernetes rests on it.
 // Thread-safe; one thread plays every node.
 #pragma once
 
@@ -19,10 +22,15 @@
 
 #include "controller/clock.h"
 #include "reconcilers/bootstrap/progress.h"
+#include "reconcilers/bootstrap/simulated_cluster.h"
 
 namespace vmlab::reconcilers::bootstrap {
 
 inline constexpr const char* kSimulateFailureAnnotation = "vmlab.io/simulate-failure";
+// `vmlab.io/simulate-blocked-eviction: NODE[,...]`: a PodDisruptionBudget in
+// the simulated cluster allows no eviction from these nodes.
+inline constexpr const char* kSimulateBlockedEvictionAnnotation =
+    "vmlab.io/simulate-blocked-eviction";
 
 struct SimulationOptions {
   // Seconds of each phase at speed 1 (about what a node with a nearby
@@ -44,17 +52,25 @@ class GuestSimulator {
 
   // `node`'s domain started: plays its phases from the first, unless this
   // node is already being played (a restarted guest does not run cloud-init again).
+  // `bootstrap_token` is the one in its seed (valid until `token_expiration`).
   void Boot(const std::string& lab, const std::string& node, std::vector<std::string> phases,
-            const std::string& token, std::set<std::string> failing_phases);
-  // The node's domain is gone or was created anew: its guest stops.
+            const std::string& token, std::set<std::string> failing_phases,
+            const std::string& bootstrap_token = "",
+            std::chrono::system_clock::time_point token_expiration = {});
+  // The node's domain is gone or was created anew: its guest stops (its
+  // Node, if it joined, turns NotReady).
   void Forget(const std::string& lab, const std::string& node);
   void ForgetLab(const std::string& lab);
   [[nodiscard]] bool Playing(const std::string& lab, const std::string& node) const;
+  // The lab's simulated Kubernetes API (made on first use; kept until ForgetLab).
+  [[nodiscard]] std::shared_ptr<SimulatedCluster> Cluster(const std::string& lab);
 
  private:
   struct Guest {
     std::vector<std::string> phases;
     std::string token;
+    std::string bootstrap_token;
+    std::chrono::system_clock::time_point token_expiration;
     std::set<std::string> failing;  // phases still to fail once
     std::size_t next = 0;           // phase index
     bool started = false;           // the current phase has reported "started"
@@ -64,6 +80,7 @@ class GuestSimulator {
     bool finished = false;
   };
   void Run();
+  [[nodiscard]] SimulatedCluster& ClusterLocked(const std::string& lab);  // mutex_ held
   // The lab's primary control plane has finished its phases (mutex_ held).
   [[nodiscard]] bool PrimaryDone(const std::string& lab) const;
   void Step(const std::string& lab, const std::string& node, Guest& guest,
@@ -77,6 +94,7 @@ class GuestSimulator {
   std::condition_variable wake_;
   bool stopping_ = false;
   std::map<std::pair<std::string, std::string>, Guest> guests_;
+  std::map<std::string, std::shared_ptr<SimulatedCluster>> clusters_;
   std::thread thread_;
 };
 

@@ -192,7 +192,7 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
 
   // Owned domains the spec no longer has: scale down (highest indices are the
   // ones past the counts), or an orphan vmlab never planned.
-  std::set<std::string> kept;  // refused control planes: domain, address and volumes stay
+  std::set<std::string> kept;  // refused or held nodes: domain, address and volumes stay
   for (const auto& d : observed.domains) {
     if (planned_names.contains(d.name)) continue;
     const bool scaled_down = observed.known_nodes.contains(d.name);
@@ -201,6 +201,11 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
       // Removing a control plane with its etcd member still in the cluster
       // costs etcd a member it still counts for quorum: refused.
       plan.refused.push_back(d.name);
+      kept.insert(d.name);
+      continue;
+    }
+    if (scaled_down && !control_plane && desired.held_workers.contains(d.name)) {
+      plan.held.push_back(d.name);  // still draining
       kept.insert(d.name);
       continue;
     }
@@ -213,6 +218,7 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
     }
   }
   std::sort(plan.refused.begin(), plan.refused.end());
+  std::sort(plan.held.begin(), plan.held.end());
   if (observed.network) {
     for (const auto& [host, ip] : observed.network->dhcp_hosts) {
       if (planned_names.contains(host) || kept.contains(host)) continue;

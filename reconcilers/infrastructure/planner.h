@@ -72,12 +72,15 @@ struct Desired {
   // Control planes the spec dropped that may go: their etcd member is gone
   // (their Node is gone from the Kubernetes API). Others are kept and refused.
   std::set<std::string> removable_control_planes;
+  // Workers the spec dropped that stay for now: their drain has not finished.
+  std::set<std::string> held_workers;
 };
 
 struct Plan {
   std::vector<Action> actions;
   std::vector<DriftItem> drift;
   std::vector<std::string> refused;  // control planes kept although the spec dropped them
+  std::vector<std::string> held;     // workers kept although the spec dropped them (draining)
 };
 
 [[nodiscard]] Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,

@@ -286,6 +286,26 @@ def simulated(watch, state):
         check(all(n["ready"] for n in lab["status"]["nodes"]), "every node ready")
         check([n["bootstrapPhase"] for n in lab["status"]["nodes"]] ==
               ["primary: done", "secondary: done", "worker: done"], "each node's last phase")
+    # Scale up to 3 workers, then back to 1: the two extra workers are drained
+    # through the (simulated) Kubernetes API, highest index first, then go.
+    with open(os.path.join(SOURCE, "examples", "spk-lab.yaml")) as f:
+        text = f.read()
+    for replicas in (3, 1):
+        edited = re.sub(r"(workers:\n(?:    .*\n)*?    replicas: )1", rf"\g<1>{replicas}", text)
+        check(replicas == 1 or edited != text, "the example's workers.replicas is editable")
+        with open(os.path.join(watch, "spk-lab.yaml.tmp"), "w") as f:
+            f.write(edited)
+        os.rename(os.path.join(watch, "spk-lab.yaml.tmp"), os.path.join(watch, "spk-lab.yaml"))
+        workers = wait_for(
+            lambda: (lambda lab: lab if condition(lab, "Ready").get("status") == "True" and
+                     lab["status"].get("observedGeneration") == lab["metadata"]["generation"] and
+                     sum(n["role"] == "worker" for n in lab["status"]["nodes"]) == replicas
+                     else None)(ctl.lab("spk")),
+            f"Ready with {replicas} workers", timeout=30)
+        check(workers is not None, f"scaled to {replicas} workers and Ready")
+    events = ctl.get("/api/v1/labclusters/spk/events")[1]
+    drained = re.findall(r"spk-worker-\d+(?= drained)", events)
+    check(drained == ["spk-worker-3", "spk-worker-2"], f"drained highest index first: {drained}")
     metrics = ctl.get("/metrics")[1]
     check((metric(metrics, 'vmlab_progress_reports_total{result="accepted"}') or 0) >= 22,
           "progress reports counted")

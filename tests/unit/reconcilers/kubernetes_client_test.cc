@@ -1,7 +1,9 @@
 // The Kubernetes API client against a local HTTPS stand-in
 // (tests/fixtures/k8s/api_stand_in.py, a test fixture, not Kubernetes) that
 // requires client certificates from the lab's CA: readiness parsing, server
-// and client verification failures, hostname checks, timeouts, kubeconfig.
+// and client verification failures, hostname checks, timeouts, kubeconfig,
+// the drain calls (cordon, pods, evictions blocked by a PodDisruptionBudget,
+// Node deletion) and bootstrap token Secrets.
 #include "reconcilers/bootstrap/kubernetes_client.h"
 
 #include <fmt/format.h>
@@ -9,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -44,6 +47,10 @@ class StandIn {
     port_ = std::stoi(testing_support::ReadFile(dir.path() / "port"));
   }
   ~StandIn() { kill(pid_, SIGTERM); }
+  // The requests the stand-in received, one JSON document per line.
+  [[nodiscard]] static std::string Requests(const ScratchDir& dir) {
+    return testing_support::ReadFile(dir.path() / "port.requests");
+  }
   [[nodiscard]] std::string url() const { return fmt::format("https://127.0.0.1:{}", port_); }
 
  private:
@@ -135,6 +142,94 @@ TEST(KubernetesClientTest, NothingListeningIsAnErrorNotACrash) {
   EXPECT_EQ(nodes.error().code, ErrorCode::kUnavailable);
 }
 
+TEST(KubernetesClientTest, DrainsANodeThroughTheEvictionApi) {
+  ScratchDir dir;
+  const Pki pki;
+  StandIn api(dir, pki.ca, pki.server);
+  const auto client = MakeKubernetesClient(pki.Access(api.url()));
+
+  ASSERT_TRUE(client->SetUnschedulable("lab-worker-2", true));
+  const auto nodes = client->ListNodes();
+  ASSERT_TRUE(nodes);
+  EXPECT_TRUE((*nodes)[2].unschedulable) << "cordoned";
+  ASSERT_TRUE(client->SetUnschedulable("lab-worker-1", false));
+  EXPECT_FALSE((*client->ListNodes())[1].unschedulable) << "uncordoned";
+  const auto missing = client->SetUnschedulable("lab-worker-9", true);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+  EXPECT_THAT(missing.error().message, HasSubstr(R"(nodes "lab-worker-9" not found)"));
+
+  auto pods = client->ListPods("lab-worker-2");
+  ASSERT_TRUE(pods) << pods.error().message;
+  ASSERT_EQ(pods->size(), 5u);
+  const auto find = [&](const std::string& name) {
+    return *std::find_if(pods->begin(), pods->end(),
+                         [&](const KubePod& p) { return p.name == name; });
+  };
+  EXPECT_EQ(find("web-1").ns, "default");
+  EXPECT_FALSE(find("web-1").daemon_set);
+  EXPECT_TRUE(find("kube-proxy-x1").daemon_set);
+  EXPECT_EQ(find("kube-proxy-x1").ns, "kube-system");
+  EXPECT_TRUE(find("job-1").finished);
+  EXPECT_TRUE(find("old-1").terminating);
+  const auto cp_pods = client->ListPods("lab-cp-1");
+  ASSERT_TRUE(cp_pods);
+  ASSERT_EQ(cp_pods->size(), 1u);
+  EXPECT_TRUE(cp_pods->front().mirror);
+
+  auto evicted = client->EvictPod(find("web-1"));
+  ASSERT_TRUE(evicted) << evicted.error().message;
+  EXPECT_EQ(evicted->outcome, EvictionOutcome::kEvicted);
+  auto again = client->EvictPod(find("web-1"));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->outcome, EvictionOutcome::kGone);
+  auto blocked = client->EvictPod(find("db-0"));
+  ASSERT_TRUE(blocked);
+  EXPECT_EQ(blocked->outcome, EvictionOutcome::kBlocked);
+  EXPECT_THAT(blocked->message, HasSubstr("disruption budget"));
+  pods = client->ListPods("lab-worker-2");
+  ASSERT_TRUE(pods);
+  EXPECT_EQ(pods->size(), 4u) << "web-1 went, db-0 stayed";
+
+  ASSERT_TRUE(client->DeleteNode("lab-worker-2"));
+  ASSERT_TRUE(client->DeleteNode("lab-worker-2")) << "an absent Node counts as deleted";
+  EXPECT_EQ(client->ListNodes()->size(), 2u);
+
+  const std::string requests = StandIn::Requests(dir);
+  EXPECT_THAT(requests, HasSubstr(R"("method": "PATCH", "path": "/api/v1/nodes/lab-worker-2")"));
+  EXPECT_THAT(requests, HasSubstr(R"(\"unschedulable\":true)"));
+  EXPECT_THAT(requests,
+              HasSubstr(R"("path": "/api/v1/pods?fieldSelector=spec.nodeName%3Dlab-worker-2")"));
+  EXPECT_THAT(requests, HasSubstr(R"("path": "/api/v1/namespaces/default/pods/db-0/eviction")"));
+}
+
+TEST(KubernetesClientTest, CreatesABootstrapTokenSecret) {
+  ScratchDir dir;
+  const Pki pki;
+  StandIn api(dir, pki.ca, pki.server);
+  const auto client = MakeKubernetesClient(pki.Access(api.url()));
+  BootstrapTokenSecret token;
+  token.token = "abcdef.0123456789abcdef";
+  token.expiration =
+      std::chrono::sys_days{std::chrono::year{2026} / 12 / 1} + std::chrono::hours(6);
+  token.description = "rotated by vmlab";
+  ASSERT_TRUE(client->CreateBootstrapToken(token));
+  ASSERT_TRUE(client->CreateBootstrapToken(token)) << "409 AlreadyExists counts as created";
+  token.token = "abcdef";
+  EXPECT_FALSE(client->CreateBootstrapToken(token));
+
+  const std::string requests = StandIn::Requests(dir);
+  EXPECT_THAT(requests, HasSubstr(R"("path": "/api/v1/namespaces/kube-system/secrets")"));
+  for (const char* field :
+       {R"(\"name\":\"bootstrap-token-abcdef\")", R"(\"type\":\"bootstrap.kubernetes.io/token\")",
+        R"(\"token-id\":\"abcdef\")", R"(\"token-secret\":\"0123456789abcdef\")",
+        R"(\"expiration\":\"2026-12-01T06:00:00Z\")",
+        R"(\"usage-bootstrap-authentication\":\"true\")",
+        R"(\"auth-extra-groups\":\"system:bootstrappers:kubeadm:default-node-token\")"}) {
+    EXPECT_THAT(requests, HasSubstr(field));
+  }
+}
+
 TEST(KubernetesClientTest, TheAdminKubeconfigGivesTheAccess) {
   const auto lab = testing_support::LoadLab("examples/spk-lab.yaml");
   const Pki pki;
@@ -147,6 +242,7 @@ TEST(KubernetesClientTest, TheAdminKubeconfigGivesTheAccess) {
   EXPECT_THAT(access->client_key_pem, HasSubstr("BEGIN PRIVATE KEY"));
   EXPECT_FALSE(AccessFromKubeconfig("apiVersion: v1\nkind: Config\n"));
   EXPECT_FALSE(ParseNodeList("{\"items\": 3}"));
+  EXPECT_FALSE(ParsePodList("[]"));
 }
 
 }  // namespace

@@ -338,9 +338,14 @@ class SimulatedGuestsTest : public LabClusterReconcilerTest {
   metrics::BootstrapMetrics bootstrap_metrics_{registry_};
   bootstrap::ProgressStore progress_{real_clock_, nullptr, &bootstrap_metrics_};
   bootstrap::GuestSimulator simulator_{real_clock_, progress_, Options()};
-  LabClusterReconciler simulated_{
-      desired_, store_,      infrastructure_, secrets_,
-      {},       real_clock_, &lab_metrics_,   {&progress_, &simulator_, nullptr, 0, nullptr}};
+  LabClusterReconciler simulated_{desired_,
+                                  store_,
+                                  infrastructure_,
+                                  secrets_,
+                                  {},
+                                  real_clock_,
+                                  &lab_metrics_,
+                                  {&progress_, &simulator_, nullptr, 0, nullptr, seconds(1)}};
 };
 
 TEST_F(SimulatedGuestsTest, ThreePlusFiveLabGoesReadyAndAnInjectedFailureRecovers) {
@@ -400,21 +405,107 @@ TEST_F(SimulatedGuestsTest, ThreePlusFiveLabGoesReadyAndAnInjectedFailureRecover
       HasSubstr(R"(vmlab_labcluster_status_condition{name="rcsim",status="True",type="Ready"} 1)"));
 }
 
+// Workers 5 -> 2 through the simulated cluster's API: drained one at a time,
+// highest index first (cordon, evictions, Node deleted), then their VMs go;
+// the Deployment's pods keep running on the workers that stay.
+TEST_F(SimulatedGuestsTest, WorkersDrainHighestIndexFirstBeforeTheirVmsGo) {
+  desired_.labs["rcdrain"] = Desired("rcdrain", 3, 5);
+  ASSERT_TRUE(ReconcileUntil("rcdrain", [&](const controller::LabRecord& r) {
+    return Cond(r, "Ready").status == "True";
+  })) << "3 + 5 reach Ready";
+  const auto cluster = simulator_.Cluster("rcdrain");
+  ASSERT_EQ(cluster->Nodes().size(), 8u);
+  const auto demo_pods = [&] {
+    std::size_t count = 0;
+    for (int i = 1; i <= 5; ++i) {
+      for (const auto& pod : cluster->PodsOn(fmt::format("rcdrain-worker-{}", i))) {
+        count += pod.starts_with("default/") ? 1u : 0u;
+      }
+    }
+    return count;
+  };
+  ASSERT_EQ(demo_pods(), 10u);
+
+  desired_.labs["rcdrain"] = Desired("rcdrain", 3, 2);
+  ASSERT_TRUE(ReconcileUntil("rcdrain",
+                             [&](const controller::LabRecord& r) {
+                               return Cond(r, "Ready").status == "True" &&
+                                      Domains("rcdrain").size() == 5u;
+                             }))
+      << "InfrastructureReady: " << Cond(Record("rcdrain"), "InfrastructureReady").message;
+  const auto r = Record("rcdrain");
+  std::vector<std::string> drained;
+  for (const auto& e : r.events) {
+    if (e.reason == "NodeDrained") drained.push_back(e.message.substr(0, e.message.find(' ')));
+  }
+  EXPECT_THAT(drained,
+              testing::ElementsAre("rcdrain-worker-5", "rcdrain-worker-4", "rcdrain-worker-3"));
+  EXPECT_EQ(cluster->NodeDeletions(), 3);
+  std::vector<std::string> nodes;
+  for (const auto& n : cluster->Nodes()) nodes.push_back(n.name);
+  EXPECT_THAT(nodes, testing::ElementsAre("rcdrain-cp-1", "rcdrain-cp-2", "rcdrain-cp-3",
+                                          "rcdrain-worker-1", "rcdrain-worker-2"));
+  EXPECT_EQ(demo_pods(), 10u) << "every evicted pod runs again on a worker that stays";
+  EXPECT_EQ(r.nodes.size(), 5u);
+  EXPECT_EQ(Cond(r, "WorkersReady").message, "2 of 2 workers Ready");
+}
+
+// A PodDisruptionBudget that allows no eviction keeps the worker and its VM,
+// says so (DrainBlocked, then DrainTimedOut with a Warning event), and the
+// drain finishes once the budget allows it.
+TEST_F(SimulatedGuestsTest, ABlockedDrainKeepsTheVmAndSaysWhy) {
+  desired_.labs["rcpdb"] = Desired("rcpdb", 1, 2);
+  ASSERT_TRUE(ReconcileUntil(
+      "rcpdb", [&](const controller::LabRecord& r) { return Cond(r, "Ready").status == "True"; }));
+  DesiredLab smaller = Desired("rcpdb", 1, 1);
+  auto spec = *smaller.spec;
+  spec.metadata.annotations[bootstrap::kSimulateBlockedEvictionAnnotation] = "rcpdb-worker-2";
+  smaller.spec = spec;
+  desired_.labs["rcpdb"] = smaller;
+  ASSERT_TRUE(ReconcileUntil("rcpdb", [&](const controller::LabRecord& r) {
+    return Cond(r, "InfrastructureReady").reason == "DrainBlocked";
+  })) << Cond(Record("rcpdb"), "InfrastructureReady").reason;
+  auto r = Record("rcpdb");
+  EXPECT_THAT(Cond(r, "InfrastructureReady").message,
+              HasSubstr("draining rcpdb-worker-2: 2 pod(s) left; eviction refused for "
+                        "pod default/demo-"));
+  EXPECT_THAT(Cond(r, "InfrastructureReady").message,
+              HasSubstr("would violate the pod's disruption budget"));
+  EXPECT_TRUE(Domains("rcpdb").contains("rcpdb-worker-2")) << "the VM stays while blocked";
+  const auto held = std::find_if(r.nodes.begin(), r.nodes.end(),
+                                 [](const auto& n) { return n.name == "rcpdb-worker-2"; });
+  ASSERT_NE(held, r.nodes.end()) << "a draining worker stays known in status";
+  EXPECT_EQ(held->bootstrap_phase, "drain blocked");
+  auto nodes = simulator_.Cluster("rcpdb")->Nodes();
+  EXPECT_TRUE(std::any_of(nodes.begin(), nodes.end(), [](const auto& n) {
+    return n.name == "rcpdb-worker-2" && n.unschedulable;
+  })) << "cordoned";
+  EXPECT_EQ(Cond(r, "WorkersReady").message, "1 of 1 workers Ready");
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // the 1 s drain timeout
+  ASSERT_TRUE(ReconcileUntil("rcpdb", [&](const controller::LabRecord& rec) {
+    return Cond(rec, "InfrastructureReady").reason == "DrainTimedOut";
+  }));
+  r = Record("rcpdb");
+  EXPECT_THAT(Cond(r, "InfrastructureReady").message, HasSubstr("past the drain timeout of 1 s"));
+  EXPECT_TRUE(std::any_of(r.events.begin(), r.events.end(), [](const auto& e) {
+    return e.type == "Warning" && e.reason == "DrainTimedOut";
+  }));
+  EXPECT_TRUE(Domains("rcpdb").contains("rcpdb-worker-2")) << "still kept after the timeout";
+
+  desired_.labs["rcpdb"] = Desired("rcpdb", 1, 1);  // the budget allows it now
+  ASSERT_TRUE(ReconcileUntil("rcpdb", [&](const controller::LabRecord& rec) {
+    return Cond(rec, "InfrastructureReady").status == "True";
+  }));
+  EXPECT_FALSE(Domains("rcpdb").contains("rcpdb-worker-2"));
+  nodes = simulator_.Cluster("rcpdb")->Nodes();
+  EXPECT_EQ(nodes.size(), 2u);
+}
+
 // Real guests: their reports (posted here as a node would) and then the
 // Kubernetes API (a fake client) decide readiness.
 class KubernetesHealthTest : public LabClusterReconcilerTest {
  protected:
-  class FakeClient final : public bootstrap::KubernetesClient {
-   public:
-    explicit FakeClient(KubernetesHealthTest& test) : test_(test) {}
-    Result<std::vector<bootstrap::KubeNode>> ListNodes() override {
-      if (!test_.api_error_.empty()) return MakeError(ErrorCode::kUnavailable, test_.api_error_);
-      return test_.api_nodes_;
-    }
-
-   private:
-    KubernetesHealthTest& test_;
-  };
   void Report(const std::string& lab, const std::string& node, const std::string& phase, int seq) {
     const auto secrets = secrets_.Load(lab).value().value();
     for (const char* state : {"started", "done"}) {
@@ -426,8 +517,9 @@ class KubernetesHealthTest : public LabClusterReconcilerTest {
     }
   }
 
-  std::vector<bootstrap::KubeNode> api_nodes_;
-  std::string api_error_;
+  // The lab's Kubernetes API: the simulator's in-memory cluster stands in.
+  std::shared_ptr<bootstrap::SimulatedCluster> api_ =
+      std::make_shared<bootstrap::SimulatedCluster>(clock_);
   int opened_ = 0;
   bootstrap::ProgressStore progress_{clock_, nullptr, nullptr};
   LabClusterReconciler real_{
@@ -443,7 +535,7 @@ class KubernetesHealthTest : public LabClusterReconcilerTest {
                      access.server.ends_with(".10:16443"))
              << "the VIP and endpoint port: " << access.server;
          ++opened_;
-         return std::unique_ptr<bootstrap::KubernetesClient>(std::make_unique<FakeClient>(*this));
+         return api_->Client();
        }}};
 };
 
@@ -461,7 +553,7 @@ TEST_F(KubernetesHealthTest, ReadinessComesFromTheApiOnceThePrimaryIsDone) {
   Report("rcapi", "rcapi-cp-1", "primary", seq++);
   for (const char* phase : {"base", "kubernetes", "worker"})
     Report("rcapi", "rcapi-worker-1", phase, seq++);
-  api_error_ = "Kubernetes API https://...: connection refused";
+  api_->SetUnavailable("Kubernetes API https://...: connection refused");
   auto result = real_.Reconcile("rcapi");
   ASSERT_TRUE(result);
   EXPECT_EQ(result->requeue_after, std::chrono::seconds(15)) << "look again soon";
@@ -470,8 +562,9 @@ TEST_F(KubernetesHealthTest, ReadinessComesFromTheApiOnceThePrimaryIsDone) {
   EXPECT_EQ(Cond(r, "ControlPlaneReady").reason, "KubernetesUnreachable");
   EXPECT_THAT(Cond(r, "ControlPlaneReady").message, HasSubstr("connection refused"));
 
-  api_error_.clear();
-  api_nodes_ = {{"rcapi-cp-1", true, false}, {"rcapi-worker-1", false, false}};
+  api_->SetUnavailable("");
+  api_->PutNode({"rcapi-cp-1", true, false});
+  api_->PutNode({"rcapi-worker-1", false, false});
   ASSERT_TRUE(real_.Reconcile("rcapi"));
   r = Record("rcapi");
   EXPECT_EQ(Cond(r, "ControlPlaneReady").status, "True");
@@ -479,7 +572,7 @@ TEST_F(KubernetesHealthTest, ReadinessComesFromTheApiOnceThePrimaryIsDone) {
   EXPECT_EQ(Cond(r, "WorkersReady").message, "0 of 1 workers Ready in the Kubernetes API");
   EXPECT_EQ(Cond(r, "Ready").status, "False");
 
-  api_nodes_[1].ready = true;
+  api_->PutNode({"rcapi-worker-1", true, false});
   result = real_.Reconcile("rcapi");
   ASSERT_TRUE(result);
   r = Record("rcapi");
@@ -493,7 +586,7 @@ TEST_F(KubernetesHealthTest, AControlPlaneGoesOnlyOnceItsNodeIsGoneFromTheApi) {
   desired_.labs["rccp"] = Desired("rccp", 3, 0);
   ASSERT_TRUE(real_.Reconcile("rccp"));
   ASSERT_EQ(Domains("rccp").size(), 3u);
-  api_nodes_ = {{"rccp-cp-1", true, false}, {"rccp-cp-2", true, false}, {"rccp-cp-3", true, false}};
+  for (const char* cp : {"rccp-cp-1", "rccp-cp-2", "rccp-cp-3"}) api_->PutNode({cp, true, false});
   DesiredLab smaller = Desired("rccp", 1, 0);
   desired_.labs["rccp"] = smaller;
   (void)real_.Reconcile("rccp");
@@ -502,12 +595,85 @@ TEST_F(KubernetesHealthTest, AControlPlaneGoesOnlyOnceItsNodeIsGoneFromTheApi) {
   EXPECT_THAT(Cond(r, "InfrastructureReady").message, HasSubstr("rccp-cp-2, rccp-cp-3 kept"));
   EXPECT_EQ(Domains("rccp").size(), 3u) << "no control plane removed while etcd counts it";
 
-  api_nodes_.pop_back();  // kubeadm reset + kubectl delete node on rccp-cp-3
+  ASSERT_TRUE(api_->Client()->DeleteNode("rccp-cp-3"));  // kubeadm reset + kubectl delete node
   (void)real_.Reconcile("rccp");
   const auto domains = Domains("rccp");
   EXPECT_FALSE(domains.contains("rccp-cp-3")) << "its Node is gone: the VM goes";
   EXPECT_TRUE(domains.contains("rccp-cp-2"));
   EXPECT_THAT(Cond(Record("rccp"), "InfrastructureReady").message, HasSubstr("rccp-cp-2 kept"));
+}
+
+TEST_F(KubernetesHealthTest, ANodeRecreatedFromAFreshDiskHasItsStaleNodeDeleted) {
+  desired_.labs["rcstale"] = Desired("rcstale", 1, 1);
+  ASSERT_TRUE(real_.Reconcile("rcstale"));
+  int seq = 1;
+  for (const char* phase : {"base", "endpoint", "kubernetes", "primary"})
+    Report("rcstale", "rcstale-cp-1", phase, seq++);
+  for (const char* phase : {"base", "kubernetes", "worker"})
+    Report("rcstale", "rcstale-worker-1", phase, seq++);
+  api_->PutNode({"rcstale-cp-1", true, false});
+  api_->PutNode({"rcstale-worker-1", true, false});
+  ASSERT_TRUE(real_.Reconcile("rcstale"));
+  ASSERT_EQ(Cond(Record("rcstale"), "Ready").status, "True");
+
+  ASSERT_TRUE(behind_.DeleteDomain("rcstale-worker-1").has_value());  // and its disk is new
+  api_->PutNode({"rcstale-worker-1", false, false});                  // the kubelet is gone
+  ASSERT_TRUE(real_.Reconcile("rcstale"));
+  auto r = Record("rcstale");
+  EXPECT_TRUE(std::any_of(r.events.begin(), r.events.end(), [](const auto& e) {
+    return e.reason == "StaleNodeDeleted" && e.message.starts_with("rcstale-worker-1 ");
+  }));
+  const auto nodes = api_->Nodes();
+  ASSERT_EQ(nodes.size(), 1u) << "the stale Node went before the node joins again";
+  EXPECT_EQ(nodes[0].name, "rcstale-cp-1");
+  const auto worker = std::find_if(r.nodes.begin(), r.nodes.end(),
+                                   [](const auto& n) { return n.name == "rcstale-worker-1"; });
+  ASSERT_NE(worker, r.nodes.end());
+  EXPECT_FALSE(worker->ready);
+  EXPECT_EQ(worker->bootstrap_phase, "") << "a fresh disk starts over";
+
+  // It joins again (as kubeadm would, registering a new Node): Ready again.
+  for (const char* phase : {"base", "kubernetes", "worker"})
+    Report("rcstale", "rcstale-worker-1", phase, seq++);
+  api_->PutNode({"rcstale-worker-1", true, false});
+  ASSERT_TRUE(real_.Reconcile("rcstale"));
+  EXPECT_EQ(Cond(Record("rcstale"), "Ready").status, "True");
+  EXPECT_EQ(api_->NodeDeletions(), 1);
+}
+
+TEST_F(KubernetesHealthTest, TheBootstrapTokenIsRotatedBeforeItExpires) {
+  desired_.labs["rctoken"] = Desired("rctoken", 1, 1);
+  ASSERT_TRUE(real_.Reconcile("rctoken"));
+  int seq = 1;
+  for (const char* phase : {"base", "endpoint", "kubernetes", "primary"})
+    Report("rctoken", "rctoken-cp-1", phase, seq++);
+  api_->PutNode({"rctoken-cp-1", true, false});
+  const auto first = secrets_.Load("rctoken").value().value();
+  ASSERT_TRUE(real_.Reconcile("rctoken"));
+  EXPECT_TRUE(api_->Tokens().empty()) << "a fresh token is left alone";
+
+  std::string previous = first.token;
+  for (int day = 1; day <= 30; ++day) {  // a lab left running for a month
+    clock_.Advance(std::chrono::hours(13));
+    ASSERT_TRUE(real_.Reconcile("rctoken"));
+    clock_.Advance(std::chrono::hours(11));
+    ASSERT_TRUE(real_.Reconcile("rctoken"));
+    const auto now = secrets_.Load("rctoken").value().value();
+    ASSERT_NE(now.token, previous) << "day " << day;
+    EXPECT_EQ(now.token_created + now.token_ttl > clock_.WallNow(), true) << "still valid";
+    previous = now.token;
+  }
+  const auto last = secrets_.Load("rctoken").value().value();
+  EXPECT_TRUE(api_->Tokens().contains(last.token.substr(0, 6)))
+      << "the token on disk is the one in the cluster";
+  EXPECT_TRUE(api_->Join("rctoken-worker-9", true, last.token))
+      << "a worker added a month later joins with it";
+  EXPECT_FALSE(api_->Join("rctoken-worker-8", true, first.token)) << "the first one expired";
+  const auto r = Record("rctoken");
+  EXPECT_TRUE(std::any_of(r.events.begin(), r.events.end(), [&](const auto& e) {
+    return e.reason == "BootstrapTokenRotated" &&
+           e.message.find(last.token.substr(0, 6)) != std::string::npos;
+  }));
 }
 
 }  // namespace

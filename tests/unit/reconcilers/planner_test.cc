@@ -65,7 +65,7 @@ std::vector<std::string> DriftKinds(const Plan& plan) {
 }
 
 Plan PlanFor(const crds::LabCluster& lab, const Observed& observed, const std::string& hash = "h") {
-  return PlanInfrastructure("lab", Desired{&lab, false, hash, "/s", "qemu", {}}, observed);
+  return PlanInfrastructure("lab", Desired{&lab, false, hash, "/s", "qemu", {}, {}}, observed);
 }
 
 TEST(PlannerTest, NewLabCreatesEverythingWithoutDrift) {
@@ -109,6 +109,20 @@ TEST(PlannerTest, ScaleDownRemovesTheHighestIndicesAndTheirVolumes) {
   EXPECT_THAT(plan.drift, IsEmpty()) << "scaling down is not drift";
 }
 
+TEST(PlannerTest, DrainingWorkersStayWithTheirAddressAndVolumes) {
+  const auto lab = Lab(1, 1);
+  const Plan plan = PlanInfrastructure(
+      "lab", Desired{&lab, false, "h", "/s", "qemu", {}, {"lab-worker-3"}}, Built(Lab(1, 3), "h"));
+  EXPECT_THAT(
+      Steps(plan),
+      ElementsAre("EnsurePool vmlab", "DeleteDomain lab-worker-2", "RemoveNetworkHost vmlab-lab",
+                  "DeleteVolume lab-worker-2-root.qcow2", "DeleteVolume lab-worker-2-seed.iso"))
+      << "lab-worker-3 is still draining: its domain, DHCP host and volumes stay";
+  EXPECT_THAT(plan.actions[2].xml, testing::HasSubstr(R"(name="lab-worker-2")"));
+  EXPECT_THAT(plan.held, ElementsAre("lab-worker-3"));
+  EXPECT_THAT(plan.refused, IsEmpty());
+}
+
 TEST(PlannerTest, DroppedControlPlanesStayUntilTheirEtcdMemberIsGone) {
   const Observed observed = Built(Lab(3, 1), "h");
   Plan plan = PlanFor(Lab(1, 1), observed);
@@ -118,7 +132,8 @@ TEST(PlannerTest, DroppedControlPlanesStayUntilTheirEtcdMemberIsGone) {
   EXPECT_THAT(plan.drift, IsEmpty());
 
   const auto lab = Lab(1, 1);
-  plan = PlanInfrastructure("lab", Desired{&lab, false, "h", "/s", "qemu", {"lab-cp-3"}}, observed);
+  plan = PlanInfrastructure("lab", Desired{&lab, false, "h", "/s", "qemu", {"lab-cp-3"}, {}},
+                            observed);
   EXPECT_THAT(
       Steps(plan),
       ElementsAre("EnsurePool vmlab", "DeleteDomain lab-cp-3", "RemoveNetworkHost vmlab-lab",
@@ -227,7 +242,7 @@ TEST(PlannerTest, DeletionTearsDownEverythingOwned) {
   const auto lab = Lab(1, 1);
   const Observed observed = Built(lab, "h");
   const Plan plan =
-      PlanInfrastructure("lab", Desired{nullptr, false, "", "/s", "qemu", {}}, observed);
+      PlanInfrastructure("lab", Desired{nullptr, false, "", "/s", "qemu", {}, {}}, observed);
   EXPECT_THAT(Steps(plan),
               ElementsAre("DeleteDomain lab-cp-1", "DeleteDomain lab-worker-1",
                           "DeleteVolume lab-cp-1-root.qcow2", "DeleteVolume lab-cp-1-seed.iso",
@@ -238,7 +253,7 @@ TEST(PlannerTest, DeletionTearsDownEverythingOwned) {
 TEST(PlannerTest, RetainKeepsVolumesOnDeletion) {
   const auto lab = Lab(1, 1);
   const Plan plan =
-      PlanInfrastructure("lab", Desired{nullptr, true, "", "/s", "qemu", {}}, Built(lab, "h"));
+      PlanInfrastructure("lab", Desired{nullptr, true, "", "/s", "qemu", {}, {}}, Built(lab, "h"));
   EXPECT_THAT(Steps(plan),
               ElementsAre("DeleteDomain lab-cp-1", "DeleteDomain lab-worker-1",
                           "DeleteVolume lab-cp-1-seed.iso", "DeleteVolume lab-worker-1-seed.iso",

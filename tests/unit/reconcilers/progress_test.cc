@@ -204,9 +204,9 @@ TEST(GuestSimulatorTest, PlaysEveryPhaseJoinsAfterThePrimaryAndRetriesAnInjected
   options.retry_seconds = 0.05;
   GuestSimulator simulator(clock, store, options);
   for (const auto& [node, phases] : Identity().phases) {
-    simulator.Boot(
-        "lab", node, phases, NodeToken(kKey, node),
-        node == "lab-worker-2" ? std::set<std::string>{"base"} : std::set<std::string>{});
+    simulator.Boot("lab", node, phases, NodeToken(kKey, node),
+                   node == "lab-worker-2" ? std::set<std::string>{"base"} : std::set<std::string>{},
+                   "abcdef.0123456789abcdef", clock.WallNow() + std::chrono::hours(1));
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   bool saw_failure = false;
@@ -238,6 +238,58 @@ TEST(GuestSimulatorTest, PlaysEveryPhaseJoinsAfterThePrimaryAndRetriesAnInjected
   EXPECT_EQ(Metric(registry.Serialize(), R"(vmlab_progress_reports_total{result="accepted"})"),
             2 * (3 + 2 + 2) + 2)
       << "every phase started and done, plus the failure and the retry's start";
+  const auto nodes = simulator.Cluster("lab")->Nodes();
+  ASSERT_EQ(nodes.size(), 3u) << "kubeadm init and two joins registered their Nodes";
+  for (const auto& node : nodes) EXPECT_TRUE(node.ready) << node.name;
+}
+
+// The simulated cluster checks join tokens as kubeadm's discovery does,
+// refuses a second Ready Node of one name, keeps evicted Deployment pods
+// running elsewhere, and honours a blocking PodDisruptionBudget.
+TEST(SimulatedClusterTest, JoinsEvictionsAndTokens) {
+  controller::FakeClock clock;
+  auto cluster = std::make_shared<SimulatedCluster>(clock);
+  cluster->Init("lab-cp-1", "abcdef.0123456789abcdef", clock.WallNow() + std::chrono::hours(24));
+  auto unknown = cluster->Join("lab-worker-1", true, "zzzzzz.0123456789abcdef");
+  ASSERT_FALSE(unknown);
+  EXPECT_THAT(unknown.error().message, HasSubstr(R"(for token ID "zzzzzz")"));
+  ASSERT_TRUE(cluster->Join("lab-worker-1", true, "abcdef.0123456789abcdef"));
+  ASSERT_TRUE(cluster->Join("lab-worker-2", true, "abcdef.0123456789abcdef"));
+  auto twin = cluster->Join("lab-worker-2", true, "abcdef.0123456789abcdef");
+  ASSERT_FALSE(twin);
+  EXPECT_THAT(twin.error().message,
+              HasSubstr(R"(a Node with name "lab-worker-2" and status "Ready")"));
+  cluster->NodeDown("lab-worker-2");
+  EXPECT_TRUE(cluster->Join("lab-worker-2", true, "abcdef.0123456789abcdef"))
+      << "a NotReady Node of that name is taken over";
+
+  auto client = cluster->Client();
+  const auto pods = client->ListPods("lab-worker-2");
+  ASSERT_TRUE(pods);
+  EXPECT_EQ(pods->size(), 3u) << "two demo pods and kube-proxy";
+  cluster->BlockEvictions({"lab-worker-2"});
+  const auto demo =
+      *std::find_if(pods->begin(), pods->end(), [](const KubePod& p) { return !p.daemon_set; });
+  auto blocked = client->EvictPod(demo);
+  ASSERT_TRUE(blocked);
+  EXPECT_EQ(blocked->outcome, EvictionOutcome::kBlocked);
+  cluster->BlockEvictions({});
+  ASSERT_TRUE(client->SetUnschedulable("lab-worker-2", true));
+  auto evicted = client->EvictPod(demo);
+  ASSERT_TRUE(evicted);
+  EXPECT_EQ(evicted->outcome, EvictionOutcome::kEvicted);
+  EXPECT_EQ(cluster->PodsOn("lab-worker-2").size(), 2u);
+  EXPECT_EQ(cluster->PodsOn("lab-worker-1").size(), 4u)
+      << "the Deployment's pod runs again on the schedulable worker";
+
+  clock.Advance(std::chrono::hours(25));
+  auto expired = cluster->Join("lab-worker-3", true, "abcdef.0123456789abcdef");
+  ASSERT_FALSE(expired) << "an expired token no longer joins";
+  EXPECT_TRUE(cluster->Tokens().empty());
+  ASSERT_TRUE(client->CreateBootstrapToken(
+      {"ghijkl.0123456789abcdef", clock.WallNow() + std::chrono::hours(24), "rotated"}));
+  EXPECT_TRUE(cluster->Join("lab-worker-3", true, "ghijkl.0123456789abcdef"));
+  EXPECT_EQ(cluster->Tokens(), std::set<std::string>{"ghijkl"});
 }
 
 // The HTTP listener nodes post to, on loopback here (a lab's gateway in use).
