@@ -158,7 +158,10 @@ int RunController(const ControllerOptions& options) {
        [](reconcilers::bootstrap::KubernetesAccess access) {
          return reconcilers::bootstrap::MakeKubernetesClient(std::move(access));
        },
-       std::chrono::duration_cast<std::chrono::seconds>(options.drain_timeout)});
+       [](reconcilers::bootstrap::EtcdAccess access) {
+         return reconcilers::bootstrap::MakeEtcdClient(std::move(access));
+       },
+       2379, std::chrono::duration_cast<std::chrono::seconds>(options.drain_timeout)});
 
   auto all_keys = [&] {
     std::set<std::string> keys;

@@ -237,6 +237,10 @@ Result<controller::ReconcileResult> LabClusterReconciler::Delete(const std::stri
   if (runtime_.simulator) runtime_.simulator->ForgetLab(name);
   if (runtime_.progress) runtime_.progress->RemoveLab(name);
   if (runtime_.listeners) runtime_.listeners->Remove(name);
+  {
+    std::lock_guard guard(kubernetes_mutex_);
+    kubernetes_state_.erase(name);
+  }
   spdlog::info("lab {}: deleted ({} domains{})", name, outcome->deleted.size(),
                record.retain_volumes ? "; volumes retained" : "");
   return controller::ReconcileResult{};
@@ -293,6 +297,73 @@ Result<std::unique_ptr<bootstrap::KubernetesClient>> LabClusterReconciler::OpenK
   return runtime_.kubernetes(std::move(*access));
 }
 
+LabClusterReconciler::KubernetesState& LabClusterReconciler::StateOf(const std::string& lab) {
+  std::lock_guard guard(kubernetes_mutex_);
+  return kubernetes_state_[lab];  // std::map entries stay where they are
+}
+
+Status LabClusterReconciler::LeaveEtcd(const std::string& name, const crds::LabCluster& spec,
+                                       const bootstrap::LabSecrets& secrets, const std::string& cp,
+                                       ScaleDown& out) {
+  std::unique_ptr<bootstrap::EtcdClient> etcd;
+  if (runtime_.simulator) {
+    etcd = runtime_.simulator->Cluster(name)->Etcd();
+  } else if (runtime_.etcd) {
+    auto& identity = StateOf(name).etcd_identity;
+    if (identity.cert_pem.empty()) {
+      bootstrap::CertRequest request;
+      request.common_name = "vmlab-etcd-client";
+      request.client = true;
+      request.validity = std::chrono::hours(24 * 365);
+      auto issued = bootstrap::IssueCert(secrets.etcd_ca, request);
+      if (!issued) return std::unexpected(issued.error());
+      identity = std::move(*issued);
+    }
+    bootstrap::EtcdAccess access;
+    for (const auto& node : crds::PlanNodes(spec)) {
+      if (node.role != crds::NodeRole::kControlPlane) continue;
+      access.endpoints.push_back(fmt::format(
+          "https://{}:{}", crds::Ipv4Address{static_cast<std::uint32_t>(node.address)}.ToString(),
+          runtime_.etcd_port));
+    }
+    access.ca_pem = secrets.etcd_ca.cert_pem;
+    access.client_cert_pem = identity.cert_pem;
+    access.client_key_pem = identity.key_pem;
+    etcd = runtime_.etcd(std::move(access));
+  } else {
+    return MakeError(ErrorCode::kUnavailable, "this controller does not reach etcd");
+  }
+  auto members = etcd->ListMembers();
+  if (!members) {
+    return MakeError(members.error().code,
+                     fmt::format("cannot list etcd's members ({}); its member must leave etcd "
+                                 "before its VM goes; vmlab retries",
+                                 members.error().message));
+  }
+  const auto member = std::find_if(members->begin(), members->end(),
+                                   [&](const bootstrap::EtcdMember& m) { return m.name == cp; });
+  if (member == members->end()) return {};  // gone already
+  std::set<std::string> healthy;
+  for (const auto& m : *members) {
+    if (m.name != cp && etcd->Healthy(m)) healthy.insert(m.name);
+  }
+  const auto check = bootstrap::CheckMemberRemoval(*members, healthy, cp);
+  if (!check.allowed) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     fmt::format("removing its etcd member now would cost etcd its quorum: {}; "
+                                 "vmlab retries once the other members are healthy, or set "
+                                 "controlPlane.replicas back",
+                                 check.message));
+  }
+  if (auto removed = etcd->RemoveMember(member->id); !removed) {
+    return MakeError(removed.error().code,
+                     fmt::format("etcd refused to remove its member: {}", removed.error().message));
+  }
+  out.events.emplace_back("EtcdMemberRemoved", fmt::format("{}'s etcd member {:x} removed ({})", cp,
+                                                           member->id, check.message));
+  return {};
+}
+
 LabClusterReconciler::ScaleDown LabClusterReconciler::PrepareKubernetes(
     const std::string& name, const crds::LabCluster& spec, bootstrap::LabSecrets& secrets,
     bool primary_done, const std::optional<LabRecord>& before,
@@ -300,29 +371,44 @@ LabClusterReconciler::ScaleDown LabClusterReconciler::PrepareKubernetes(
   ScaleDown out;
   std::set<std::string> planned;
   for (const auto& node : crds::PlanNodes(spec)) planned.insert(node.name);
-  std::set<std::string> dropped_cps;
+  std::vector<std::pair<int, std::string>> dropped_cps;      // (index, name)
   std::vector<std::pair<int, std::string>> dropped_workers;  // (index, name)
+  std::map<std::string, std::string> phase_before;           // status.nodes[].bootstrapPhase
   if (before) {
     for (const auto& node : before->nodes) {
+      phase_before[node.name] = node.bootstrap_phase;
       if (planned.contains(node.name) || node.domain_state == "missing") continue;
-      if (node.role == "control-plane") {
-        dropped_cps.insert(node.name);
-      } else {
-        const auto dash = node.name.rfind('-');
-        int index = 0;
-        try {
-          index = std::stoi(node.name.substr(dash + 1));
-        } catch (const std::exception&) {
-        }
-        dropped_workers.emplace_back(index, node.name);
+      const auto dash = node.name.rfind('-');
+      int index = 0;
+      try {
+        index = std::stoi(node.name.substr(dash + 1));
+      } catch (const std::exception&) {
       }
+      (node.role == "control-plane" ? dropped_cps : dropped_workers).emplace_back(index, node.name);
     }
   }
-  std::sort(dropped_workers.rbegin(), dropped_workers.rend());  // highest index first
+  // Highest index first.
+  std::sort(dropped_cps.rbegin(), dropped_cps.rend());
+  std::sort(dropped_workers.rbegin(), dropped_workers.rend());
+  // Whether `node` may have joined the cluster: it reached its join phase
+  // (`role_phase`), now or before a restart, or vmlab was already taking it out.
+  auto may_have_joined = [&](const std::string& node, const std::string& role_phase) {
+    const auto p = progress.find(node);
+    if (p != progress.end()) return p->second.phase == role_phase;
+    const std::string& phase = phase_before[node];
+    return phase.starts_with(role_phase) || phase.starts_with("kept") ||
+           phase.starts_with("drain") || phase.starts_with("waiting to drain") ||
+           phase.starts_with("leaving");
+  };
+  // A control plane that never reached its join has no etcd member: it goes.
+  std::erase_if(dropped_cps, [&](const auto& cp) {
+    if (may_have_joined(cp.second, "secondary")) return false;
+    out.removable_control_planes.insert(cp.second);
+    return true;
+  });
 
-  std::lock_guard guard(kubernetes_mutex_);
-  bool cordoned_by_us = false;
-  for (const auto& [key, since] : drains_) cordoned_by_us = cordoned_by_us || key.first == name;
+  auto& drains = StateOf(name).drains;
+  const bool cordoned_by_us = !drains.empty();
   const bool rotation_due =
       primary_done && clock_.WallNow() - secrets.token_created >= secrets.token_ttl / 2;
   // Before the primary is done there is no cluster, so no worker joined one:
@@ -377,25 +463,56 @@ LabClusterReconciler::ScaleDown LabClusterReconciler::PrepareKubernetes(
     }
   }
 
-  // Control planes: their Node gone from the API means `kubeadm reset` ran
-  // there, which removes the etcd member: only then may the domain go.
-  if (listed) {
-    for (const auto& cp : dropped_cps) {
-      if (!in_api(cp)) out.removable_control_planes.insert(cp);
+  // Control planes, one at a time, highest index first: the etcd member goes
+  // first, and only while the members left keep a healthy quorum; then the
+  // node is drained and its Node deleted; then the VM may go.
+  for (const auto& [index, cp] : dropped_cps) {
+    if (!out.cp_reason.empty()) {
+      out.phases[cp] = "kept: waiting to leave the cluster";
+      continue;
     }
+    auto left = LeaveEtcd(name, spec, secrets, cp, out);
+    if (!left) {
+      out.phases[cp] = "kept: scale-down refused";
+      out.cp_reason = "ControlPlaneScaleDownRefused";
+      out.cp_message = fmt::format("{} kept: {}", cp, left.error().message);
+      continue;
+    }
+    if (!listed) {
+      out.phases[cp] = "leaving: Kubernetes API unreachable";
+      out.cp_reason = "RemovingControlPlane";
+      out.cp_message = fmt::format(
+          "{} left etcd; its Node is deleted before its VM goes, but the Kubernetes API cannot "
+          "be read ({})",
+          cp, api_error);
+      continue;
+    }
+    auto step = bootstrap::DrainNode(*client, cp);
+    if (step && step->state == bootstrap::DrainStep::State::kDone) {
+      out.removable_control_planes.insert(cp);
+      out.events.emplace_back(
+          "NodeDrained", fmt::format("{} drained and its Node deleted; its VM is removed", cp));
+      continue;
+    }
+    out.phases[cp] = "leaving: draining";
+    out.cp_reason = "RemovingControlPlane";
+    out.cp_message =
+        !step ? fmt::format("{} left etcd; draining it: {}", cp, step.error().message)
+              : fmt::format("{} left etcd; draining it: {} pod(s) left{}", cp, step->remaining,
+                            step->message.empty() ? "" : "; " + step->message);
   }
   // Workers vmlab cordoned that the spec wants again: uncordoned.
   if (listed) {
-    for (auto it = drains_.begin(); it != drains_.end();) {
-      if (it->first.first == name && planned.contains(it->first.second)) {
-        if (in_api(it->first.second)) {
-          (void)client->SetUnschedulable(it->first.second, false);
-          out.events.emplace_back("NodeUncordoned",
-                                  fmt::format("{} is in the spec again: uncordoned; its drain "
-                                              "is abandoned",
-                                              it->first.second));
+    for (auto it = drains.begin(); it != drains.end();) {
+      if (planned.contains(it->first)) {
+        if (in_api(it->first)) {
+          (void)client->SetUnschedulable(it->first, false);
+          out.events.emplace_back(
+              "NodeUncordoned",
+              fmt::format("{} is in the spec again: uncordoned; its drain is abandoned",
+                          it->first));
         }
-        it = drains_.erase(it);
+        it = drains.erase(it);
       } else {
         ++it;
       }
@@ -406,20 +523,7 @@ LabClusterReconciler::ScaleDown LabClusterReconciler::PrepareKubernetes(
   std::vector<std::string> waiting;
   for (const auto& [index, worker] : dropped_workers) {
     if (!listed) {
-      const auto p = progress.find(worker);
-      const std::string phase_before = [&] {
-        if (before) {
-          for (const auto& n : before->nodes) {
-            if (n.name == worker) return n.bootstrap_phase;
-          }
-        }
-        return std::string();
-      }();
-      const bool may_have_joined = (p != progress.end() && p->second.phase == "worker") ||
-                                   phase_before.starts_with("worker") ||
-                                   phase_before.starts_with("drain") ||
-                                   phase_before.starts_with("waiting to drain");
-      if (!may_have_joined) continue;  // never reached its join: nothing to drain
+      if (!may_have_joined(worker, "worker")) continue;  // never reached its join
       out.held_workers.insert(worker);
       out.phases[worker] = "waiting to drain: Kubernetes API unreachable";
       out.reason = "DrainWaitingForKubernetes";
@@ -430,7 +534,7 @@ LabClusterReconciler::ScaleDown LabClusterReconciler::PrepareKubernetes(
       continue;
     }
     if (!in_api(worker)) {
-      drains_.erase({name, worker});
+      drains.erase(worker);
       continue;  // not (or no longer) a Node: the VM may go
     }
     if (!out.reason.empty()) {
@@ -439,7 +543,7 @@ LabClusterReconciler::ScaleDown LabClusterReconciler::PrepareKubernetes(
       waiting.push_back(worker);
       continue;
     }
-    const auto [started, fresh] = drains_.try_emplace({name, worker}, clock_.Now());
+    const auto [started, fresh] = drains.try_emplace(worker, clock_.Now());
     if (fresh) {
       out.events.emplace_back("DrainStarted",
                               fmt::format("draining {}: cordon, evict its pods, delete its Node, "
@@ -448,7 +552,7 @@ LabClusterReconciler::ScaleDown LabClusterReconciler::PrepareKubernetes(
     }
     auto step = bootstrap::DrainNode(*client, worker);
     if (step && step->state == bootstrap::DrainStep::State::kDone) {
-      drains_.erase({name, worker});
+      drains.erase(worker);
       out.events.emplace_back(
           "NodeDrained", fmt::format("{} drained and its Node deleted; its VM is removed", worker));
       continue;
@@ -489,8 +593,8 @@ LabClusterReconciler::ScaleDown LabClusterReconciler::PrepareKubernetes(
 }
 
 void LabClusterReconciler::ReadKubernetes(
-    const std::string& name, const bootstrap::LabSecrets& secrets, bool primary_done,
-    const std::map<std::string, bootstrap::NodeProgress>& progress,
+    const std::string& name, const crds::LabCluster& spec, const bootstrap::LabSecrets& secrets,
+    bool primary_done, const std::map<std::string, bootstrap::NodeProgress>& progress,
     std::map<std::string, bool>& ready, bool& read, std::string& error,
     std::vector<std::pair<std::string, std::string>>& events) {
   // The API answers once the primary control plane has finished its phases.
@@ -500,17 +604,30 @@ void LabClusterReconciler::ReadKubernetes(
     error = client.error().message;
     return;
   }
-  std::lock_guard guard(kubernetes_mutex_);
+  auto& stale = StateOf(name).stale_nodes;
   // A node created anew from a fresh disk joins again under its old name:
-  // its old Node goes first, while the node has not reached its join.
-  if (auto stale = stale_nodes_.find(name); stale != stale_nodes_.end()) {
-    for (auto it = stale->second.begin(); it != stale->second.end();) {
+  // its old etcd member (a control plane) and its old Node go first, while
+  // the node has not reached its join.
+  {
+    std::set<std::string> control_planes;
+    for (const auto& node : crds::PlanNodes(spec)) {
+      if (node.role == crds::NodeRole::kControlPlane) control_planes.insert(node.name);
+    }
+    for (auto it = stale.begin(); it != stale.end();) {
       const auto p = progress.find(*it);
       const bool joining =
           p != progress.end() && (p->second.phase == "worker" || p->second.phase == "secondary");
       if (joining) {
-        it = stale->second.erase(it);
+        it = stale.erase(it);
         continue;
+      }
+      if (control_planes.contains(*it)) {
+        ScaleDown left;
+        if (!LeaveEtcd(name, spec, secrets, *it, left)) {
+          ++it;  // retried on the next pass
+          continue;
+        }
+        events.insert(events.end(), left.events.begin(), left.events.end());
       }
       auto nodes = (*client)->ListNodes();
       if (!nodes) break;
@@ -523,9 +640,8 @@ void LabClusterReconciler::ReadKubernetes(
                                         "deleted so that it joins as a new one",
                                         *it));
       }
-      it = stale->second.erase(it);
+      it = stale.erase(it);
     }
-    if (stale->second.empty()) stale_nodes_.erase(stale);
   }
   auto listed = (*client)->ListNodes();
   if (!listed) {
@@ -605,14 +721,14 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         {
           // Nodes created anew under a name the lab had: their old Node is stale.
           const std::string primary = crds::PlanNodes(spec).front().name;
-          std::lock_guard guard(kubernetes_mutex_);
+          auto& stale = StateOf(name).stale_nodes;
           for (const auto& node : outcome->created) {
-            if (known_nodes.contains(node) && node != primary) stale_nodes_[name].insert(node);
+            if (known_nodes.contains(node) && node != primary) stale.insert(node);
           }
         }
         progress = FollowProgress(name, spec, *secrets, *outcome);
-        ReadKubernetes(name, *secrets, PrimaryDone(spec, progress, before), progress, api_ready,
-                       api_read, api_error, api_events);
+        ReadKubernetes(name, spec, *secrets, PrimaryDone(spec, progress, before), progress,
+                       api_ready, api_read, api_error, api_events);
       } else {
         infra_error = converged.error();
       }
@@ -701,7 +817,13 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       // Control planes kept although the spec dropped them stay in status, so
       // that they are known (never taken for orphans) until they may go.
       for (const auto& kept : outcome->refused) {
-        controller::NodeStatus node{kept, "control-plane", "", "running", kKeptPhase, false};
+        const auto phase = scale.phases.find(kept);
+        controller::NodeStatus node{kept,
+                                    "control-plane",
+                                    "",
+                                    "running",
+                                    phase == scale.phases.end() ? kKeptPhase : phase->second,
+                                    false};
         if (before) {
           for (const auto& old : before->nodes) {
             if (old.name == kept) node.ip = old.ip;
@@ -771,6 +893,10 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         set(MakeCondition("InfrastructureReady", "False", "ActionFailed",
                           FirstAndCount(outcome->failures), generation),
             "Warning");
+      } else if (!outcome->refused.empty() && !scale.cp_reason.empty()) {
+        set(MakeCondition("InfrastructureReady", "False", scale.cp_reason, scale.cp_message,
+                          generation),
+            scale.cp_reason == "ControlPlaneScaleDownRefused" ? "Warning" : nullptr);
       } else if (!outcome->refused.empty()) {
         set(MakeCondition(
                 "InfrastructureReady", "False", "ControlPlaneScaleDownRefused",
@@ -901,7 +1027,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       return controller::ReconcileResult{.requeue_after = std::chrono::seconds(15)};
     }
   }
-  if (outcome && !outcome->held.empty()) {
+  if (outcome && (!outcome->held.empty() || !outcome->refused.empty())) {
     // A drain under way or blocked: the next step soon.
     return controller::ReconcileResult{.requeue_after = std::chrono::seconds(5)};
   }

@@ -33,6 +33,7 @@
 #include "controller/desired_state.h"
 #include "controller/reconciler.h"
 #include "controller/status_store.h"
+#include "reconcilers/bootstrap/etcd_client.h"
 #include "reconcilers/bootstrap/kubernetes_client.h"
 #include "reconcilers/bootstrap/lab_secrets.h"
 #include "reconcilers/bootstrap/node_config.h"
@@ -59,6 +60,9 @@ struct BootstrapRuntime {
   // primary control plane has finished its phases.
   std::function<std::unique_ptr<bootstrap::KubernetesClient>(bootstrap::KubernetesAccess)>
       kubernetes;
+  // Opens a lab's etcd (real guests): taking a control plane out.
+  std::function<std::unique_ptr<bootstrap::EtcdClient>(bootstrap::EtcdAccess)> etcd;
+  int etcd_port = 2379;  // etcd's client port on every control plane
   // A drain blocked (by a PodDisruptionBudget) this long is reported as
   // timed out (DrainTimedOut, a Warning event); it is still retried and the
   // VM kept.
@@ -80,29 +84,37 @@ class LabClusterReconciler final : public controller::Reconciler {
                                                            const controller::LabRecord& record);
   // What the Kubernetes API decided before the infrastructure converges.
   struct ScaleDown {
-    // Control planes the spec dropped whose etcd member is gone (their Node
-    // is absent from the Kubernetes API): the only ones that may be removed.
+    // Control planes the spec dropped that may go: they never joined, or
+    // their etcd member was removed and their Node deleted.
     std::set<std::string> removable_control_planes;
     std::set<std::string> held_workers;         // dropped workers kept while they drain
-    std::map<std::string, std::string> phases;  // held worker -> its status.nodes bootstrapPhase
-    std::string reason;                         // InfrastructureReady reason while held
+    std::map<std::string, std::string> phases;  // kept node -> its status.nodes bootstrapPhase
+    std::string reason;                         // InfrastructureReady reason while workers are held
     std::string message;
+    std::string cp_reason;  // ... while dropped control planes are kept
+    std::string cp_message;
     std::vector<std::pair<std::string, std::string>> events;  // (reason, message), Normal
   };
   // The lab's Kubernetes API: the simulator's, or the real one through the
   // admin kubeconfig.
   [[nodiscard]] Result<std::unique_ptr<bootstrap::KubernetesClient>> OpenKubernetes(
       const std::string& name, const bootstrap::LabSecrets& secrets) const;
+  // Takes control plane `cp` out of etcd (its member removed, if the members
+  // left keep a healthy quorum); succeeds when it has no member (any more).
+  [[nodiscard]] Status LeaveEtcd(const std::string& name, const crds::LabCluster& spec,
+                                 const bootstrap::LabSecrets& secrets, const std::string& cp,
+                                 ScaleDown& out);
   // Before the infrastructure converges: token rotation, which dropped nodes
   // may go, and one drain step. `secrets` is updated by a rotation.
   [[nodiscard]] ScaleDown PrepareKubernetes(
       const std::string& name, const crds::LabCluster& spec, bootstrap::LabSecrets& secrets,
       bool primary_done, const std::optional<controller::LabRecord>& before,
       const std::map<std::string, bootstrap::NodeProgress>& progress);
-  // Node readiness from the lab's Kubernetes API (primary done), and the
-  // deletion of stale Nodes of nodes created anew. `events`: (reason, message).
-  void ReadKubernetes(const std::string& name, const bootstrap::LabSecrets& secrets,
-                      bool primary_done,
+  // Node readiness from the lab's Kubernetes API (primary done), and, for
+  // nodes created anew, the removal of their stale etcd member and Node. `events`: (reason,
+  // message).
+  void ReadKubernetes(const std::string& name, const crds::LabCluster& spec,
+                      const bootstrap::LabSecrets& secrets, bool primary_done,
                       const std::map<std::string, bootstrap::NodeProgress>& progress,
                       std::map<std::string, bool>& ready, bool& read, std::string& error,
                       std::vector<std::pair<std::string, std::string>>& events);
@@ -120,11 +132,17 @@ class LabClusterReconciler final : public controller::Reconciler {
   controller::Clock& clock_;
   metrics::LabMetrics* const metrics_;
   const BootstrapRuntime runtime_;
-  std::mutex kubernetes_mutex_;  // guards the two maps below (labs reconcile in parallel)
-  // (lab, worker) -> when vmlab cordoned it to drain it.
-  std::map<std::pair<std::string, std::string>, controller::SteadyTime> drains_;
-  // lab -> nodes created anew whose old Node may still be in the API.
-  std::map<std::string, std::set<std::string>> stale_nodes_;
+  // What vmlab keeps about a lab's cluster between reconciles. Only that
+  // lab's reconcile uses its entry (one at a time), so the mutex guards the
+  // map alone and no API call happens under it.
+  struct KubernetesState {
+    std::map<std::string, controller::SteadyTime> drains;  // worker -> when vmlab cordoned it
+    std::set<std::string> stale_nodes;    // created anew; their old Node may still be in the API
+    bootstrap::CertAndKey etcd_identity;  // vmlab's etcd client certificate
+  };
+  [[nodiscard]] KubernetesState& StateOf(const std::string& lab);
+  std::mutex kubernetes_mutex_;
+  std::map<std::string, KubernetesState> kubernetes_state_;
 };
 
 }  // namespace vmlab::reconcilers

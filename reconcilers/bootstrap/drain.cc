@@ -22,8 +22,8 @@ Result<DrainStep> DrainNode(KubernetesClient& client, const std::string& node) {
   DrainStep step;
   auto nodes = client.ListNodes();
   if (!nodes) return std::unexpected(nodes.error());
-  const auto it = std::find_if(nodes->begin(), nodes->end(),
-                               [&](const KubeNode& n) { return n.name == node; });
+  const auto it =
+      std::find_if(nodes->begin(), nodes->end(), [&](const KubeNode& n) { return n.name == node; });
   if (it == nodes->end()) {
     step.state = DrainStep::State::kDone;
     return step;

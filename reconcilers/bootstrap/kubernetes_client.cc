@@ -6,9 +6,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <boost/asio/ssl.hpp>
 
 #include "controller/status_store.h"
+#include "reconcilers/bootstrap/https_request.h"
 
 namespace vmlab::reconcilers::bootstrap {
 namespace {
@@ -18,20 +18,7 @@ std::string DecodeBase64(const std::string& text) {
   return std::string(bytes.begin(), bytes.end());
 }
 
-struct Response {
-  int status = 0;
-  std::string body;
-};
-
-// The API's own explanation in a Status body, else the HTTP code.
-std::string ApiMessage(const Response& response) {
-  try {
-    const auto status = web::json::value::parse(response.body);
-    if (status.has_string_field("message")) return status.at("message").as_string();
-  } catch (const std::exception&) {
-  }
-  return fmt::format("HTTP {}", response.status);
-}
+using Response = HttpsResponse;
 
 std::string Escape(const std::string& segment) { return web::uri::encode_data_string(segment); }
 
@@ -78,7 +65,8 @@ class HttpsKubernetesClient final : public KubernetesClient {
     body["metadata"]["namespace"] = web::json::value::string(pod.ns);
     auto response = Request(web::http::methods::POST, path, body.serialize(), "application/json");
     if (!response) return std::unexpected(response.error());
-    if (response->status == 429) return Eviction{EvictionOutcome::kBlocked, ApiMessage(*response)};
+    if (response->status == 429)
+      return Eviction{EvictionOutcome::kBlocked, ResponseMessage(*response)};
     if (response->status == 404) return Eviction{EvictionOutcome::kGone, ""};
     if (auto failed = Expect(*response, "POST", path, {200, 201}); !failed) {
       return std::unexpected(failed.error());
@@ -111,33 +99,19 @@ class HttpsKubernetesClient final : public KubernetesClient {
                            : response.status == 404 ? ErrorCode::kNotFound
                                                     : ErrorCode::kUnavailable;
     return MakeError(code, fmt::format("Kubernetes API {} {} {}: {}", access_.server, method, path,
-                                       ApiMessage(response)));
+                                       ResponseMessage(response)));
   }
 
-  Result<Response> Request(const web::http::method& method, const std::string& path,
+  Result<Response> Request(const std::string& method, const std::string& path,
                            const std::string& body = "", const std::string& content_type = "") {
-    web::http::client::http_client_config config;
-    config.set_timeout(access_.timeout);
-    config.set_validate_certificates(true);
-    const KubernetesAccess& a = access_;
-    config.set_ssl_context_callback([&a](boost::asio::ssl::context& context) {
-      context.add_certificate_authority(boost::asio::buffer(a.ca_pem));
-      context.use_certificate_chain(boost::asio::buffer(a.client_cert_pem));
-      context.use_private_key(boost::asio::buffer(a.client_key_pem),
-                              boost::asio::ssl::context::pem);
-    });
-    try {
-      web::http::client::http_client client(web::uri(a.server), config);
-      web::http::http_request request(method);
-      request.set_request_uri(path);
-      request.headers().add(web::http::header_names::accept, "application/json");
-      if (!content_type.empty()) request.set_body(body, content_type);
-      const web::http::http_response response = client.request(request).get();
-      return Response{response.status_code(), response.extract_utf8string(true).get()};
-    } catch (const std::exception& e) {
-      return MakeError(ErrorCode::kUnavailable, fmt::format("Kubernetes API {} {} {}: {}", a.server,
-                                                            method, path, e.what()));
+    const TlsClientIdentity identity{access_.ca_pem, access_.client_cert_pem,
+                                     access_.client_key_pem, access_.timeout};
+    auto response = HttpsRequest(identity, access_.server, method, path, body, content_type);
+    if (!response) {
+      return MakeError(ErrorCode::kUnavailable,
+                       fmt::format("Kubernetes API {}", response.error().message));
     }
+    return std::move(*response);
   }
 
   const KubernetesAccess access_;

@@ -64,7 +64,8 @@ class SimulatedClient final : public KubernetesClient {
     if (cluster_->nodes_.erase(node) > 0) {
       ++cluster_->node_deletions_;
       // The pod garbage collector removes the pods of a deleted Node.
-      std::erase_if(cluster_->pods_, [&](const SimulatedCluster::Pod& p) { return p.node == node; });
+      std::erase_if(cluster_->pods_,
+                    [&](const SimulatedCluster::Pod& p) { return p.node == node; });
     }
     return {};
   }
@@ -74,6 +75,53 @@ class SimulatedClient final : public KubernetesClient {
     std::lock_guard guard(cluster_->mutex_);
     if (auto ok = cluster_->Available(); !ok) return ok;
     cluster_->tokens_.try_emplace(token.token, token.expiration);
+    return {};
+  }
+
+ private:
+  std::shared_ptr<SimulatedCluster> cluster_;
+};
+
+class SimulatedEtcd final : public EtcdClient {
+ public:
+  explicit SimulatedEtcd(std::shared_ptr<SimulatedCluster> cluster)
+      : cluster_(std::move(cluster)) {}
+
+  Result<std::vector<EtcdMember>> ListMembers() override {
+    std::lock_guard guard(cluster_->mutex_);
+    if (auto ok = cluster_->Available(); !ok) return std::unexpected(ok.error());
+    std::vector<EtcdMember> members;
+    for (const auto& [name, member] : cluster_->members_) {
+      members.push_back({member.id, name, {fmt::format("https://{}:2379", name)}, false});
+    }
+    return members;
+  }
+
+  bool Healthy(const EtcdMember& member) override {
+    std::lock_guard guard(cluster_->mutex_);
+    const auto it = cluster_->members_.find(member.name);
+    return cluster_->unavailable_.empty() && it != cluster_->members_.end() && it->second.healthy;
+  }
+
+  Status RemoveMember(std::uint64_t id) override {
+    std::lock_guard guard(cluster_->mutex_);
+    if (auto ok = cluster_->Available(); !ok) return ok;
+    auto& members = cluster_->members_;
+    const auto it = std::find_if(members.begin(), members.end(),
+                                 [&](const auto& entry) { return entry.second.id == id; });
+    if (it == members.end()) {
+      return MakeError(ErrorCode::kFailedPrecondition, "etcdserver: member not found");
+    }
+    std::vector<EtcdMember> listed;
+    std::set<std::string> healthy;
+    for (const auto& [name, member] : members) {
+      listed.push_back({member.id, name, {}, false});
+      if (member.healthy) healthy.insert(name);
+    }
+    if (!CheckMemberRemoval(listed, healthy, it->first).allowed) {
+      return MakeError(ErrorCode::kFailedPrecondition, "etcdserver: unhealthy cluster");
+    }
+    members.erase(it);
     return {};
   }
 
@@ -111,6 +159,7 @@ void SimulatedCluster::Init(const std::string& primary, const std::string& token
                             std::chrono::system_clock::time_point expiration) {
   std::lock_guard guard(mutex_);
   nodes_[primary] = KubeNode{primary, true, false};
+  members_[primary] = Member{static_cast<std::uint64_t>(std::hash<std::string>{}(primary)), true};
   tokens_.try_emplace(token, expiration);
 }
 
@@ -136,6 +185,9 @@ Status SimulatedCluster::Join(const std::string& node, bool worker, const std::s
   // ran are gone with it (the Deployment's are placed again below).
   std::erase_if(pods_, [&](const Pod& p) { return p.node == node; });
   nodes_[node] = KubeNode{node, true, false};
+  if (!worker) {
+    members_[node] = Member{static_cast<std::uint64_t>(std::hash<std::string>{}(node)), true};
+  }
   if (worker) {
     Pod proxy;
     proxy.pod = KubePod{"kube-system", "kube-proxy-" + node, true, false, false, false};
@@ -155,6 +207,7 @@ Status SimulatedCluster::Join(const std::string& node, bool worker, const std::s
 void SimulatedCluster::NodeDown(const std::string& node) {
   std::lock_guard guard(mutex_);
   if (const auto it = nodes_.find(node); it != nodes_.end()) it->second.ready = false;
+  if (const auto it = members_.find(node); it != members_.end()) it->second.healthy = false;
 }
 
 void SimulatedCluster::PutNode(const KubeNode& node) {
@@ -174,6 +227,17 @@ void SimulatedCluster::SetUnavailable(std::string message) {
 
 std::unique_ptr<KubernetesClient> SimulatedCluster::Client() {
   return std::make_unique<SimulatedClient>(shared_from_this());
+}
+
+std::unique_ptr<EtcdClient> SimulatedCluster::Etcd() {
+  return std::make_unique<SimulatedEtcd>(shared_from_this());
+}
+
+std::vector<std::string> SimulatedCluster::EtcdMembers() const {
+  std::lock_guard guard(mutex_);
+  std::vector<std::string> names;
+  for (const auto& [name, member] : members_) names.push_back(name);
+  return names;
 }
 
 std::vector<KubeNode> SimulatedCluster::Nodes() const {

@@ -8,6 +8,10 @@
 // (HTTP 429). A node whose guest stops turns NotReady and its Node stays, as
 // in a real cluster. Client() answers through the same KubernetesClient
 // interface as the real API, so drains and token rotation run the same code.
+// Its etcd has a member per control plane (added by init and by control-plane
+// joins, unhealthy while the node is down) and refuses a removal that would
+// cost quorum, as etcd's strict reconfiguration check does; Etcd() answers
+// through the same EtcdClient interface as the real one.
 // A demo and test tool; no claim about Kubernetes rests on it. Thread-safe.
 #pragma once
 
@@ -19,6 +23,7 @@
 #include <vector>
 
 #include "controller/clock.h"
+#include "reconcilers/bootstrap/etcd_client.h"
 #include "reconcilers/bootstrap/kubernetes_client.h"
 
 namespace vmlab::reconcilers::bootstrap {
@@ -43,6 +48,8 @@ class SimulatedCluster : public std::enable_shared_from_this<SimulatedCluster> {
   void SetUnavailable(std::string message);
 
   [[nodiscard]] std::unique_ptr<KubernetesClient> Client();
+  [[nodiscard]] std::unique_ptr<EtcdClient> Etcd();
+  [[nodiscard]] std::vector<std::string> EtcdMembers() const;  // names
 
   // What the API holds, for tests and status.
   [[nodiscard]] std::vector<KubeNode> Nodes() const;
@@ -52,11 +59,16 @@ class SimulatedCluster : public std::enable_shared_from_this<SimulatedCluster> {
 
  private:
   friend class SimulatedClient;
+  friend class SimulatedEtcd;
+  struct Member {
+    std::uint64_t id = 0;
+    bool healthy = true;
+  };
   struct Pod {
     KubePod pod;
     std::string node;
   };
-  [[nodiscard]] Status Available() const;  // mutex_ held
+  [[nodiscard]] Status Available() const;                         // mutex_ held
   void Schedule(const std::string& ns, const std::string& name);  // mutex_ held
 
   controller::Clock& clock_;
@@ -65,6 +77,7 @@ class SimulatedCluster : public std::enable_shared_from_this<SimulatedCluster> {
   std::vector<Pod> pods_;
   std::map<std::string, std::chrono::system_clock::time_point> tokens_;  // token -> expiration
   std::set<std::string> blocked_;
+  std::map<std::string, Member> members_;  // etcd, by member (node) name
   std::string unavailable_;
   int node_deletions_ = 0;
   int pod_serial_ = 0;

@@ -303,9 +303,24 @@ def simulated(watch, state):
                      else None)(ctl.lab("spk")),
             f"Ready with {replicas} workers", timeout=30)
         check(workers is not None, f"scaled to {replicas} workers and Ready")
+    # Control planes 2 -> 1: spk-cp-2 leaves etcd (the one left is a quorum),
+    # is drained, and goes.
+    edited = text.replace("controlPlane:\n    replicas: 2", "controlPlane:\n    replicas: 1")
+    check(edited != text, "the example's controlPlane.replicas is editable")
+    with open(os.path.join(watch, "spk-lab.yaml.tmp"), "w") as f:
+        f.write(edited)
+    os.rename(os.path.join(watch, "spk-lab.yaml.tmp"), os.path.join(watch, "spk-lab.yaml"))
+    lab = wait_for(
+        lambda: (lambda lab: lab if condition(lab, "Ready").get("status") == "True" and
+                 [n["name"] for n in lab["status"]["nodes"]] == ["spk-cp-1", "spk-worker-1"]
+                 else None)(ctl.lab("spk")),
+        "Ready with one control plane", timeout=30)
+    check(lab is not None, "scaled to one control plane and Ready")
     events = ctl.get("/api/v1/labclusters/spk/events")[1]
-    drained = re.findall(r"spk-worker-\d+(?= drained)", events)
-    check(drained == ["spk-worker-3", "spk-worker-2"], f"drained highest index first: {drained}")
+    drained = re.findall(r"spk-(?:worker|cp)-\d+(?= drained)", events)
+    check(drained == ["spk-worker-3", "spk-worker-2", "spk-cp-2"],
+          f"drained highest index first: {drained}")
+    check("spk-cp-2's etcd member" in events, "spk-cp-2 left etcd first")
     metrics = ctl.get("/metrics")[1]
     check((metric(metrics, 'vmlab_progress_reports_total{result="accepted"}') or 0) >= 22,
           "progress reports counted")

@@ -338,14 +338,15 @@ class SimulatedGuestsTest : public LabClusterReconcilerTest {
   metrics::BootstrapMetrics bootstrap_metrics_{registry_};
   bootstrap::ProgressStore progress_{real_clock_, nullptr, &bootstrap_metrics_};
   bootstrap::GuestSimulator simulator_{real_clock_, progress_, Options()};
-  LabClusterReconciler simulated_{desired_,
-                                  store_,
-                                  infrastructure_,
-                                  secrets_,
-                                  {},
-                                  real_clock_,
-                                  &lab_metrics_,
-                                  {&progress_, &simulator_, nullptr, 0, nullptr, seconds(1)}};
+  LabClusterReconciler simulated_{
+      desired_,
+      store_,
+      infrastructure_,
+      secrets_,
+      {},
+      real_clock_,
+      &lab_metrics_,
+      {&progress_, &simulator_, nullptr, 0, nullptr, nullptr, 2379, seconds(1)}};
 };
 
 TEST_F(SimulatedGuestsTest, ThreePlusFiveLabGoesReadyAndAnInjectedFailureRecovers) {
@@ -522,21 +523,27 @@ class KubernetesHealthTest : public LabClusterReconcilerTest {
       std::make_shared<bootstrap::SimulatedCluster>(clock_);
   int opened_ = 0;
   bootstrap::ProgressStore progress_{clock_, nullptr, nullptr};
-  LabClusterReconciler real_{
-      desired_,
-      store_,
-      infrastructure_,
-      secrets_,
-      {},
-      clock_,
-      &lab_metrics_,
-      {&progress_, nullptr, nullptr, 0, [this](bootstrap::KubernetesAccess access) {
-         EXPECT_TRUE(access.server.starts_with("https://172.30.") &&
-                     access.server.ends_with(".10:16443"))
-             << "the VIP and endpoint port: " << access.server;
-         ++opened_;
-         return api_->Client();
-       }}};
+  LabClusterReconciler real_{desired_,
+                             store_,
+                             infrastructure_,
+                             secrets_,
+                             {},
+                             clock_,
+                             &lab_metrics_,
+                             {&progress_, nullptr, nullptr, 0,
+                              [this](bootstrap::KubernetesAccess access) {
+                                EXPECT_TRUE(access.server.starts_with("https://172.30.") &&
+                                            access.server.ends_with(".10:16443"))
+                                    << "the VIP and endpoint port: " << access.server;
+                                ++opened_;
+                                return api_->Client();
+                              },
+                              [this](bootstrap::EtcdAccess access) {
+                                etcd_access_ = access;
+                                return api_->Etcd();
+                              },
+                              2379, seconds(600)}};
+  bootstrap::EtcdAccess etcd_access_;
 };
 
 TEST_F(KubernetesHealthTest, ReadinessComesFromTheApiOnceThePrimaryIsDone) {
@@ -582,25 +589,62 @@ TEST_F(KubernetesHealthTest, ReadinessComesFromTheApiOnceThePrimaryIsDone) {
   for (const auto& n : r.nodes) EXPECT_TRUE(n.ready) << n.name;
 }
 
-TEST_F(KubernetesHealthTest, AControlPlaneGoesOnlyOnceItsNodeIsGoneFromTheApi) {
-  desired_.labs["rccp"] = Desired("rccp", 3, 0);
+// Control planes leave one at a time, highest index first: etcd member
+// removed (only while the members left keep a healthy quorum), Node drained
+// and deleted, then the VM; one that never joined simply goes.
+TEST_F(KubernetesHealthTest, ControlPlanesLeaveEtcdOnlyWhileItKeepsQuorum) {
+  desired_.labs["rccp"] = Desired("rccp", 4, 0);
   ASSERT_TRUE(real_.Reconcile("rccp"));
-  ASSERT_EQ(Domains("rccp").size(), 3u);
-  for (const char* cp : {"rccp-cp-1", "rccp-cp-2", "rccp-cp-3"}) api_->PutNode({cp, true, false});
-  DesiredLab smaller = Desired("rccp", 1, 0);
-  desired_.labs["rccp"] = smaller;
+  ASSERT_EQ(Domains("rccp").size(), 4u);
+  const auto secrets = secrets_.Load("rccp").value().value();
+  int seq = 1;
+  for (const char* phase : {"base", "endpoint", "kubernetes", "primary"})
+    Report("rccp", "rccp-cp-1", phase, seq++);
+  api_->Init("rccp-cp-1", secrets.token, clock_.WallNow() + std::chrono::hours(24));
+  for (const char* cp : {"rccp-cp-2", "rccp-cp-3"}) {
+    for (const char* phase : {"base", "endpoint", "kubernetes", "secondary"})
+      Report("rccp", cp, phase, seq++);
+    ASSERT_TRUE(api_->Join(cp, false, secrets.token));
+  }
+  // rccp-cp-4 never got to its join.
+  ASSERT_TRUE(real_.Reconcile("rccp"));
+  EXPECT_THAT(api_->EtcdMembers(), testing::ElementsAre("rccp-cp-1", "rccp-cp-2", "rccp-cp-3"));
+
+  api_->NodeDown("rccp-cp-2");  // its etcd member stops answering
+  desired_.labs["rccp"] = Desired("rccp", 1, 0);
   (void)real_.Reconcile("rccp");
   auto r = Record("rccp");
+  EXPECT_FALSE(Domains("rccp").contains("rccp-cp-4")) << "never joined: no member to remove";
   EXPECT_EQ(Cond(r, "InfrastructureReady").reason, "ControlPlaneScaleDownRefused");
-  EXPECT_THAT(Cond(r, "InfrastructureReady").message, HasSubstr("rccp-cp-2, rccp-cp-3 kept"));
-  EXPECT_EQ(Domains("rccp").size(), 3u) << "no control plane removed while etcd counts it";
+  EXPECT_THAT(Cond(r, "InfrastructureReady").message,
+              HasSubstr("rccp-cp-3 kept: removing its etcd member now would cost etcd its quorum: "
+                        "without rccp-cp-3, etcd has 2 member(s), 1 healthy (quorum 2); not "
+                        "healthy: rccp-cp-2"));
+  EXPECT_EQ(Domains("rccp").size(), 3u) << "no control plane removed while etcd needs it";
+  EXPECT_THAT(api_->EtcdMembers(), testing::ElementsAre("rccp-cp-1", "rccp-cp-2", "rccp-cp-3"));
+  std::vector<std::string> phases;
+  for (const auto& n : r.nodes) phases.push_back(n.name + " " + n.bootstrap_phase);
+  EXPECT_THAT(phases, testing::ElementsAre("rccp-cp-1 primary: done",
+                                           "rccp-cp-2 kept: waiting to leave the cluster",
+                                           "rccp-cp-3 kept: scale-down refused"));
+  EXPECT_THAT(etcd_access_.endpoints, testing::ElementsAre(testing::EndsWith(".11:2379")))
+      << "etcd is asked through the control planes that stay";
+  EXPECT_THAT(etcd_access_.ca_pem, HasSubstr("BEGIN CERTIFICATE"));
 
-  ASSERT_TRUE(api_->Client()->DeleteNode("rccp-cp-3"));  // kubeadm reset + kubectl delete node
-  (void)real_.Reconcile("rccp");
-  const auto domains = Domains("rccp");
-  EXPECT_FALSE(domains.contains("rccp-cp-3")) << "its Node is gone: the VM goes";
-  EXPECT_TRUE(domains.contains("rccp-cp-2"));
-  EXPECT_THAT(Cond(Record("rccp"), "InfrastructureReady").message, HasSubstr("rccp-cp-2 kept"));
+  ASSERT_TRUE(api_->Join("rccp-cp-2", false, secrets.token));  // healthy again
+  ASSERT_TRUE(real_.Reconcile("rccp"));
+  EXPECT_THAT(Domains("rccp"), testing::ElementsAre(testing::Key("rccp-cp-1")));
+  EXPECT_THAT(api_->EtcdMembers(), testing::ElementsAre("rccp-cp-1"));
+  std::vector<std::string> nodes;
+  for (const auto& n : api_->Nodes()) nodes.push_back(n.name);
+  EXPECT_THAT(nodes, testing::ElementsAre("rccp-cp-1"));
+  r = Record("rccp");
+  std::vector<std::string> removed;
+  for (const auto& e : r.events) {
+    if (e.reason == "EtcdMemberRemoved") removed.push_back(e.message.substr(0, 9));
+  }
+  EXPECT_THAT(removed, testing::ElementsAre("rccp-cp-3", "rccp-cp-2"));
+  EXPECT_EQ(Cond(r, "InfrastructureReady").status, "True");
 }
 
 TEST_F(KubernetesHealthTest, ANodeRecreatedFromAFreshDiskHasItsStaleNodeDeleted) {
@@ -639,6 +683,37 @@ TEST_F(KubernetesHealthTest, ANodeRecreatedFromAFreshDiskHasItsStaleNodeDeleted)
   ASSERT_TRUE(real_.Reconcile("rcstale"));
   EXPECT_EQ(Cond(Record("rcstale"), "Ready").status, "True");
   EXPECT_EQ(api_->NodeDeletions(), 1);
+}
+
+TEST_F(KubernetesHealthTest, AControlPlaneRecreatedLeavesEtcdBeforeItJoinsAgain) {
+  desired_.labs["rcstcp"] = Desired("rcstcp", 3, 0);
+  ASSERT_TRUE(real_.Reconcile("rcstcp"));
+  const auto secrets = secrets_.Load("rcstcp").value().value();
+  int seq = 1;
+  for (const char* phase : {"base", "endpoint", "kubernetes", "primary"})
+    Report("rcstcp", "rcstcp-cp-1", phase, seq++);
+  api_->Init("rcstcp-cp-1", secrets.token, clock_.WallNow() + std::chrono::hours(24));
+  for (const char* cp : {"rcstcp-cp-2", "rcstcp-cp-3"}) {
+    for (const char* phase : {"base", "endpoint", "kubernetes", "secondary"})
+      Report("rcstcp", cp, phase, seq++);
+    ASSERT_TRUE(api_->Join(cp, false, secrets.token));
+  }
+  ASSERT_TRUE(real_.Reconcile("rcstcp"));
+
+  ASSERT_TRUE(behind_.DeleteDomain("rcstcp-cp-3").has_value());
+  api_->NodeDown("rcstcp-cp-3");
+  ASSERT_TRUE(real_.Reconcile("rcstcp"));
+  EXPECT_THAT(api_->EtcdMembers(), testing::ElementsAre("rcstcp-cp-1", "rcstcp-cp-2"))
+      << "a fresh disk cannot rejoin under a member that still names it";
+  std::vector<std::string> nodes;
+  for (const auto& n : api_->Nodes()) nodes.push_back(n.name);
+  EXPECT_THAT(nodes, testing::ElementsAre("rcstcp-cp-1", "rcstcp-cp-2"));
+  const auto r = Record("rcstcp");
+  std::vector<std::string> reasons;
+  for (const auto& e : r.events) {
+    if (e.message.starts_with("rcstcp-cp-3")) reasons.push_back(e.reason);
+  }
+  EXPECT_THAT(reasons, testing::IsSupersetOf({"EtcdMemberRemoved", "StaleNodeDeleted"}));
 }
 
 TEST_F(KubernetesHealthTest, TheBootstrapTokenIsRotatedBeforeItExpires) {

@@ -1,0 +1,216 @@
+// The etcd client against a real etcd (Debian's etcd-server): three members
+// on loopback, TLS with client certificates from a lab-style etcd CA, as
+// kubeadm's stacked etcd runs them. Member list, health, the quorum rule,
+// etcd's own refusal of a removal that would cost quorum, and a removal.
+#include "reconcilers/bootstrap/etcd_client.h"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "../controller/scratch_dir.h"
+#include "fixtures.h"
+#include "reconcilers/bootstrap/pki.h"
+
+namespace vmlab::reconcilers::bootstrap {
+namespace {
+
+using testing::HasSubstr;
+using testing_support::ScratchDir;
+
+// A port nothing listens on right now (the kernel's choice).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), length), 0);
+  EXPECT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+CertAndKey Issue(const CertAndKey& ca, const std::string& cn, bool server) {
+  CertRequest request;
+  request.common_name = cn;
+  request.client = true;
+  request.server = server;
+  if (server) request.ip_addresses = {"127.0.0.1"};
+  return IssueCert(ca, request).value();
+}
+
+// Three etcd members, started for one test and ended by their PIDs.
+class EtcdCluster {
+ public:
+  static constexpr std::size_t kMembers = 3;
+
+  explicit EtcdCluster(const ScratchDir& dir) : ca_(MakeCa("etcd-ca", std::chrono::hours(24)).value()) {
+    dir.Write("ca.crt", ca_.cert_pem);
+    std::vector<std::string> peers;
+    for (std::size_t i = 0; i < kMembers; ++i) {
+      client_ports_.push_back(FreePort());
+      peer_ports_.push_back(FreePort());
+      peers.push_back(fmt::format("lab-cp-{}=https://127.0.0.1:{}", i + 1, peer_ports_[i]));
+    }
+    const std::string d = dir.path().string();
+    for (std::size_t i = 0; i < kMembers; ++i) {
+      const std::string name = fmt::format("lab-cp-{}", i + 1);
+      const CertAndKey cert = Issue(ca_, name, true);
+      dir.Write(name + ".crt", cert.cert_pem);
+      dir.Write(name + ".key", cert.key_pem);
+      const std::string command = fmt::format(
+          "etcd --name {n} --data-dir {d}/{n}.etcd "
+          "--listen-client-urls https://127.0.0.1:{c} --advertise-client-urls "
+          "https://127.0.0.1:{c} --listen-peer-urls https://127.0.0.1:{p} "
+          "--initial-advertise-peer-urls https://127.0.0.1:{p} --initial-cluster {peers} "
+          "--initial-cluster-state new --cert-file {d}/{n}.crt --key-file {d}/{n}.key "
+          "--client-cert-auth --trusted-ca-file {d}/ca.crt --peer-cert-file {d}/{n}.crt "
+          "--peer-key-file {d}/{n}.key --peer-client-cert-auth --peer-trusted-ca-file "
+          "{d}/ca.crt >{d}/{n}.log 2>&1 & echo $! >{d}/{n}.pid",
+          fmt::arg("n", name), fmt::arg("d", d), fmt::arg("c", client_ports_[i]),
+          fmt::arg("p", peer_ports_[i]), fmt::arg("peers", fmt::join(peers, ",")));
+      EXPECT_EQ(std::system(command.c_str()), 0);
+      pids_.push_back(std::stoi(testing_support::ReadFile(dir.path() / (name + ".pid"))));
+    }
+    client_ = Issue(ca_, "vmlab-etcd-client", false);
+  }
+  ~EtcdCluster() {
+    for (const int pid : pids_) {
+      if (pid > 0) kill(pid, SIGKILL);  // scratch data: no need for a clean stop
+    }
+  }
+  void Stop(std::size_t member) {
+    kill(pids_[member], SIGTERM);
+    pids_[member] = 0;
+  }
+  [[nodiscard]] std::string Url(std::size_t member) const {
+    return fmt::format("https://127.0.0.1:{}", client_ports_[member]);
+  }
+  [[nodiscard]] EtcdAccess Access(std::vector<std::string> endpoints) const {
+    return {std::move(endpoints), ca_.cert_pem, client_.cert_pem, client_.key_pem,
+            std::chrono::milliseconds(3000)};
+  }
+  // Waits until every member reports itself healthy.
+  [[nodiscard]] bool WaitHealthy(EtcdClient& client) const {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto members = client.ListMembers();
+      if (members && members->size() == kMembers &&
+          std::all_of(members->begin(), members->end(),
+                      [&](const EtcdMember& m) { return client.Healthy(m); })) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return false;
+  }
+  [[nodiscard]] const CertAndKey& ca() const { return ca_; }
+
+ private:
+  CertAndKey ca_;
+  CertAndKey client_;
+  std::vector<int> client_ports_;
+  std::vector<int> peer_ports_;
+  std::vector<int> pids_;
+};
+
+TEST(EtcdClientTest, RemovesAMemberOnlyWhileTheOthersKeepQuorum) {
+  ScratchDir dir;
+  EtcdCluster etcd(dir);
+  // The first endpoint is the member that will stop: the client moves on.
+  const auto client = MakeEtcdClient(etcd.Access({etcd.Url(2), etcd.Url(0)}));
+  ASSERT_TRUE(etcd.WaitHealthy(*client)) << "etcd did not come up; see the members' logs";
+
+  auto members = client->ListMembers();
+  ASSERT_TRUE(members) << members.error().message;
+  std::vector<std::string> names;
+  for (const auto& m : *members) {
+    names.push_back(m.name);
+    EXPECT_NE(m.id, 0u);
+    ASSERT_EQ(m.client_urls.size(), 1u);
+    EXPECT_THAT(m.client_urls[0], testing::StartsWith("https://127.0.0.1:"));
+  }
+  EXPECT_THAT(names, testing::UnorderedElementsAre("lab-cp-1", "lab-cp-2", "lab-cp-3"));
+
+  etcd.Stop(2);  // lab-cp-3 goes down
+  const auto find = [&](const std::string& name) {
+    return *std::find_if(members->begin(), members->end(),
+                         [&](const EtcdMember& m) { return m.name == name; });
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (client->Healthy(find("lab-cp-3")) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::set<std::string> healthy;
+  for (const auto& m : *members) {
+    if (client->Healthy(m)) healthy.insert(m.name);
+  }
+  EXPECT_EQ(healthy, (std::set<std::string>{"lab-cp-1", "lab-cp-2"}));
+
+  const auto unsafe = CheckMemberRemoval(*members, healthy, "lab-cp-2");
+  EXPECT_FALSE(unsafe.allowed);
+  EXPECT_EQ(unsafe.message,
+            "without lab-cp-2, etcd has 2 member(s), 1 healthy (quorum 2); not healthy: lab-cp-3");
+  // etcd's own strict reconfiguration check agrees.
+  const auto refused = client->RemoveMember(find("lab-cp-2").id);
+  ASSERT_FALSE(refused) << "etcd removed a member it needed for quorum";
+  EXPECT_THAT(refused.error().message, HasSubstr("etcdserver: unhealthy cluster"));
+
+  const auto safe = CheckMemberRemoval(*members, healthy, "lab-cp-3");
+  EXPECT_TRUE(safe.allowed) << safe.message;
+  const std::uint64_t gone = find("lab-cp-3").id;
+  ASSERT_TRUE(client->RemoveMember(gone));
+  members = client->ListMembers();
+  ASSERT_TRUE(members);
+  EXPECT_EQ(members->size(), 2u);
+  const auto again = client->RemoveMember(gone);
+  ASSERT_FALSE(again);
+  EXPECT_THAT(again.error().message, HasSubstr("member not found"));
+}
+
+TEST(EtcdClientTest, TrustsOnlyTheLabsEtcdCa) {
+  ScratchDir dir;
+  EtcdCluster etcd(dir);
+  ASSERT_TRUE(etcd.WaitHealthy(*MakeEtcdClient(etcd.Access({etcd.Url(0)}))));
+  // A client certificate from another CA: etcd refuses the handshake.
+  const auto other = MakeCa("etcd-ca", std::chrono::hours(24)).value();
+  const auto stranger = Issue(other, "stranger", false);
+  auto access = etcd.Access({etcd.Url(0)});
+  access.client_cert_pem = stranger.cert_pem;
+  access.client_key_pem = stranger.key_pem;
+  auto listed = MakeEtcdClient(access)->ListMembers();
+  ASSERT_FALSE(listed);
+  EXPECT_EQ(listed.error().code, ErrorCode::kUnavailable);
+  // A server the client's CA did not sign: refused by the client.
+  access = etcd.Access({etcd.Url(0)});
+  access.ca_pem = other.cert_pem;
+  EXPECT_FALSE(MakeEtcdClient(access)->ListMembers());
+  EXPECT_FALSE(MakeEtcdClient(etcd.Access({}))->ListMembers()) << "no endpoint";
+}
+
+TEST(EtcdClientTest, QuorumRuleCountsVotersOnly) {
+  const std::vector<EtcdMember> members = {
+      {1, "a", {}, false}, {2, "b", {}, false}, {3, "c", {}, false}, {4, "l", {}, true}};
+  EXPECT_TRUE(CheckMemberRemoval(members, {"a", "b"}, "c").allowed);
+  EXPECT_FALSE(CheckMemberRemoval(members, {"a"}, "c").allowed);
+  EXPECT_FALSE(CheckMemberRemoval({{1, "a", {}, false}}, {"a"}, "a").allowed) << "the last one";
+  EXPECT_EQ(CheckMemberRemoval({{1, "a", {}, false}}, {"a"}, "a").message,
+            "a is etcd's last member");
+  EXPECT_FALSE(ParseMemberList(R"({"members": 3})"));
+  const auto parsed = ParseMemberList(
+      R"({"members":[{"ID":"13668033151171901709","name":"m1","clientURLs":["https://x:2379"]},{"ID":"7","isLearner":true}]})");
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ((*parsed)[0].id, 13668033151171901709u) << "IDs above 2^63 survive";
+  EXPECT_TRUE((*parsed)[1].learner);
+}
+
+}  // namespace
+}  // namespace vmlab::reconcilers::bootstrap
