@@ -116,14 +116,13 @@ MemberRemoval CheckMemberRemoval(const std::vector<EtcdMember>& members,
   const std::size_t quorum = voters_left / 2 + 1;
   MemberRemoval removal;
   removal.allowed = voters_left > 0 && healthy_left >= quorum;
-  removal.message =
-      voters_left == 0
-          ? fmt::format("{} is etcd's last member", name)
-          : fmt::format("without {}, etcd has {} member(s), {} healthy (quorum {}){}", name,
-                        voters_left, healthy_left, quorum,
-                        unhealthy.empty()
-                            ? ""
-                            : fmt::format("; not healthy: {}", fmt::join(unhealthy, ", ")));
+  removal.message = voters_left == 0
+                        ? fmt::format("{} is etcd's last member", name)
+                        : fmt::format("without {}, etcd has {} member(s), {} healthy (quorum {}){}",
+                                      name, voters_left, healthy_left, quorum,
+                                      unhealthy.empty() ? ""
+                                                        : fmt::format("; not healthy: {}",
+                                                                      fmt::join(unhealthy, ", ")));
   return removal;
 }
 

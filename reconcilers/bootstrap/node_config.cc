@@ -1,11 +1,13 @@
 #include "reconcilers/bootstrap/node_config.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 
 #include "reconcilers/bootstrap/progress.h"
+#include "reconcilers/cache/cache_sets.h"
 
 namespace vmlab::reconcilers::bootstrap {
 namespace {
@@ -108,7 +110,7 @@ cat /etc/vmlab/hosts >>/etc/hosts
 # containerd (the distribution's), open-iscsi and what the phases use; apt
 # runs only for what the image does not have yet.
 missing=()
-for package in ca-certificates curl containerd open-iscsi procps; do
+for package in @BASE_PACKAGES@; do
   dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null | grep -qx installed ||
     missing+=("$package")
 done
@@ -159,10 +161,10 @@ systemctl enable kubelet
 constexpr const char* kEndpointScript = R"(
 # haproxy on the endpoint port in front of every control plane's :6443, and
 # keepalived holding the VIP (unicast peers), on every control plane.
-if ! dpkg-query -W -f='${db:Status-Status}' haproxy keepalived 2>/dev/null |
-  grep -qx 'installedinstalled'; then
+if ! dpkg-query -W -f='${db:Status-Status}' @ENDPOINT_PACKAGES@ 2>/dev/null |
+  grep -qx '@ENDPOINT_INSTALLED@'; then
   retry 8 apt-get update -q
-  retry 8 apt-get install -y -q --no-install-recommends haproxy keepalived
+  retry 8 apt-get install -y -q --no-install-recommends @ENDPOINT_PACKAGES@
 fi
 install -m 0644 /etc/vmlab/haproxy.cfg /etc/haproxy/haproxy.cfg
 install -m 0600 /etc/vmlab/keepalived.conf /etc/keepalived/keepalived.conf
@@ -551,7 +553,9 @@ std::string RenderPhaseScript(Phase phase, const crds::LabCluster& lab,
             "printf 'Acquire::http::Proxy \"%s\";\\n' {} >/etc/apt/apt.conf.d/90vmlab-proxy",
             Quote(env.apt_proxy));
       }
-      body = Fill(kBaseScript, {{"APT_PROXY", proxy}});
+      body = Fill(kBaseScript,
+                  {{"APT_PROXY", proxy},
+                   {"BASE_PACKAGES", fmt::format("{}", fmt::join(cache::BasePackages(), " "))}});
       break;
     }
     case Phase::kKubernetes:
@@ -560,7 +564,15 @@ std::string RenderPhaseScript(Phase phase, const crds::LabCluster& lab,
                                       {"REPOSITORY", PackageRepository(lab)}});
       break;
     case Phase::kEndpoint:
-      body = kEndpointScript;
+      body =
+          Fill(kEndpointScript,
+               {{"ENDPOINT_PACKAGES", fmt::format("{}", fmt::join(cache::EndpointPackages(), " "))},
+                {"ENDPOINT_INSTALLED", [] {
+                   std::string all;
+                   for (std::size_t i = 0; i < cache::EndpointPackages().size(); ++i)
+                     all += "installed";
+                   return all;
+                 }()}});
       break;
     case Phase::kPrimary: {
       std::string addons;

@@ -52,7 +52,8 @@ class EtcdCluster {
  public:
   static constexpr std::size_t kMembers = 3;
 
-  explicit EtcdCluster(const ScratchDir& dir) : ca_(MakeCa("etcd-ca", std::chrono::hours(24)).value()) {
+  explicit EtcdCluster(const ScratchDir& dir)
+      : ca_(MakeCa("etcd-ca", std::chrono::hours(24)).value()) {
     dir.Write("ca.crt", ca_.cert_pem);
     std::vector<std::string> peers;
     for (std::size_t i = 0; i < kMembers; ++i) {
