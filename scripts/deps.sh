@@ -27,6 +27,10 @@ packages=(
   # a real etcd cluster (three members on loopback, TLS from the lab's etcd CA)
   # for the control-plane scale-down client: member list, health, removal
   etcd-server
+  # containerd (its own parser checks the containerd configuration the base phase
+  # writes), apt-cacher-ng and docker-registry (the caches vmlab manages), skopeo
+  # (image archives in docker-save and OCI layouts for tests)
+  containerd apt-cacher-ng docker-registry skopeo
 )
 
 missing=()

@@ -66,6 +66,8 @@ struct NodeFile {
 [[nodiscard]] std::string RenderPhaseScript(Phase phase, const crds::LabCluster& lab,
                                             const crds::PlannedNode& node,
                                             const NodeEnvironment& env);
+// /etc/apt/apt.conf.d/90vmlab-proxy: apt through the lab's cache at `proxy`.
+[[nodiscard]] std::string RenderAptProxyConfig(const std::string& proxy);
 // /etc/hosts lines for the endpoint and every node (a managed block).
 [[nodiscard]] std::string RenderHostsBlock(const crds::LabCluster& lab);
 

@@ -139,9 +139,9 @@ std::string NormalizeImage(const std::string& reference) {
   std::string ref = reference;
   const auto slash = ref.find('/');
   const std::string first = slash == std::string::npos ? "" : ref.substr(0, slash);
-  const bool has_registry = slash != std::string::npos &&
-                            (first.find('.') != std::string::npos ||
-                             first.find(':') != std::string::npos || first == "localhost");
+  const bool has_registry =
+      slash != std::string::npos && (first.find('.') != std::string::npos ||
+                                     first.find(':') != std::string::npos || first == "localhost");
   if (!has_registry) {
     ref = (slash == std::string::npos ? "docker.io/library/" : "docker.io/") + ref;
   }
@@ -222,8 +222,9 @@ ImageSet ImagesFor(const crds::LabCluster& lab, crds::NodeRole role,
     set.images.insert(CalicoImages().begin(), CalicoImages().end());
   } else if (k8s.cni == crds::Cni::kCilium) {
     set.images.insert(CiliumImages().begin(), CiliumImages().end());
-    set.notes.push_back("cilium's Envoy image is chosen by the cilium CLI; it is cached when "
-                        "first pulled");
+    set.notes.push_back(
+        "cilium's Envoy image is chosen by the cilium CLI; it is cached when "
+        "first pulled");
   }
   for (const auto& addon : lab.spec.addons) from_manifest(addon, "add-on");
   return set;

@@ -47,7 +47,7 @@ struct KubeadmImages {
 [[nodiscard]] std::optional<KubeadmImages> KubeadmImagesFor(const std::string& version);
 
 struct ImageSet {
-  std::set<std::string> images;  // fully qualified references (registry/repository:tag)
+  std::set<std::string> images;    // fully qualified references (registry/repository:tag)
   std::vector<std::string> notes;  // what could not be derived, for CacheReady
 };
 

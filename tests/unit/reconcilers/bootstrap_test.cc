@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -276,8 +277,81 @@ TEST(BootstrapTest, BasePhasePinsKubernetesPackagesFromTheMinorsRepository) {
   EXPECT_THAT(base, Not(HasSubstr("docker"))) << "no Docker-era runtime";
   NodeEnvironment env;
   env.apt_proxy = "http://172.42.42.1:3142";
-  EXPECT_THAT(RenderPhaseScript(Phase::kBase, lab, crds::PlanNodes(lab)[0], env),
-              HasSubstr("'http://172.42.42.1:3142' >/etc/apt/apt.conf.d/90vmlab-proxy"));
+  EXPECT_THAT(
+      RenderPhaseScript(Phase::kBase, lab, crds::PlanNodes(lab)[0], env),
+      HasSubstr("install -m 0644 /etc/vmlab/apt-proxy.conf /etc/apt/apt.conf.d/90vmlab-proxy"));
+}
+
+// apt through the lab's cache, checked by apt itself: the proxy file parses,
+// and the Kubernetes repository is reached as http://HTTPS///... (the
+// cache's https remapping) while the key still comes over https.
+TEST(BootstrapTest, AptThroughTheCacheIsWhatAptReads) {
+  const auto lab = Load("examples/spk-lab.yaml");
+  const auto node = crds::PlanNodes(lab)[0];
+  NodeEnvironment env;
+  env.apt_proxy = "http://172.42.42.1:3142";
+  ScratchDir dir;
+  const std::string d = dir.path().string();
+  std::string config;
+  for (const auto& file : NodeFiles(lab, node, Redacted(MakeLabSecrets(lab, {}).value()), env)) {
+    if (file.path == "/etc/vmlab/apt-proxy.conf") config = file.content;
+  }
+  ASSERT_FALSE(config.empty()) << "the seed carries the proxy configuration";
+  dir.Write("proxy.conf", config);
+  EXPECT_EQ(Shell("APT_CONFIG=/dev/null apt-config -c " + d +
+                  "/proxy.conf dump Acquire::http::Proxy 2>/dev/null"),
+            "Acquire::http::Proxy \"http://172.42.42.1:3142\";\n");
+  dir.Write("broken.conf", "Acquire::http::Proxy \"http://x:3142\"\n");  // no semicolon
+  int status = 0;
+  (void)Shell("APT_CONFIG=/dev/null apt-config -c " + d + "/broken.conf dump >/dev/null 2>&1",
+              &status);
+  EXPECT_NE(status, 0) << "apt-config does reject a malformed file";
+
+  const std::string script = RenderPhaseScript(Phase::kKubernetes, lab, node, env);
+  const auto start = script.find("echo 'deb ");
+  ASSERT_NE(start, std::string::npos);
+  const auto end = script.find("' \\", start);
+  std::string line = script.substr(start + 6, end - start - 6);
+  EXPECT_THAT(script, HasSubstr("https://pkgs.k8s.io/core:/stable:/v1.30/deb/Release.key"));
+  line.replace(line.find("/etc/apt/keyrings/kubernetes-apt-keyring.asc"),
+               std::string("/etc/apt/keyrings/kubernetes-apt-keyring.asc").size(), d + "/key.asc");
+  for (const char* sub :
+       {"etc/apt.conf.d", "etc/sources.list.d", "state/lists/partial", "cache/archives/partial"}) {
+    std::filesystem::create_directories(dir.path() / sub);
+  }
+  dir.Write("etc/sources.list", "");
+  dir.Write("etc/sources.list.d/kubernetes.list", line + "\n");
+  dir.Write("etc/apt.conf.d/90vmlab-proxy", config);
+  dir.Write("key.asc", "");
+  const std::string uris = Shell(fmt::format(
+      "APT_CONFIG=/dev/null apt-get -o Dir::Etc={d}/etc -o Dir::Etc::parts={d}/etc/apt.conf.d "
+      "-o Dir::State={d}/state -o Dir::Cache={d}/cache -o Debug::NoLocking=1 --print-uris "
+      "update 2>/dev/null",
+      fmt::arg("d", d)));
+  EXPECT_THAT(uris, HasSubstr("'http://HTTPS///pkgs.k8s.io/core:/stable:/v1.30/deb/InRelease'"));
+}
+
+// The base phase's edits of containerd's default configuration, run on the
+// real containerd's default and read back by its own parser.
+TEST(BootstrapTest, ContainerdConfigurationIsWhatContainerdReads) {
+  const auto lab = Load("examples/spk-lab.yaml");
+  const std::string script = RenderPhaseScript(Phase::kBase, lab, crds::PlanNodes(lab)[0], {});
+  const auto start = script.find("containerd config default >/etc/containerd/config.toml");
+  const auto end = script.find("systemctl enable containerd");
+  ASSERT_NE(start, std::string::npos);
+  ASSERT_NE(end, std::string::npos);
+  std::string edits = script.substr(start, end - start);
+  ScratchDir dir;
+  const std::string file = (dir.path() / "config.toml").string();
+  for (auto at = edits.find("/etc/containerd/config.toml"); at != std::string::npos;
+       at = edits.find("/etc/containerd/config.toml", at + file.size())) {
+    edits.replace(at, std::string("/etc/containerd/config.toml").size(), file);
+  }
+  dir.Write("edit.sh", "set -euo pipefail\n" + edits);
+  (void)Shell("bash " + (dir.path() / "edit.sh").string());
+  const std::string dump = Shell("containerd --config " + file + " config dump 2>&1");
+  EXPECT_THAT(dump, HasSubstr("SystemdCgroup = true"));
+  EXPECT_THAT(dump, HasSubstr("config_path = \"/etc/containerd/certs.d\""));
 }
 
 TEST(BootstrapTest, RedactedSecretsLeaveNoKeyTokenOrPasswordInTheUserData) {

@@ -50,8 +50,7 @@ TEST(CacheSetsTest, PackagesByRoleArePinnedAndMatchThePhaseScripts) {
 
   // The scripts install what the sets say (the seed lab's scripts disagreed).
   const auto nodes = crds::PlanNodes(lab);
-  const auto base =
-      bootstrap::RenderPhaseScript(bootstrap::Phase::kBase, lab, nodes.front(), {});
+  const auto base = bootstrap::RenderPhaseScript(bootstrap::Phase::kBase, lab, nodes.front(), {});
   EXPECT_THAT(base, HasSubstr("for package in ca-certificates curl containerd open-iscsi procps;"));
   const auto endpoint =
       bootstrap::RenderPhaseScript(bootstrap::Phase::kEndpoint, lab, nodes.front(), {});
@@ -70,16 +69,13 @@ TEST(CacheSetsTest, KubeadmImagesFollowTheRelease) {
     const char* coredns;
     const char* pause;
   };
-  for (const Case& c : {Case{"1.24.0", "3.5.3-0", "v1.8.6", "3.7"},
-                        Case{"1.24.17", "3.5.6-0", "v1.8.6", "3.7"},
-                        Case{"1.25.4", "3.5.5-0", "v1.9.3", "3.8"},
-                        Case{"1.27.6", "3.5.7-0", "v1.10.1", "3.9"},
-                        Case{"1.28.14", "3.5.15-0", "v1.10.1", "3.9"},
-                        Case{"1.30.4", "3.5.12-0", "v1.11.1", "3.9"},
-                        Case{"1.30.5", "3.5.15-0", "v1.11.3", "3.9"},
-                        Case{"1.31.0", "3.5.15-0", "v1.11.1", "3.10"},
-                        Case{"1.31.2", "3.5.15-0", "v1.11.3", "3.10"},
-                        Case{"1.32.3", "3.5.16-0", "v1.11.3", "3.10"}}) {
+  for (const Case& c :
+       {Case{"1.24.0", "3.5.3-0", "v1.8.6", "3.7"}, Case{"1.24.17", "3.5.6-0", "v1.8.6", "3.7"},
+        Case{"1.25.4", "3.5.5-0", "v1.9.3", "3.8"}, Case{"1.27.6", "3.5.7-0", "v1.10.1", "3.9"},
+        Case{"1.28.14", "3.5.15-0", "v1.10.1", "3.9"}, Case{"1.30.4", "3.5.12-0", "v1.11.1", "3.9"},
+        Case{"1.30.5", "3.5.15-0", "v1.11.3", "3.9"}, Case{"1.31.0", "3.5.15-0", "v1.11.1", "3.10"},
+        Case{"1.31.2", "3.5.15-0", "v1.11.3", "3.10"},
+        Case{"1.32.3", "3.5.16-0", "v1.11.3", "3.10"}}) {
     const auto images = KubeadmImagesFor(c.version);
     ASSERT_TRUE(images) << c.version;
     EXPECT_EQ(images->etcd, c.etcd) << c.version;
@@ -94,19 +90,21 @@ TEST(CacheSetsTest, KubeadmImagesFollowTheRelease) {
 TEST(CacheSetsTest, ImagesByRoleAndCni) {
   const auto lab = Lab("1.30.4");
   const auto cp = ImagesFor(lab, NodeRole::kControlPlane, {});
-  EXPECT_THAT(cp.images,
-              ElementsAre("docker.io/calico/cni:v3.28.1", "docker.io/calico/kube-controllers:v3.28.1",
-                          "docker.io/calico/node:v3.28.1", "registry.k8s.io/coredns/coredns:v1.11.1",
-                          "registry.k8s.io/etcd:3.5.12-0", "registry.k8s.io/kube-apiserver:v1.30.4",
-                          "registry.k8s.io/kube-controller-manager:v1.30.4",
-                          "registry.k8s.io/kube-proxy:v1.30.4",
-                          "registry.k8s.io/kube-scheduler:v1.30.4", "registry.k8s.io/pause:3.9"));
+  EXPECT_THAT(
+      cp.images,
+      ElementsAre("docker.io/calico/cni:v3.28.1", "docker.io/calico/kube-controllers:v3.28.1",
+                  "docker.io/calico/node:v3.28.1", "registry.k8s.io/coredns/coredns:v1.11.1",
+                  "registry.k8s.io/etcd:3.5.12-0", "registry.k8s.io/kube-apiserver:v1.30.4",
+                  "registry.k8s.io/kube-controller-manager:v1.30.4",
+                  "registry.k8s.io/kube-proxy:v1.30.4", "registry.k8s.io/kube-scheduler:v1.30.4",
+                  "registry.k8s.io/pause:3.9"));
   EXPECT_THAT(cp.notes, IsEmpty());
   const auto worker = ImagesFor(lab, NodeRole::kWorker, {});
-  EXPECT_THAT(worker.images,
-              ElementsAre("docker.io/calico/cni:v3.28.1", "docker.io/calico/kube-controllers:v3.28.1",
-                          "docker.io/calico/node:v3.28.1", "registry.k8s.io/kube-proxy:v1.30.4",
-                          "registry.k8s.io/pause:3.9"));
+  EXPECT_THAT(
+      worker.images,
+      ElementsAre("docker.io/calico/cni:v3.28.1", "docker.io/calico/kube-controllers:v3.28.1",
+                  "docker.io/calico/node:v3.28.1", "registry.k8s.io/kube-proxy:v1.30.4",
+                  "registry.k8s.io/pause:3.9"));
 
   const auto cilium = ImagesFor(Lab("1.31.2", "    cni: cilium\n"), NodeRole::kWorker, {});
   EXPECT_TRUE(cilium.images.contains("quay.io/cilium/cilium:v1.16.1"));
