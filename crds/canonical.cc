@@ -77,6 +77,12 @@ void EmitSpec(YAML::Emitter& out, const LabClusterSpec& spec) {
   out << YAML::Key << "cache" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "apt" << YAML::Value << spec.cache.apt;
   out << YAML::Key << "images" << YAML::Value << spec.cache.images;
+  // Written only when set, so that specs written before these fields existed
+  // keep their hash.
+  if (!spec.cache.image_archives.empty()) {
+    out << YAML::Key << "imageArchives" << YAML::Value << Text{spec.cache.image_archives};
+  }
+  if (spec.cache.golden_image) out << YAML::Key << "goldenImage" << YAML::Value << true;
   out << YAML::EndMap;
 
   out << YAML::Key << "drift" << YAML::Value << YAML::BeginMap;

@@ -715,9 +715,19 @@ void DocumentParser::ParseSpec(MapReader& spec, LabCluster& lab) {
     }
   }
 
-  if (auto cache = section("cache", {"apt", "images"})) {
+  if (auto cache = section("cache", {"apt", "images", "imageArchives", "goldenImage"})) {
     if (auto apt = Bool(*cache, "apt", true)) out.cache.apt = *apt;
     if (auto images = Bool(*cache, "images", true)) out.cache.images = *images;
+    if (auto archives = String(*cache, "imageArchives", "")) {
+      out.cache.image_archives = *archives;
+      if (cache->Get("imageArchives")) {
+        if (auto problem = CheckHostPath(*archives)) {
+          RuleError(doc_.PositionOf(cache->Child("imageArchives")), cache->Child("imageArchives"),
+                    *problem);
+        }
+      }
+    }
+    if (auto golden = Bool(*cache, "goldenImage", false)) out.cache.golden_image = *golden;
   }
   if (auto drift = section("drift", {"policy"})) {
     if (auto policy = Enum(*drift, "policy", kDriftValues, DriftPolicy::kRemediate)) {

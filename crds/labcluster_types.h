@@ -84,6 +84,11 @@ struct ImageSpec {
 struct CacheSpec {
   bool apt = true;
   bool images = true;
+  // A host folder of `docker save` / OCI image archives served to the lab's
+  // nodes and imported before kubeadm runs; empty: none.
+  std::string image_archives;
+  // Nodes boot from a shared base image with the download phases applied.
+  bool golden_image = false;
 };
 
 struct LabClusterSpec {
