@@ -10,7 +10,7 @@ packages=(
   # libraries (see ../shared/ENVIRONMENT.md for their CMake quirks)
   libyaml-cpp-dev libssl-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcpprest-dev prometheus-cpp-dev libvirt-dev libxml2-dev libisofs-dev
+  libcpprest-dev prometheus-cpp-dev libvirt-dev libxml2-dev libisofs-dev libarchive-dev
   # tests and `make run`: real HTTP clients and libvirt's test driver
   curl libvirt-clients libxml2-utils genisoimage
   # fuzzing: clang 19 (16 lacks std::expected with libstdc++ 12); its runtime carries libFuzzer
