@@ -24,6 +24,8 @@ packages=(
   iptables iproute2 debootstrap linux-image-amd64 e2fsprogs util-linux
   # validators of the generated bootstrap artifacts
   cloud-init shellcheck haproxy keepalived openssl
+  # a tiny Debian repository for the apt cache tests (dpkg-deb, dpkg-scanpackages)
+  dpkg-dev
   # a real etcd cluster (three members on loopback, TLS from the lab's etcd CA)
   # for the control-plane scale-down client: member list, health, removal
   etcd-server

@@ -29,7 +29,7 @@ std::string Sha256Hex(const std::string& text) {
 // The top-level manifest.json and index.json of a tarball (either may be absent).
 Result<std::map<std::string, std::string>> ReadIndexFiles(const std::filesystem::path& path) {
   std::unique_ptr<archive, decltype(&archive_read_free)> reader(archive_read_new(),
-                                                                 archive_read_free);
+                                                                archive_read_free);
   archive_read_support_filter_all(reader.get());
   archive_read_support_format_tar(reader.get());
   if (archive_read_open_filename(reader.get(), path.c_str(), 64 * 1024) != ARCHIVE_OK) {
@@ -110,8 +110,8 @@ Result<ImageArchive> InspectArchive(const std::filesystem::path& path) {
           }
         }
         // A bare tag ("1.0") names no image: containerd would import it unnamed.
-        if (name.empty() || (name.find('/') == std::string::npos &&
-                             name.find(':') == std::string::npos)) {
+        if (name.empty() ||
+            (name.find('/') == std::string::npos && name.find(':') == std::string::npos)) {
           continue;
         }
         const auto reference = NormalizeImage(name);
@@ -125,10 +125,10 @@ Result<ImageArchive> InspectArchive(const std::filesystem::path& path) {
                                    path.string()));
     }
   } catch (const std::exception& e) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("{}: unreadable {}: {}", path.string(),
-                                 out.format == "docker-archive" ? "manifest.json" : "index.json",
-                                 e.what()));
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        fmt::format("{}: unreadable {}: {}", path.string(),
+                    out.format == "docker-archive" ? "manifest.json" : "index.json", e.what()));
   }
   if (out.images.empty()) {
     return MakeError(ErrorCode::kInvalidArgument,
@@ -172,9 +172,10 @@ Result<ArchiveCatalog> ScanArchives(const std::filesystem::path& folder) {
     // Every image already provided by an archive read before: not needed.
     if (std::all_of(archive->images.begin(), archive->images.end(),
                     [&](const std::string& image) { return provided.contains(image); })) {
-      catalog.problems.push_back(fmt::format("{} provides only images other archives provide "
-                                             "({}); it is not used",
-                                             path.string(), *archive->images.begin()));
+      catalog.problems.push_back(
+          fmt::format("{} provides only images other archives provide "
+                      "({}); it is not used",
+                      path.string(), *archive->images.begin()));
       continue;
     }
     provided.insert(archive->images.begin(), archive->images.end());

@@ -19,7 +19,7 @@ namespace vmlab::reconcilers::cache {
 
 struct ImageArchive {
   std::filesystem::path path;
-  std::string format;  // "docker-archive" (manifest.json) or "oci-archive" (index.json)
+  std::string format;            // "docker-archive" (manifest.json) or "oci-archive" (index.json)
   std::set<std::string> images;  // normalised references (docker.io/library/... as containerd)
   std::string id;                // sha256 hex of the sorted "reference@digest" lines
   std::uintmax_t size = 0;

@@ -20,11 +20,10 @@ using testing_support::ScratchDir;
 class ImageArchivesTest : public testing::Test {
  protected:
   void SetUp() override {
-    (void)testing_support::Shell("bash " +
-                                 (testing_support::kSourceDir /
-                                  "tests/fixtures/images/make_archives.sh")
-                                     .string() +
-                                 " " + dir_.path().string());
+    (void)testing_support::Shell(
+        "bash " +
+        (testing_support::kSourceDir / "tests/fixtures/images/make_archives.sh").string() + " " +
+        dir_.path().string());
   }
   std::filesystem::path Path(const char* name) const { return dir_.path() / name; }
   ScratchDir dir_;
@@ -73,7 +72,8 @@ TEST_F(ImageArchivesTest, AFolderIsCataloguedOncePerContent) {
   const auto catalog = ScanArchives(dir_.path());
   ASSERT_TRUE(catalog) << catalog.error().message;
   std::set<std::string> images;
-  for (const auto& archive : catalog->archives) images.insert(archive.images.begin(), archive.images.end());
+  for (const auto& archive : catalog->archives)
+    images.insert(archive.images.begin(), archive.images.end());
   EXPECT_THAT(images, ElementsAre("docker.io/library/tools:2", "example.com/team/app:1.0"));
   EXPECT_EQ(catalog->archives.size(), 2u) << "one archive per image set";
   EXPECT_EQ(catalog->problems.size(), 5u);

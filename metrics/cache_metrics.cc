@@ -1,0 +1,60 @@
+#include "metrics/cache_metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <string>
+
+namespace vmlab::metrics {
+namespace {
+constexpr const char* kCaches[] = {"apt"};
+}  // namespace
+
+struct CacheMetrics::Metrics {
+  prometheus::Family<prometheus::Counter>* requests;
+  prometheus::Family<prometheus::Counter>* served;
+  prometheus::Family<prometheus::Gauge>* stored;
+};
+
+CacheMetrics::CacheMetrics(Registry& registry) : m_(std::make_unique<Metrics>()) {
+  auto& r = registry.prometheus();
+  m_->requests = &prometheus::BuildCounter()
+                      .Name("vmlab_cache_requests_total")
+                      .Help("Requests the caches answered, by cache and hit or miss (from the "
+                            "cache service's own log)")
+                      .Register(r);
+  m_->served = &prometheus::BuildCounter()
+                    .Name("vmlab_cache_served_bytes_total")
+                    .Help("Bytes the caches served to nodes, by cache")
+                    .Register(r);
+  m_->stored = &prometheus::BuildGauge()
+                    .Name("vmlab_cache_bytes")
+                    .Help("Bytes the caches hold on disk, by cache")
+                    .Register(r);
+  for (const char* cache : kCaches) {
+    for (const char* result : {"hit", "miss"}) m_->requests->Add({{"cache", cache}, {"result", result}});
+    m_->served->Add({{"cache", cache}});
+    m_->stored->Add({{"cache", cache}});
+  }
+}
+
+CacheMetrics::~CacheMetrics() = default;
+
+void CacheMetrics::CountRequests(std::string_view cache, std::uint64_t hits,
+                                 std::uint64_t misses) {
+  const std::string name(cache);
+  m_->requests->Add({{"cache", name}, {"result", "hit"}}).Increment(static_cast<double>(hits));
+  m_->requests->Add({{"cache", name}, {"result", "miss"}}).Increment(static_cast<double>(misses));
+}
+
+void CacheMetrics::CountServedBytes(std::string_view cache, std::uint64_t bytes) {
+  m_->served->Add({{"cache", std::string(cache)}}).Increment(static_cast<double>(bytes));
+}
+
+void CacheMetrics::SetStoredBytes(std::string_view cache, double bytes) {
+  m_->stored->Add({{"cache", std::string(cache)}}).Set(bytes);
+}
+
+}  // namespace vmlab::metrics

@@ -1,0 +1,95 @@
+// The apt cache the lab's nodes use (`vmlab controller --apt-cache`): off,
+// an existing proxy given by URL, or apt-cacher-ng run and supervised by
+// vmlab ("managed"): its cache and log under <state-dir>/cache/apt, bound to
+// the gateway address of every lab network that uses it (so reachable from
+// the labs, and on no other address of the host), restarted when that set
+// changes or when it exits. Its own log is read for the metrics: a file sent
+// right after it was fetched from upstream is a miss, a file sent from what
+// the cache holds a hit (error pages and reports count as neither).
+// Thread-safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "crds/result.h"
+
+namespace vmlab::metrics {
+class CacheMetrics;
+}  // namespace vmlab::metrics
+
+namespace vmlab::reconcilers::cache {
+
+struct AptCacheOptions {
+  std::string mode = "off";  // "off", "managed", or an http:// URL of an existing proxy
+  std::filesystem::path state_dir;
+  int port = 3142;
+  std::string binary = "/usr/sbin/apt-cacher-ng";
+  // Upstream ports nodes may fetch from through the cache (apt-cacher-ng's AllowUserPorts).
+  std::vector<int> upstream_ports = {80, 443};
+};
+
+// `mode` as the command line gives it: off, managed, or http://HOST[:PORT][/].
+[[nodiscard]] Status CheckAptCacheMode(const std::string& mode);
+
+struct AptCacheTotals {
+  std::uint64_t hits = 0;
+  std::uint64_t misses = 0;
+  std::uint64_t served_bytes = 0;
+};
+
+class AptCache {
+ public:
+  // `metrics` may be null.
+  AptCache(AptCacheOptions options, metrics::CacheMetrics* metrics);
+  ~AptCache();  // stops the apt-cacher-ng it started
+  AptCache(const AptCache&) = delete;
+  AptCache& operator=(const AptCache&) = delete;
+
+  [[nodiscard]] bool Enabled() const { return options_.mode != "off"; }
+  [[nodiscard]] bool Managed() const { return options_.mode == "managed"; }
+  [[nodiscard]] const std::string& Mode() const { return options_.mode; }
+
+  // Makes the cache serve `lab`, whose nodes reach the host at `gateway`;
+  // returns the proxy URL for its nodes. Managed: apt-cacher-ng listens on
+  // `gateway` when this returns.
+  [[nodiscard]] Result<std::string> Serve(const std::string& lab, const std::string& gateway);
+  // `lab` no longer needs the cache.
+  void Release(const std::string& lab);
+  // Reads what apt-cacher-ng logged since the last call into the metrics.
+  AptCacheTotals Poll();
+  void Stop();
+  // The running apt-cacher-ng's process id (0: none), and why it last failed to start.
+  [[nodiscard]] pid_t Pid();
+  [[nodiscard]] std::string LastError();
+
+ private:
+  [[nodiscard]] Status StartLocked();  // mutex_ held
+  void StopLocked();
+  void Supervise();
+
+  const AptCacheOptions options_;
+  metrics::CacheMetrics* const metrics_;
+  std::mutex mutex_;
+  std::map<std::string, std::string> gateways_;  // lab -> gateway
+  std::set<std::string> bound_;                  // addresses the running process listens on
+  pid_t pid_ = 0;
+  std::string last_error_;
+  std::uintmax_t log_offset_ = 0;
+  AptCacheTotals totals_;
+  std::map<std::string, int> fetched_;  // path -> fetched from upstream, not yet sent
+  bool stopping_ = false;
+  std::condition_variable wake_;
+  std::thread supervisor_;
+};
+
+}  // namespace vmlab::reconcilers::cache

@@ -1,0 +1,201 @@
+// The managed apt cache: the real apt-cacher-ng, started and supervised by
+// AptCache on loopback addresses standing in for lab gateways, in front of a
+// tiny Debian repository served by a local HTTP server (nothing leaves the
+// machine); the real apt-get fetches through it with the configuration the
+// nodes get. Hits and misses come from apt-cacher-ng's own log.
+#include "reconcilers/cache/apt_cache.h"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <thread>
+
+#include "../controller/scratch_dir.h"
+#include "fixtures.h"
+#include "metrics/cache_metrics.h"
+#include "metrics/registry.h"
+#include "reconcilers/bootstrap/node_config.h"
+#include "shell.h"
+
+namespace vmlab::reconcilers::cache {
+namespace {
+
+using testing::HasSubstr;
+using testing_support::ScratchDir;
+using testing_support::Shell;
+
+// A free port below 32768: apt-cacher-ng 3.7 fails to bind ports above
+// 32767 ("Error resolving address for binding"), and the kernel's ephemeral
+// ports are above that.
+int FreePort() {
+  static int next = 20000 + static_cast<int>(getpid() % 5000);
+  for (int tries = 0; tries < 2000; ++tries) {
+    const int port = next++;
+    if (next >= 32000) next = 20000;
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool free = bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+    close(fd);
+    if (free) return port;
+  }
+  ADD_FAILURE() << "no free port";
+  return 0;
+}
+
+double Metric(const std::string& text, const std::string& series) {
+  const auto at = text.find(series + " ");
+  return at == std::string::npos ? -1 : std::stod(text.substr(at + series.size() + 1));
+}
+
+class AptCacheTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string d = dir_.path().string();
+    // A flat Debian repository with one package, served over HTTP on loopback.
+    Shell(fmt::format(
+        "set -e; mkdir -p {d}/pkg/DEBIAN {d}/repo/pool; printf 'Package: vmlab-cache-test\\n"
+        "Version: 1.0\\nArchitecture: all\\nMaintainer: vmlab <vmlab@example.invalid>\\n"
+        "Description: apt cache test package\\n' >{d}/pkg/DEBIAN/control; "
+        "head -c 200000 /dev/urandom >{d}/pkg/payload; mkdir -p {d}/pkg/usr/share/vmlab; "
+        "mv {d}/pkg/payload {d}/pkg/usr/share/vmlab/; "
+        "dpkg-deb --build {d}/pkg {d}/repo/pool/vmlab-cache-test_1.0_all.deb >/dev/null; "
+        "cd {d}/repo && dpkg-scanpackages pool /dev/null 2>/dev/null >Packages",
+        fmt::arg("d", d)));
+    upstream_port_ = FreePort();
+    Shell(fmt::format("python3 -m http.server {} --bind 127.0.0.1 --directory {}/repo "
+                      ">{}/upstream.log 2>&1 & echo $! >{}/upstream.pid",
+                      upstream_port_, d, d, d));
+    upstream_pid_ = std::stoi(testing_support::ReadFile(dir_.path() / "upstream.pid"));
+    Shell(fmt::format("for i in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:{}/Packages "
+                      "&& exit 0; sleep 0.1; done; exit 1",
+                      upstream_port_));
+    options_.mode = "managed";
+    options_.state_dir = dir_.path() / "state";
+    options_.port = FreePort();
+    options_.upstream_ports = {upstream_port_};
+  }
+  void TearDown() override { kill(upstream_pid_, SIGTERM); }
+
+  // apt-get update and download of the package through `proxy`, as a node
+  // would (its apt configuration is the one vmlab renders for nodes).
+  void AptGet(const std::string& proxy, const std::string& name) {
+    const auto root = dir_.path() / name;
+    for (const char* sub : {"etc/apt.conf.d", "etc/sources.list.d", "state/lists/partial",
+                            "cache/archives/partial", "download"}) {
+      std::filesystem::create_directories(root / sub);
+    }
+    std::ofstream(root / "etc/sources.list")
+        << fmt::format("deb [trusted=yes] http://127.0.0.1:{}/ ./\n", upstream_port_);
+    std::ofstream(root / "etc/apt.conf.d/90vmlab-proxy") << bootstrap::RenderAptProxyConfig(proxy);
+    const std::string r = root.string();
+    // -c: apt reads its configuration parts before -o options apply.
+    const std::string apt = fmt::format(
+        "APT_CONFIG=/dev/null apt-get -q -c {r}/etc/apt.conf.d/90vmlab-proxy -o Dir::Etc={r}/etc "
+        "-o Dir::State={r}/state -o Dir::Cache={r}/cache -o Debug::NoLocking=1 "
+        "-o APT::Sandbox::User=root",
+        fmt::arg("r", r));
+    const std::string failed =
+        Shell(fmt::format("cd {r}/download && {apt} update >{r}/update.log 2>&1 && {apt} download "
+                          "vmlab-cache-test >{r}/download.log 2>&1 || cat {r}/*.log",
+                          fmt::arg("r", r), fmt::arg("apt", apt)));
+    EXPECT_EQ(failed, "") << "apt-get through the cache failed";
+    EXPECT_TRUE(std::filesystem::exists(root / "download/vmlab-cache-test_1.0_all.deb")) << name;
+  }
+
+  ScratchDir dir_;
+  int upstream_port_ = 0;
+  int upstream_pid_ = 0;
+  AptCacheOptions options_;
+};
+
+TEST_F(AptCacheTest, TheSecondNodeIsServedFromTheCache) {
+  metrics::Registry registry;
+  metrics::CacheMetrics metrics(registry);
+  AptCache cache(options_, &metrics);
+  const auto proxy = cache.Serve("lab", "127.0.0.1");
+  ASSERT_TRUE(proxy) << proxy.error().message;
+  EXPECT_EQ(*proxy, fmt::format("http://127.0.0.1:{}", options_.port));
+  EXPECT_NE(cache.Pid(), 0);
+
+  AptGet(*proxy, "node-1");
+  const auto first = cache.Poll();
+  EXPECT_GE(first.misses, 1u) << "the first node's package came from upstream";
+  AptGet(*proxy, "node-2");
+  const auto second = cache.Poll();
+  EXPECT_GT(second.hits, first.hits) << "the second node's package came from the cache";
+  EXPECT_GT(second.served_bytes, 2 * 150000u) << "the package was served twice";
+  const std::string upstream = testing_support::ReadFile(dir_.path() / "upstream.log");
+  std::size_t fetched = 0;
+  for (auto at = upstream.find("GET /pool/vmlab-cache-test_1.0_all.deb"); at != std::string::npos;
+       at = upstream.find("GET /pool/vmlab-cache-test_1.0_all.deb", at + 1)) {
+    ++fetched;
+  }
+  EXPECT_EQ(fetched, 1u) << "upstream saw the package once:\n" << upstream;
+
+  const std::string text = registry.Serialize();
+  EXPECT_EQ(Metric(text, R"(vmlab_cache_requests_total{cache="apt",result="hit"})"),
+            static_cast<double>(second.hits));
+  EXPECT_EQ(Metric(text, R"(vmlab_cache_requests_total{cache="apt",result="miss"})"),
+            static_cast<double>(second.misses));
+  EXPECT_THAT(testing_support::ReadFile(dir_.path() / "state/cache/apt/conf/acng.conf"),
+              HasSubstr("BindAddress: 127.0.0.1\n"));
+}
+
+TEST_F(AptCacheTest, ListensOnEveryLabGatewayAndComesBackWhenItDies) {
+  AptCache cache(options_, nullptr);
+  ASSERT_TRUE(cache.Serve("a", "127.0.0.1"));
+  const pid_t first = cache.Pid();
+  ASSERT_TRUE(cache.Serve("a", "127.0.0.1"));
+  EXPECT_EQ(cache.Pid(), first) << "nothing changed: no restart";
+  ASSERT_TRUE(cache.Serve("b", "127.0.0.2"));
+  EXPECT_NE(cache.Pid(), first) << "restarted to listen on the new gateway too";
+  EXPECT_THAT(testing_support::ReadFile(dir_.path() / "state/cache/apt/conf/acng.conf"),
+              HasSubstr("BindAddress: 127.0.0.1 127.0.0.2\n"));
+  cache.Release("a");
+  EXPECT_THAT(testing_support::ReadFile(dir_.path() / "state/cache/apt/conf/acng.conf"),
+              HasSubstr("BindAddress: 127.0.0.2\n"));
+
+  const pid_t victim = cache.Pid();
+  ASSERT_NE(victim, 0);
+  kill(victim, SIGKILL);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while ((cache.Pid() == victim || cache.Pid() == 0) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(cache.Pid(), victim) << "the supervisor started it again";
+  EXPECT_NE(cache.Pid(), 0);
+  const pid_t last = cache.Pid();
+  cache.Stop();
+  EXPECT_EQ(kill(last, 0), -1) << "stopped with the cache";
+}
+
+TEST_F(AptCacheTest, OtherModesAndFailuresAreClear) {
+  AptCacheOptions off;
+  EXPECT_EQ(AptCache(off, nullptr).Serve("lab", "10.0.0.1").value(), "");
+  AptCacheOptions url;
+  url.mode = "http://apt.example.internal:3142/";
+  EXPECT_EQ(AptCache(url, nullptr).Serve("lab", "10.0.0.1").value(),
+            "http://apt.example.internal:3142");
+  EXPECT_TRUE(CheckAptCacheMode("managed"));
+  EXPECT_FALSE(CheckAptCacheMode("ftp://x"));
+  EXPECT_FALSE(CheckAptCacheMode("http://x\"; rm"));
+
+  options_.binary = "/nonexistent/apt-cacher-ng";
+  AptCache missing(options_, nullptr);
+  const auto served = missing.Serve("lab", "127.0.0.1");
+  ASSERT_FALSE(served);
+  EXPECT_THAT(served.error().message, HasSubstr("Debian package apt-cacher-ng"));
+}
+
+}  // namespace
+}  // namespace vmlab::reconcilers::cache
