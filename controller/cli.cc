@@ -88,6 +88,17 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                    "Port nodes report their phases to, on each lab network's gateway (0: none)")
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
+  controller_cmd
+      ->add_option("--apt-cache", controller.apt_cache,
+                   "apt cache for the labs' nodes: managed (vmlab runs apt-cacher-ng on each lab "
+                   "gateway), off, or the http:// URL of an existing apt proxy")
+      ->capture_default_str();
+  controller_cmd
+      ->add_option("--apt-cache-port", controller.apt_cache_port,
+                   "With --apt-cache managed: apt-cacher-ng's port on each lab gateway "
+                   "(apt-cacher-ng 3.7 binds no port above 32767)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 32767));
   controller_cmd->add_flag("--simulate-guests", controller.simulate_guests,
                            "Play every node's bootstrap phases in vmlab (demo and tests; needs "
                            "a test: libvirt URI)");

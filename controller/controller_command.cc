@@ -21,10 +21,12 @@
 #include "controller/version.h"
 #include "controller/work_queue.h"
 #include "metrics/bootstrap_metrics.h"
+#include "metrics/cache_metrics.h"
 #include "metrics/controller_metrics.h"
 #include "metrics/hypervisor_metrics.h"
 #include "metrics/lab_metrics.h"
 #include "metrics/registry.h"
+#include "reconcilers/cache/apt_cache.h"
 #include "reconcilers/infrastructure/libvirt_connection.h"
 #include "reconcilers/infrastructure/libvirt_hypervisor.h"
 #include "reconcilers/labcluster_reconciler.h"
@@ -97,6 +99,10 @@ int RunController(const ControllerOptions& options) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  if (auto mode = reconcilers::cache::CheckAptCacheMode(options.apt_cache); !mode) {
+    spdlog::error("{}", mode.error().message);
+    return 2;
+  }
   if (options.simulate_guests && !options.libvirt_uri.starts_with("test:")) {
     spdlog::error(
         "--simulate-guests plays guests on libvirt's test driver only; with {} real guests "
@@ -152,6 +158,10 @@ int RunController(const ControllerOptions& options) {
         options.simulate_speed);
   }
   reconcilers::bootstrap::ProgressListeners listeners(progress);
+  metrics::CacheMetrics cache_metrics(registry);
+  reconcilers::cache::AptCache apt_cache(
+      {options.apt_cache, std::filesystem::absolute(options.state_dir), options.apt_cache_port},
+      &cache_metrics);
   reconcilers::LabClusterReconciler reconciler(
       source, store, infrastructure, secrets, {}, clock, &lab_metrics,
       {&progress, simulator ? &*simulator : nullptr, &listeners, options.progress_port,
@@ -161,7 +171,7 @@ int RunController(const ControllerOptions& options) {
        [](reconcilers::bootstrap::EtcdAccess access) {
          return reconcilers::bootstrap::MakeEtcdClient(std::move(access));
        },
-       2379, std::chrono::duration_cast<std::chrono::seconds>(options.drain_timeout)});
+       2379, std::chrono::duration_cast<std::chrono::seconds>(options.drain_timeout), &apt_cache});
 
   auto all_keys = [&] {
     std::set<std::string> keys;

@@ -22,8 +22,9 @@ CacheMetrics::CacheMetrics(Registry& registry) : m_(std::make_unique<Metrics>())
   auto& r = registry.prometheus();
   m_->requests = &prometheus::BuildCounter()
                       .Name("vmlab_cache_requests_total")
-                      .Help("Requests the caches answered, by cache and hit or miss (from the "
-                            "cache service's own log)")
+                      .Help(
+                          "Requests the caches answered, by cache and hit or miss (from the "
+                          "cache service's own log)")
                       .Register(r);
   m_->served = &prometheus::BuildCounter()
                     .Name("vmlab_cache_served_bytes_total")
@@ -34,7 +35,8 @@ CacheMetrics::CacheMetrics(Registry& registry) : m_(std::make_unique<Metrics>())
                     .Help("Bytes the caches hold on disk, by cache")
                     .Register(r);
   for (const char* cache : kCaches) {
-    for (const char* result : {"hit", "miss"}) m_->requests->Add({{"cache", cache}, {"result", result}});
+    for (const char* result : {"hit", "miss"})
+      m_->requests->Add({{"cache", cache}, {"result", result}});
     m_->served->Add({{"cache", cache}});
     m_->stored->Add({{"cache", cache}});
   }
@@ -42,8 +44,7 @@ CacheMetrics::CacheMetrics(Registry& registry) : m_(std::make_unique<Metrics>())
 
 CacheMetrics::~CacheMetrics() = default;
 
-void CacheMetrics::CountRequests(std::string_view cache, std::uint64_t hits,
-                                 std::uint64_t misses) {
+void CacheMetrics::CountRequests(std::string_view cache, std::uint64_t hits, std::uint64_t misses) {
   const std::string name(cache);
   m_->requests->Add({{"cache", name}, {"result", "hit"}}).Increment(static_cast<double>(hits));
   m_->requests->Add({{"cache", name}, {"result", "miss"}}).Increment(static_cast<double>(misses));

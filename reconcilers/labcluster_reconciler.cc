@@ -237,6 +237,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Delete(const std::stri
   if (runtime_.simulator) runtime_.simulator->ForgetLab(name);
   if (runtime_.progress) runtime_.progress->RemoveLab(name);
   if (runtime_.listeners) runtime_.listeners->Remove(name);
+  if (runtime_.apt_cache) runtime_.apt_cache->Release(name);
   {
     std::lock_guard guard(kubernetes_mutex_);
     kubernetes_state_.erase(name);
@@ -677,6 +678,9 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   std::string api_error;
   ScaleDown scale;
   std::vector<std::pair<std::string, std::string>> api_events;  // (reason, message)
+  bool wants_apt = false;
+  std::string apt_proxy;  // the URL the lab's nodes use
+  std::string apt_error;
   if (desired->spec) {
     const crds::LabCluster& spec = *desired->spec;
     auto secrets = secrets_.LoadOrCreate(spec, clock_.WallNow());
@@ -687,6 +691,21 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         crds::Ipv4Address{
             static_cast<std::uint32_t>(spec.spec.network.cidr.OffsetAddress(crds::kGatewayOffset))}
             .ToString();
+    // The apt cache, on the lab's gateway (real guests whose spec wants it).
+    wants_apt = runtime_.apt_cache && runtime_.apt_cache->Enabled() && spec.spec.cache.apt &&
+                infrastructure_.Driver() != "TEST";
+    std::mutex apt_mutex;  // seeds are made side by side
+    auto serve_apt = [&] {
+      auto proxy = runtime_.apt_cache->Serve(name, gateway);
+      std::lock_guard guard(apt_mutex);
+      if (proxy) {
+        apt_proxy = *proxy;
+        apt_error.clear();
+      } else {
+        apt_error = proxy.error().message;
+      }
+      return proxy ? *proxy : std::string();
+    };
     if (secrets) {
       // Host files are read when a seed is made: their errors are that node's.
       auto user_data = [&](const crds::PlannedNode& node) -> Result<std::string> {
@@ -695,6 +714,8 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         bootstrap::NodeEnvironment env = environment_;
         env.host_files = std::move(*files);
         if (listen) env.progress_url = bootstrap::ProgressUrl(gateway, runtime_.progress_port);
+        // The network is up when seeds are made; a node without the cache fetches directly.
+        if (wants_apt) env.apt_proxy = serve_apt();
         return bootstrap::RenderUserData(spec, node, *secrets, env);
       };
       if (runtime_.simulator) {
@@ -711,6 +732,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
                                    scale.removable_control_planes, scale.held_workers);
       if (converged) {
         outcome = std::move(*converged);
+        if (wants_apt && outcome->network_active) (void)serve_apt();
         if (listen && outcome->network_active) {
           // The gateway address exists once the network is up; nodes boot after that.
           if (auto listening = runtime_.listeners->Ensure(name, gateway, runtime_.progress_port);
@@ -737,6 +759,46 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
     }
   }
 
+  // CacheReady: what the lab's nodes download through (image caches come later).
+  auto cache_condition = [&](const crds::LabCluster& spec, std::int64_t generation) {
+    const char* images =
+        "; images are pulled from their registries (vmlab's image caches are "
+        "not built yet)";
+    if (!spec.spec.cache.apt) {
+      return MakeCondition(
+          "CacheReady", "True", "Disabled",
+          std::string("spec.cache.apt is false: nodes fetch packages directly") + images,
+          generation);
+    }
+    if (!runtime_.apt_cache || !runtime_.apt_cache->Enabled()) {
+      return MakeCondition("CacheReady", "True", "Disabled",
+                           std::string("the controller runs with --apt-cache off: nodes fetch "
+                                       "packages directly") +
+                               images,
+                           generation);
+    }
+    if (infrastructure_.Driver() == "TEST") {
+      return MakeCondition("CacheReady", "Unknown", "NoGuests",
+                           "libvirt's test driver runs no guests: no cache is started", generation);
+    }
+    if (!apt_error.empty()) {
+      return MakeCondition("CacheReady", "False", "AptCacheUnavailable",
+                           apt_error + "; nodes created meanwhile fetch packages directly",
+                           generation);
+    }
+    if (apt_proxy.empty()) {
+      return MakeCondition("CacheReady", "Unknown", "NetworkNotActive",
+                           "the apt cache starts on the lab's gateway once its network is up",
+                           generation);
+    }
+    return MakeCondition(
+        "CacheReady", "True", "Serving",
+        fmt::format("apt through {} ({}){}", apt_proxy,
+                    runtime_.apt_cache->Managed() ? "apt-cacher-ng run by vmlab"
+                                                  : "an apt proxy given to the controller",
+                    images),
+        generation);
+  };
   const controller::WallTime now = clock_.WallNow();
   std::vector<Condition> conditions;
   auto updated = store_.Update(name, [&](LabRecord& r) {
@@ -973,6 +1035,9 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       }
     }
 
+    if (desired->spec) {
+      set(cache_condition(*desired->spec, generation), apt_error.empty() ? nullptr : "Warning");
+    }
     if (!desired->spec) {
       set(MakeCondition("Ready", "False", "SpecInvalid",
                         "the manifest has never been valid; see SpecValid", generation));

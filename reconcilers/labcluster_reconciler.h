@@ -40,6 +40,7 @@
 #include "reconcilers/bootstrap/progress.h"
 #include "reconcilers/bootstrap/progress_listener.h"
 #include "reconcilers/bootstrap/simulator.h"
+#include "reconcilers/cache/apt_cache.h"
 #include "reconcilers/infrastructure_reconciler.h"
 
 namespace vmlab::metrics {
@@ -67,6 +68,8 @@ struct BootstrapRuntime {
   // timed out (DrainTimedOut, a Warning event); it is still retried and the
   // VM kept.
   std::chrono::seconds drain_timeout{600};
+  // The apt cache nodes use (real hypervisors; null: none).
+  cache::AptCache* apt_cache = nullptr;
 };
 
 class LabClusterReconciler final : public controller::Reconciler {

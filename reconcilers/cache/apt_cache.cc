@@ -65,8 +65,8 @@ double DiskUsage(const fs::path& folder) {
 
 Status CheckAptCacheMode(const std::string& mode) {
   if (mode == "off" || mode == "managed") return {};
-  if (mode.starts_with("http://") && mode.size() > 7 && mode.find_first_of(" \"'\\") ==
-                                                            std::string::npos) {
+  if (mode.starts_with("http://") && mode.size() > 7 &&
+      mode.find_first_of(" \"'\\") == std::string::npos) {
     return {};
   }
   return MakeError(ErrorCode::kInvalidArgument,
@@ -186,11 +186,11 @@ Status AptCache::StartLocked() {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = 0;
-      return MakeError(ErrorCode::kUnavailable,
-                       fmt::format("apt-cacher-ng exited at start ({}): {}",
-                                   WIFEXITED(status) ? fmt::format("exit {}", WEXITSTATUS(status))
-                                                     : "killed",
-                                   Tail(out, 400)));
+      return MakeError(
+          ErrorCode::kUnavailable,
+          fmt::format("apt-cacher-ng exited at start ({}): {}",
+                      WIFEXITED(status) ? fmt::format("exit {}", WEXITSTATUS(status)) : "killed",
+                      Tail(out, 400)));
     }
     if (std::all_of(bound_.begin(), bound_.end(),
                     [&](const std::string& a) { return Listening(a, options_.port); })) {

@@ -11,7 +11,11 @@ node through the lab network's DNS, that the base phase set swap, modules,
 sysctls and /etc/hosts, that the endpoint phase runs haproxy and keepalived
 holding the VIP, that the phases reach the controller over HTTP, and that the
 kubernetes phase, which needs the unreachable package repository, fails
-cleanly with its output in status. Then: `virsh destroy` of a node is
+cleanly with its output in status. The apt cache: vmlab runs apt-cacher-ng on
+the lab's gateway and the base phase points apt at it; a small Debian
+repository served by the test inside the namespace (nothing is downloaded)
+is installed from by both nodes through it: the first node's package is a
+miss, the second's a hit, in vmlab's metrics. Then: `virsh destroy` of a node is
 repaired within the resync bound; a libvirtd restart is noticed (readyz 503,
 vmlab_libvirt_connected 0), the controller reconnects and re-lists, and the
 domains that kept running are not "repaired"; deleting the manifest leaves no
@@ -86,11 +90,11 @@ class Virsh:
         out = self("qemu-agent-command", domain, json.dumps(request), "--timeout", "10")
         return json.loads(out)["return"]
 
-    def guest_exec(self, domain, path, *args):
+    def guest_exec(self, domain, path, *args, timeout=10):
         """Runs a program in the guest; returns (exit code, stdout)."""
         pid = self.agent(domain, "guest-exec",
                          {"path": path, "arg": list(args), "capture-output": True})["pid"]
-        for _ in range(100):
+        for _ in range(int(timeout * 10)):
             status = self.agent(domain, "guest-exec-status", {"pid": pid})
             if status.get("exited"):
                 out = base64.b64decode(status.get("out-data", "")).decode()
@@ -179,6 +183,43 @@ def console(state, node):
             return f.read()
     except FileNotFoundError:
         return ""
+
+
+def serve_repository(scratch):
+    """A flat Debian repository with one package (200 kB of payload), served on
+    127.0.0.1:80 inside the test's namespace: the apt cache's upstream."""
+    root = os.path.join(scratch, "repo")
+    pkg = os.path.join(scratch, "pkg")
+    os.makedirs(os.path.join(pkg, "DEBIAN"))
+    os.makedirs(os.path.join(pkg, "usr", "share", "vmlab-e2e"))
+    os.makedirs(os.path.join(root, "pool"))
+    with open(os.path.join(pkg, "DEBIAN", "control"), "w") as f:
+        f.write("Package: vmlab-e2e-cache\nVersion: 1.0\nArchitecture: all\n"
+                "Maintainer: vmlab <vmlab@example.invalid>\nDescription: apt cache e2e\n")
+    with open(os.path.join(pkg, "usr", "share", "vmlab-e2e", "payload"), "wb") as f:
+        f.write(os.urandom(200_000))
+    subprocess.run(["dpkg-deb", "--build", pkg, os.path.join(root, "pool", "vmlab-e2e-cache_1.0_all.deb")],
+                   check=True, capture_output=True)
+    with open(os.path.join(root, "Packages"), "w") as f:
+        subprocess.run(["dpkg-scanpackages", "pool", "/dev/null"], cwd=root, stdout=f,
+                       stderr=subprocess.DEVNULL, check=True)
+    log = open(os.path.join(scratch, "repository.log"), "w")
+    return subprocess.Popen([sys.executable, "-m", "http.server", "80", "--bind", "127.0.0.1",
+                             "--directory", root], stdout=log, stderr=subprocess.STDOUT)
+
+
+def install_through_cache(virsh, node):
+    """apt in `node`, configured by vmlab's base phase, fetches the package."""
+    script = ("set -e; echo 'deb [trusted=yes] http://127.0.0.1/ ./' >/etc/apt/sources.list.d/e2e.list; "
+              "apt-get -q -o Dir::Etc::sourcelist=/etc/apt/sources.list.d/e2e.list "
+              "-o Dir::Etc::sourceparts=- update >/tmp/e2e-apt.log 2>&1; "
+              "cd /tmp && apt-get -q download vmlab-e2e-cache >>/tmp/e2e-apt.log 2>&1; "
+              "ls /tmp/vmlab-e2e-cache_1.0_all.deb")
+    code, out = virsh.guest_exec(node, "/bin/sh", "-c", script, timeout=180)
+    if code != 0:
+        _, log = virsh.guest_exec(node, "/bin/cat", "/tmp/e2e-apt.log")
+        out += log
+    return code, out
 
 
 def run(args, virsh, ctl, watch, state):
@@ -285,6 +326,39 @@ def run(args, virsh, ctl, watch, state):
           "the endpoint phase's duration observed")
     check(metric(metrics, 'vmlab_progress_reports_total{result="unauthorized"}') == 0,
           "no report refused")
+
+    # The apt cache on the lab's gateway: both nodes install the same package
+    # through it; the second is served from the cache.
+    gateway = f"{CIDR_PREFIX}.1"
+    cache = condition(ctl.lab(), "CacheReady")
+    check(cache.get("status") == "True" and cache.get("reason") == "Serving" and
+          f"http://{gateway}:3142" in cache.get("message", ""), f"CacheReady: {cache}")
+    for node in NODES:
+        code, out = virsh.guest_exec(node, "/bin/cat", "/etc/apt/apt.conf.d/90vmlab-proxy")
+        check(code == 0 and f'Acquire::http::Proxy "http://{gateway}:3142";' in out,
+              f"{node}'s apt goes through the lab's cache")
+    repository = serve_repository(args.scratch)
+    try:
+        wait_for(lambda: subprocess.run(["curl", "-fs", "-o", "/dev/null", "http://127.0.0.1/Packages"]).returncode == 0,
+                 "the test repository", 10)
+        first, second = list(NODES)
+        code, out = install_through_cache(virsh, first)
+        check(code == 0, f"{first} installs from the repository through the cache: {out}")
+        misses = wait_for(lambda: (metric(ctl.get("/metrics")[1], 'vmlab_cache_requests_total{cache="apt",result="miss"}') or 0) >= 1,
+                          "the first node's miss in the metrics", 15)
+        check(misses, "the first node's package is a cache miss")
+        hits_before = metric(ctl.get("/metrics")[1], 'vmlab_cache_requests_total{cache="apt",result="hit"}') or 0
+        code, out = install_through_cache(virsh, second)
+        check(code == 0, f"{second} installs the same package through the cache: {out}")
+        hit = wait_for(lambda: (metric(ctl.get("/metrics")[1], 'vmlab_cache_requests_total{cache="apt",result="hit"}') or 0) > hits_before,
+                       "the second node's hit in the metrics", 15)
+        check(hit, "the second node's package is a cache hit")
+        with open(os.path.join(args.scratch, "repository.log")) as f:
+            fetched = f.read().count("GET /pool/vmlab-e2e-cache_1.0_all.deb")
+        check(fetched == 1, f"the repository served the package once (got {fetched})")
+    finally:
+        repository.terminate()
+        repository.wait(timeout=10)
 
     # A node destroyed behind vmlab's back is started again.
     victim = f"{LAB}-worker-1"

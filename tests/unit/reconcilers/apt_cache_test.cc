@@ -71,13 +71,15 @@ class AptCacheTest : public testing::Test {
         "cd {d}/repo && dpkg-scanpackages pool /dev/null 2>/dev/null >Packages",
         fmt::arg("d", d)));
     upstream_port_ = FreePort();
-    Shell(fmt::format("python3 -m http.server {} --bind 127.0.0.1 --directory {}/repo "
-                      ">{}/upstream.log 2>&1 & echo $! >{}/upstream.pid",
-                      upstream_port_, d, d, d));
+    Shell(
+        fmt::format("python3 -m http.server {} --bind 127.0.0.1 --directory {}/repo "
+                    ">{}/upstream.log 2>&1 & echo $! >{}/upstream.pid",
+                    upstream_port_, d, d, d));
     upstream_pid_ = std::stoi(testing_support::ReadFile(dir_.path() / "upstream.pid"));
-    Shell(fmt::format("for i in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:{}/Packages "
-                      "&& exit 0; sleep 0.1; done; exit 1",
-                      upstream_port_));
+    Shell(
+        fmt::format("for i in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:{}/Packages "
+                    "&& exit 0; sleep 0.1; done; exit 1",
+                    upstream_port_));
     options_.mode = "managed";
     options_.state_dir = dir_.path() / "state";
     options_.port = FreePort();
