@@ -157,8 +157,9 @@ int RunController(const ControllerOptions& options) {
         "Kubernetes runs",
         options.simulate_speed);
   }
-  reconcilers::bootstrap::ProgressListeners listeners(progress);
   metrics::CacheMetrics cache_metrics(registry);
+  reconcilers::bootstrap::ProgressListeners listeners(progress, &cache_metrics);
+  reconcilers::cache::ArchiveIndex archive_index;
   reconcilers::cache::AptCache apt_cache(
       {options.apt_cache, std::filesystem::absolute(options.state_dir), options.apt_cache_port},
       &cache_metrics);
@@ -171,7 +172,8 @@ int RunController(const ControllerOptions& options) {
        [](reconcilers::bootstrap::EtcdAccess access) {
          return reconcilers::bootstrap::MakeEtcdClient(std::move(access));
        },
-       2379, std::chrono::duration_cast<std::chrono::seconds>(options.drain_timeout), &apt_cache});
+       2379, std::chrono::duration_cast<std::chrono::seconds>(options.drain_timeout), &apt_cache,
+       &archive_index});
 
   auto all_keys = [&] {
     std::set<std::string> keys;

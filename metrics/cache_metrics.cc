@@ -9,7 +9,7 @@
 
 namespace vmlab::metrics {
 namespace {
-constexpr const char* kCaches[] = {"apt"};
+constexpr const char* kCaches[] = {"apt", "archives"};
 }  // namespace
 
 struct CacheMetrics::Metrics {

@@ -681,6 +681,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   bool wants_apt = false;
   std::string apt_proxy;  // the URL the lab's nodes use
   std::string apt_error;
+  std::string archive_note;  // the image archives served, for CacheReady
   if (desired->spec) {
     const crds::LabCluster& spec = *desired->spec;
     auto secrets = secrets_.LoadOrCreate(spec, clock_.WallNow());
@@ -733,6 +734,20 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       if (converged) {
         outcome = std::move(*converged);
         if (wants_apt && outcome->network_active) (void)serve_apt();
+        // Image archives go to the nodes through their listener.
+        if (listen && runtime_.archives && !spec.spec.cache.image_archives.empty()) {
+          auto catalog = runtime_.archives->Scan(spec.spec.cache.image_archives);
+          if (catalog) {
+            archive_note =
+                fmt::format("{} image archive(s) served to nodes", catalog->archives.size());
+            if (!catalog->problems.empty()) {
+              archive_note += fmt::format(" ({})", FirstAndCount(catalog->problems));
+            }
+            runtime_.listeners->SetArchives(name, std::move(catalog->archives));
+          } else {
+            archive_note = catalog.error().message + "; no archive is served";
+          }
+        }
         if (listen && outcome->network_active) {
           // The gateway address exists once the network is up; nodes boot after that.
           if (auto listening = runtime_.listeners->Ensure(name, gateway, runtime_.progress_port);
@@ -761,9 +776,9 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
 
   // CacheReady: what the lab's nodes download through (image caches come later).
   auto cache_condition = [&](const crds::LabCluster& spec, std::int64_t generation) {
-    const char* images =
-        "; images are pulled from their registries (vmlab's image caches are "
-        "not built yet)";
+    const std::string images =
+        (archive_note.empty() ? "" : "; " + archive_note) +
+        "; images are pulled from their registries (vmlab's registry mirrors are not built yet)";
     if (!spec.spec.cache.apt) {
       return MakeCondition(
           "CacheReady", "True", "Disabled",

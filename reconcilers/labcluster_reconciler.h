@@ -41,6 +41,7 @@
 #include "reconcilers/bootstrap/progress_listener.h"
 #include "reconcilers/bootstrap/simulator.h"
 #include "reconcilers/cache/apt_cache.h"
+#include "reconcilers/cache/image_archives.h"
 #include "reconcilers/infrastructure_reconciler.h"
 
 namespace vmlab::metrics {
@@ -70,6 +71,8 @@ struct BootstrapRuntime {
   std::chrono::seconds drain_timeout{600};
   // The apt cache nodes use (real hypervisors; null: none).
   cache::AptCache* apt_cache = nullptr;
+  // Reads spec.cache.imageArchives folders (null: archives are not served).
+  cache::ArchiveIndex* archives = nullptr;
 };
 
 class LabClusterReconciler final : public controller::Reconciler {

@@ -140,10 +140,30 @@ systemctl restart containerd
 systemctl enable --now iscsid
 
 # Container image archives the lab provides, imported before kubeadm runs.
-shopt -s nullglob
+@ARCHIVES@shopt -s nullglob
 for archive in /var/lib/vmlab/images/*.tar; do
   ctr -n k8s.io images import "$archive"
 done
+)";
+
+// The lab's image archives, fetched from the controller's node listener
+// (identified by content; one already here with the right size is kept).
+constexpr const char* kFetchArchives = R"(mkdir -p /var/lib/vmlab/images
+if [[ -r /etc/vmlab/progress.env ]]; then
+  # shellcheck disable=SC1091
+  . /etc/vmlab/progress.env
+  archives="${VMLAB_PROGRESS_URL%/progress}/archives"
+  auth="Authorization: Bearer $VMLAB_PROGRESS_TOKEN"
+  list=$(retry 3 curl -fsS --max-time 30 -H "$auth" "$archives") || list=""
+  while read -r id size _; do
+    [[ -n "$id" ]] || continue
+    file=/var/lib/vmlab/images/$id.tar
+    if [[ ! -f "$file" || $(stat -c %s "$file") != "$size" ]]; then
+      retry 3 curl -fsS --max-time 3600 -H "$auth" -o "$file.part" "$archives/$id"
+      mv "$file.part" "$file"
+    fi
+  done <<<"$list"
+fi
 )";
 
 constexpr const char* kKubernetesScript = R"(
@@ -575,6 +595,7 @@ std::string RenderPhaseScript(Phase phase, const crds::LabCluster& lab,
       }
       body = Fill(kBaseScript,
                   {{"APT_PROXY", proxy},
+                   {"ARCHIVES", lab.spec.cache.image_archives.empty() ? "" : kFetchArchives},
                    {"BASE_PACKAGES", fmt::format("{}", fmt::join(cache::BasePackages(), " "))}});
       break;
     }

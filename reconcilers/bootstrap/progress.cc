@@ -108,6 +108,21 @@ Verdict ProgressStore::Count(Verdict verdict) {
   return verdict;
 }
 
+std::optional<std::string> ProgressStore::Authenticate(const std::string& lab,
+                                                       std::string_view authorization) const {
+  constexpr std::string_view kBearer = "Bearer ";
+  if (!authorization.starts_with(kBearer)) return std::nullopt;
+  const std::string_view token = authorization.substr(kBearer.size());
+  std::lock_guard guard(mutex_);
+  const auto it = labs_.find(lab);
+  if (it == labs_.end()) return std::nullopt;
+  std::optional<std::string> found;
+  for (const auto& [node, role] : it->second.identity.roles) {
+    if (ConstantTimeEqual(token, NodeToken(it->second.identity.progress_key, node))) found = node;
+  }
+  return found;
+}
+
 Verdict ProgressStore::Report(const std::string& lab, std::string_view authorization,
                               std::string_view body) {
   if (body.size() > kMaxReportBytes) return Count(Verdict::kOversized);

@@ -86,6 +86,10 @@ class ProgressStore {
   Verdict Report(const std::string& lab, std::string_view authorization, std::string_view body);
 
   [[nodiscard]] std::map<std::string, NodeProgress> Progress(const std::string& lab) const;
+  // The node of `lab` whose token `authorization` ("Bearer TOKEN") carries;
+  // nullopt for none (compared in constant time).
+  [[nodiscard]] std::optional<std::string> Authenticate(const std::string& lab,
+                                                        std::string_view authorization) const;
   // Counts a report refused before it reached Report (e.g. too large to read).
   void CountRefused(Verdict verdict) { (void)Count(verdict); }
 

@@ -1,7 +1,12 @@
-// The HTTP listeners nodes report their progress to: one per lab, bound to the
-// lab network's gateway address (reachable from the lab's nodes, and on a
-// real host from nowhere else), serving POST /v1/progress into
-// ProgressStore::Report. Bodies over 16 KiB are refused before they are read.
+// The HTTP listeners of the lab's nodes: one per lab, bound to the lab
+// network's gateway address (reachable from the lab's nodes, and on a real
+// host from nowhere else), serving
+//   POST /v1/progress       phase reports, into ProgressStore::Report (bodies
+//                           over 16 KiB refused before they are read);
+//   GET  /v1/archives       the lab's image archives, one per line:
+//                           "ID SIZE IMAGE..." (text/plain);
+//   GET  /v1/archives/ID    one archive's bytes.
+// Every request carries a node's token (Authorization: Bearer TOKEN).
 // cpprestsdk underneath, kept out of this header. Thread-safe.
 #pragma once
 
@@ -12,6 +17,11 @@
 
 #include "crds/result.h"
 #include "reconcilers/bootstrap/progress.h"
+#include "reconcilers/cache/image_archives.h"
+
+namespace vmlab::metrics {
+class CacheMetrics;
+}  // namespace vmlab::metrics
 
 namespace vmlab::reconcilers::bootstrap {
 
@@ -19,7 +29,8 @@ inline constexpr int kDefaultProgressPort = 9441;
 
 class ProgressListeners {
  public:
-  explicit ProgressListeners(ProgressStore& store);
+  // `metrics` may be null.
+  explicit ProgressListeners(ProgressStore& store, metrics::CacheMetrics* metrics = nullptr);
   ~ProgressListeners();
   ProgressListeners(const ProgressListeners&) = delete;
   ProgressListeners& operator=(const ProgressListeners&) = delete;
@@ -27,10 +38,15 @@ class ProgressListeners {
   // Listens for `lab` on http://ADDRESS:PORT/v1/progress (again if the address changed).
   [[nodiscard]] Status Ensure(const std::string& lab, const std::string& address, int port);
   void Remove(const std::string& lab);
+  // The image archives `lab`'s nodes may fetch.
+  void SetArchives(const std::string& lab, std::vector<cache::ImageArchive> archives);
 
  private:
   struct Listener;
+  struct Archives;
   ProgressStore& store_;
+  metrics::CacheMetrics* const metrics_;
+  std::shared_ptr<Archives> archives_;
   std::mutex mutex_;
   std::map<std::string, std::unique_ptr<Listener>> listeners_;
 };

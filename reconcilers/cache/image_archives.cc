@@ -143,7 +143,11 @@ Result<ImageArchive> InspectArchive(const std::filesystem::path& path) {
   return out;
 }
 
-Result<ArchiveCatalog> ScanArchives(const std::filesystem::path& folder) {
+namespace {
+
+Result<ArchiveCatalog> Catalog(
+    const std::filesystem::path& folder,
+    const std::function<Result<ImageArchive>(const std::filesystem::path&)>& inspect) {
   std::error_code ec;
   std::vector<std::filesystem::path> paths;
   for (const auto& entry : std::filesystem::directory_iterator(folder, ec)) {
@@ -159,7 +163,7 @@ Result<ArchiveCatalog> ScanArchives(const std::filesystem::path& folder) {
   std::map<std::string, std::filesystem::path> seen;
   std::set<std::string> provided;
   for (const auto& path : paths) {
-    auto archive = InspectArchive(path);
+    auto archive = inspect(path);
     if (!archive) {
       catalog.problems.push_back(archive.error().message);
       continue;
@@ -184,6 +188,28 @@ Result<ArchiveCatalog> ScanArchives(const std::filesystem::path& folder) {
   std::sort(catalog.archives.begin(), catalog.archives.end(),
             [](const ImageArchive& a, const ImageArchive& b) { return a.id < b.id; });
   return catalog;
+}
+
+}  // namespace
+
+Result<ArchiveCatalog> ScanArchives(const std::filesystem::path& folder) {
+  return Catalog(folder, InspectArchive);
+}
+
+Result<ArchiveCatalog> ArchiveIndex::Scan(const std::filesystem::path& folder) {
+  std::lock_guard guard(mutex_);
+  return Catalog(folder, [this](const std::filesystem::path& path) -> Result<ImageArchive> {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path, ec);
+    const auto modified = std::filesystem::last_write_time(path, ec);
+    if (auto it = seen_.find(path);
+        it != seen_.end() && it->second.size == size && it->second.modified == modified) {
+      return it->second.archive;
+    }
+    auto archive = InspectArchive(path);
+    seen_.insert_or_assign(path, Seen{size, modified, archive});
+    return archive;
+  });
 }
 
 }  // namespace vmlab::reconcilers::cache

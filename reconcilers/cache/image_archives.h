@@ -9,6 +9,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -36,5 +39,22 @@ struct ArchiveCatalog {
 
 // Every archive in `folder` (not recursive; dotfiles skipped).
 [[nodiscard]] Result<ArchiveCatalog> ScanArchives(const std::filesystem::path& folder);
+
+// ScanArchives that remembers: an archive whose path, size and modification
+// time are unchanged is not read again (reconciles ask often; archives are
+// large). Thread-safe.
+class ArchiveIndex {
+ public:
+  [[nodiscard]] Result<ArchiveCatalog> Scan(const std::filesystem::path& folder);
+
+ private:
+  struct Seen {
+    std::uintmax_t size = 0;
+    std::filesystem::file_time_type modified;
+    Result<ImageArchive> archive;
+  };
+  std::mutex mutex_;
+  std::map<std::filesystem::path, Seen> seen_;
+};
 
 }  // namespace vmlab::reconcilers::cache

@@ -15,7 +15,9 @@ cleanly with its output in status. The apt cache: vmlab runs apt-cacher-ng on
 the lab's gateway and the base phase points apt at it; a small Debian
 repository served by the test inside the namespace (nothing is downloaded)
 is installed from by both nodes through it: the first node's package is a
-miss, the second's a hit, in vmlab's metrics. Then: `virsh destroy` of a node is
+miss, the second's a hit, in vmlab's metrics. An image archive in the lab's
+spec.cache.imageArchives is fetched by both nodes from the controller and
+imported into containerd by the base phase. Then: `virsh destroy` of a node is
 repaired within the resync bound; a libvirtd restart is noticed (readyz 503,
 vmlab_libvirt_connected 0), the controller reconnects and re-lists, and the
 domains that kept running are not "repaired"; deleting the manifest leaves no
@@ -37,6 +39,7 @@ import urllib.request
 passed = failed = 0
 figures = {}
 
+SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB = "e2e"
 CIDR_PREFIX = "172.31.77"
 NODES = {f"{LAB}-cp-1": f"{CIDR_PREFIX}.11", f"{LAB}-worker-1": f"{CIDR_PREFIX}.101"}
@@ -159,7 +162,7 @@ def metric(text, name):
     return None
 
 
-def manifest(image):
+def manifest(image, archives):
     return f"""apiVersion: vmlab.io/v1alpha1
 kind: LabCluster
 metadata:
@@ -174,6 +177,7 @@ spec:
     kernel: {image}/vmlinuz
     initrd: {image}/initrd.img
     cmdline: "root=/dev/vda rw console=ttyS0 net.ifnames=0"
+  cache: {{imageArchives: {archives}}}
 """
 
 
@@ -224,9 +228,16 @@ def install_through_cache(virsh, node):
 
 def run(args, virsh, ctl, watch, state):
     check(wait_for(lambda: ctl.get("/readyz")[0] == 200, "readyz", 30), "controller ready")
+    # An image archive made with skopeo (test fixture), for the lab's nodes.
+    made, archives = os.path.join(args.scratch, "made"), os.path.join(args.scratch, "archives")
+    os.makedirs(made)
+    os.makedirs(archives)
+    subprocess.run(["bash", os.path.join(SOURCE, "tests/fixtures/images/make_archives.sh"), made],
+                   check=True)
+    os.rename(os.path.join(made, "app-docker.tar"), os.path.join(archives, "app.tar"))
     started = time.monotonic()
     with open(os.path.join(watch, f"{LAB}.yaml"), "w") as f:
-        f.write(manifest(args.image))
+        f.write(manifest(args.image, archives))
 
     lab = wait_for(lambda: ctl.lab() if condition(ctl.lab(), "InfrastructureReady").get("status") == "True"
                    else None, "InfrastructureReady", 180)
@@ -301,6 +312,12 @@ def run(args, virsh, ctl, watch, state):
     ok = wait_for(lambda: all(p.startswith("kubernetes") for p in phases().values()),
                   "both nodes to report reaching the kubernetes phase", 240)
     check(ok, f"phases reported over HTTP: {phases() if ok else ''}")
+    for node in NODES:
+        code, out = virsh.guest_exec(node, "/usr/bin/ctr", "-n", "k8s.io", "images", "ls", "-q")
+        check(code == 0 and "example.com/team/app:1.0" in out.split(),
+              f"{node} fetched the lab's image archive from the controller and imported it: {out!r}")
+    check((metric(ctl.get("/metrics")[1], 'vmlab_cache_requests_total{cache="archives",result="hit"}') or 0) >= 2,
+          "both archive downloads counted")
     code, out = virsh.guest_exec(cp, "/usr/bin/pgrep", "-x", "haproxy")
     check(code == 0, f"{cp} runs haproxy (endpoint phase)")
     code, out = virsh.guest_exec(cp, "/usr/bin/pgrep", "-x", "keepalived")

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include "../controller/scratch_dir.h"
@@ -34,7 +35,7 @@ using testing_support::Shell;
 // 32767 ("Error resolving address for binding"), and the kernel's ephemeral
 // ports are above that.
 int FreePort() {
-  static int next = 20000 + static_cast<int>(getpid() % 5000);
+  static int next = 20000 + static_cast<int>((getpid() * 61) % 11000);
   for (int tries = 0; tries < 2000; ++tries) {
     const int port = next++;
     if (next >= 32000) next = 20000;
@@ -128,11 +129,21 @@ TEST_F(AptCacheTest, TheSecondNodeIsServedFromTheCache) {
   EXPECT_EQ(*proxy, fmt::format("http://127.0.0.1:{}", options_.port));
   EXPECT_NE(cache.Pid(), 0);
 
+  // apt-cacher-ng writes its log a moment after it answers.
+  auto poll_until = [&](const std::function<bool(const AptCacheTotals&)>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    AptCacheTotals totals = cache.Poll();
+    while (!done(totals) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      totals = cache.Poll();
+    }
+    return totals;
+  };
   AptGet(*proxy, "node-1");
-  const auto first = cache.Poll();
+  const auto first = poll_until([](const AptCacheTotals& t) { return t.misses >= 1; });
   EXPECT_GE(first.misses, 1u) << "the first node's package came from upstream";
   AptGet(*proxy, "node-2");
-  const auto second = cache.Poll();
+  const auto second = poll_until([&](const AptCacheTotals& t) { return t.hits > first.hits; });
   EXPECT_GT(second.hits, first.hits) << "the second node's package came from the cache";
   EXPECT_GT(second.served_bytes, 2 * 150000u) << "the package was served twice";
   const std::string upstream = testing_support::ReadFile(dir_.path() / "upstream.log");

@@ -41,6 +41,7 @@ crds::LabCluster BigLab() {
                "  network: {cidr: 10.20.0.0/24, domain: big.lab}\n"
                "  controlPlane: {replicas: 3, endpoint: {host: bigapi, port: 8443}}\n"
                "  workers: {replicas: 5}\n"
+               "  cache: {imageArchives: /srv/images}\n"
                "  addons:\n"
                "    - https://github.com/cert-manager/cert-manager/releases/download/v1.15.3/"
                "cert-manager.yaml\n"

@@ -11,10 +11,13 @@
 
 #include "../controller/scratch_dir.h"
 #include "controller/fake_clock.h"
+#include "fixtures.h"
 #include "metrics/bootstrap_metrics.h"
+#include "metrics/cache_metrics.h"
 #include "metrics/registry.h"
 #include "reconcilers/bootstrap/progress_listener.h"
 #include "reconcilers/bootstrap/simulator.h"
+#include "reconcilers/cache/image_archives.h"
 #include "shell.h"
 
 namespace vmlab::reconcilers::bootstrap {
@@ -326,6 +329,55 @@ TEST_F(ProgressTest, TheHttpListenerAnswersWithTheVerdictsStatus) {
   listeners.Remove("lab");
   EXPECT_NE(post(Bearer("lab-worker-1"), Body("lab-worker-1", "base", "done", 3)), "202")
       << "removed with its lab";
+}
+
+// Image archives through the same listener: a node's token is needed; the
+// list names each archive by content; the bytes are the file's.
+TEST_F(ProgressTest, TheListenerServesTheLabsImageArchivesToItsNodes) {
+  testing_support::ScratchDir archives;
+  (void)testing_support::Shell(
+      "bash " + (testing_support::kSourceDir / "tests/fixtures/images/make_archives.sh").string() +
+      " " + archives.path().string());
+  auto catalog = cache::ScanArchives(archives.path());
+  ASSERT_TRUE(catalog);
+  ASSERT_EQ(catalog->archives.size(), 2u);
+  const auto app = catalog->archives[0].images.contains("example.com/team/app:1.0")
+                       ? catalog->archives[0]
+                       : catalog->archives[1];
+
+  metrics::Registry registry;
+  metrics::CacheMetrics metrics(registry);
+  ProgressListeners listeners(store_, &metrics);
+  int port = 0;
+  for (int candidate = 19541; candidate < 19641 && port == 0; ++candidate) {
+    if (listeners.Ensure("lab", "127.0.0.1", candidate)) port = candidate;
+  }
+  ASSERT_NE(port, 0) << "no free port";
+  listeners.SetArchives("lab", catalog->archives);
+  const std::string base = fmt::format("http://127.0.0.1:{}/v1/archives", port);
+  testing_support::ScratchDir out;
+  auto get = [&](const std::string& auth, const std::string& url, const std::string& file) {
+    int status = 0;
+    return testing_support::Shell(
+        fmt::format("curl -s -o {} -w '%{{http_code}}' -H 'Authorization: {}' {}",
+                    (out.path() / file).string(), auth, url),
+        &status);
+  };
+  EXPECT_EQ(get("Bearer nope", base, "denied"), "401");
+  EXPECT_EQ(get(Bearer("lab-worker-2"), base, "list"), "200");
+  const std::string list = testing_support::ReadFile(out.path() / "list");
+  EXPECT_THAT(list, HasSubstr(fmt::format("{} {} example.com/team/app:1.0\n", app.id, app.size)));
+  EXPECT_THAT(list, HasSubstr("docker.io/library/tools:2"));
+  EXPECT_EQ(get(Bearer("lab-worker-2"), base + "/" + app.id, "app.tar"), "200");
+  int same = 0;
+  (void)testing_support::Shell(
+      fmt::format("cmp -s {} {}", (out.path() / "app.tar").string(), app.path.string()), &same);
+  EXPECT_EQ(same, 0) << "the archive's bytes";
+  EXPECT_EQ(get(Bearer("lab-worker-2"), base + "/0123", "missing"), "404");
+  EXPECT_EQ(get(Bearer("lab-worker-2"), fmt::format("http://127.0.0.1:{}/other", port), "x"),
+            "404");
+  EXPECT_THAT(registry.Serialize(),
+              HasSubstr(R"(vmlab_cache_requests_total{cache="archives",result="hit"} 1)"));
 }
 
 }  // namespace
