@@ -164,6 +164,10 @@ Status ProgressListeners::Ensure(const std::string& lab, const std::string& addr
 }
 
 void ProgressListeners::Remove(const std::string& lab) {
+  {
+    std::lock_guard guard(archives_->mutex);
+    archives_->by_lab.erase(lab);
+  }
   std::unique_ptr<Listener> listener;
   {
     std::lock_guard guard(mutex_);
