@@ -305,6 +305,7 @@ LabClusterReconciler::KubernetesState& LabClusterReconciler::StateOf(const std::
 
 Status LabClusterReconciler::LeaveEtcd(const std::string& name, const crds::LabCluster& spec,
                                        const bootstrap::LabSecrets& secrets, const std::string& cp,
+                                       const std::string& cp_ip, bool only_if_unhealthy,
                                        ScaleDown& out) {
   std::unique_ptr<bootstrap::EtcdClient> etcd;
   if (runtime_.simulator) {
@@ -341,9 +342,18 @@ Status LabClusterReconciler::LeaveEtcd(const std::string& name, const crds::LabC
                                  "before its VM goes; vmlab retries",
                                  members.error().message));
   }
-  const auto member = std::find_if(members->begin(), members->end(),
-                                   [&](const bootstrap::EtcdMember& m) { return m.name == cp; });
+  const std::string peer = fmt::format("https://{}:2380", cp_ip);
+  const auto member =
+      std::find_if(members->begin(), members->end(), [&](const bootstrap::EtcdMember& m) {
+        return m.name == cp || (!cp_ip.empty() && std::find(m.peer_urls.begin(), m.peer_urls.end(),
+                                                            peer) != m.peer_urls.end());
+      });
   if (member == members->end()) return {};  // gone already
+  if (only_if_unhealthy && etcd->Healthy(*member)) {
+    return MakeError(
+        ErrorCode::kAborted,
+        fmt::format("{}'s etcd member answers: it is not the stale one; left alone", cp));
+  }
   std::set<std::string> healthy;
   for (const auto& m : *members) {
     if (m.name != cp && etcd->Healthy(m)) healthy.insert(m.name);
@@ -472,7 +482,13 @@ LabClusterReconciler::ScaleDown LabClusterReconciler::PrepareKubernetes(
       out.phases[cp] = "kept: waiting to leave the cluster";
       continue;
     }
-    auto left = LeaveEtcd(name, spec, secrets, cp, out);
+    std::string cp_ip;
+    if (before) {
+      for (const auto& node : before->nodes) {
+        if (node.name == cp) cp_ip = node.ip;
+      }
+    }
+    auto left = LeaveEtcd(name, spec, secrets, cp, cp_ip, false, out);
     if (!left) {
       out.phases[cp] = "kept: scale-down refused";
       out.cp_reason = "ControlPlaneScaleDownRefused";
@@ -610,9 +626,12 @@ void LabClusterReconciler::ReadKubernetes(
   // its old etcd member (a control plane) and its old Node go first, while
   // the node has not reached its join.
   {
-    std::set<std::string> control_planes;
+    std::map<std::string, std::string> control_planes;  // name -> address
     for (const auto& node : crds::PlanNodes(spec)) {
-      if (node.role == crds::NodeRole::kControlPlane) control_planes.insert(node.name);
+      if (node.role == crds::NodeRole::kControlPlane) {
+        control_planes[node.name] =
+            crds::Ipv4Address{static_cast<std::uint32_t>(node.address)}.ToString();
+      }
     }
     for (auto it = stale.begin(); it != stale.end();) {
       const auto p = progress.find(*it);
@@ -624,7 +643,12 @@ void LabClusterReconciler::ReadKubernetes(
       }
       if (control_planes.contains(*it)) {
         ScaleDown left;
-        if (!LeaveEtcd(name, spec, secrets, *it, left)) {
+        if (auto left_etcd = LeaveEtcd(name, spec, secrets, *it, control_planes[*it], true, left);
+            !left_etcd) {
+          if (left_etcd.error().code == ErrorCode::kAborted) {
+            it = stale.erase(it);  // its member answers: the node rejoined already
+            continue;
+          }
           ++it;  // retried on the next pass
           continue;
         }
@@ -632,9 +656,11 @@ void LabClusterReconciler::ReadKubernetes(
       }
       auto nodes = (*client)->ListNodes();
       if (!nodes) break;
-      const bool present = std::any_of(nodes->begin(), nodes->end(),
-                                       [&](const bootstrap::KubeNode& n) { return n.name == *it; });
-      if (present) {
+      const auto old = std::find_if(nodes->begin(), nodes->end(),
+                                    [&](const bootstrap::KubeNode& n) { return n.name == *it; });
+      // Only a NotReady Node is the stale one: a Ready one is the node that
+      // joined again (its reports did not reach vmlab), and stays.
+      if (old != nodes->end() && !old->ready) {
         if (auto deleted = (*client)->DeleteNode(*it); !deleted) break;
         events.emplace_back("StaleNodeDeleted",
                             fmt::format("{} was created anew from a fresh disk: its old Node was "
@@ -700,8 +726,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       auto proxy = runtime_.apt_cache->Serve(name, gateway);
       std::lock_guard guard(apt_mutex);
       if (proxy) {
-        apt_proxy = *proxy;
-        apt_error.clear();
+        apt_proxy = *proxy;  // an error from a seed made earlier in this pass stays visible
       } else {
         apt_error = proxy.error().message;
       }
@@ -716,7 +741,10 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         env.host_files = std::move(*files);
         if (listen) env.progress_url = bootstrap::ProgressUrl(gateway, runtime_.progress_port);
         // The network is up when seeds are made; a node without the cache fetches directly.
-        if (wants_apt) env.apt_proxy = serve_apt();
+        if (wants_apt) {
+          env.apt_proxy = serve_apt();
+          env.apt_https_remap = runtime_.apt_cache->Managed();
+        }
         return bootstrap::RenderUserData(spec, node, *secrets, env);
       };
       if (runtime_.simulator) {
@@ -746,7 +774,10 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
             runtime_.listeners->SetArchives(name, std::move(catalog->archives));
           } else {
             archive_note = catalog.error().message + "; no archive is served";
+            runtime_.listeners->SetArchives(name, {});
           }
+        } else if (listen && runtime_.listeners) {
+          runtime_.listeners->SetArchives(name, {});  // none in the spec (any more)
         }
         if (listen && outcome->network_active) {
           // The gateway address exists once the network is up; nodes boot after that.

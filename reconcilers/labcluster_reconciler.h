@@ -105,11 +105,15 @@ class LabClusterReconciler final : public controller::Reconciler {
   // admin kubeconfig.
   [[nodiscard]] Result<std::unique_ptr<bootstrap::KubernetesClient>> OpenKubernetes(
       const std::string& name, const bootstrap::LabSecrets& secrets) const;
-  // Takes control plane `cp` out of etcd (its member removed, if the members
-  // left keep a healthy quorum); succeeds when it has no member (any more).
+  // Takes control plane `cp` (address `cp_ip`) out of etcd: its member —
+  // found by name, or by peer URL for one added but never started — is
+  // removed if the members left keep a healthy quorum (and, with
+  // `only_if_unhealthy`, only while the member does not answer: the stale
+  // member of a node being recreated, never its new one). Succeeds when it
+  // has no member (any more).
   [[nodiscard]] Status LeaveEtcd(const std::string& name, const crds::LabCluster& spec,
                                  const bootstrap::LabSecrets& secrets, const std::string& cp,
-                                 ScaleDown& out);
+                                 const std::string& cp_ip, bool only_if_unhealthy, ScaleDown& out);
   // Before the infrastructure converges: token rotation, which dropped nodes
   // may go, and one drain step. `secrets` is updated by a rotation.
   [[nodiscard]] ScaleDown PrepareKubernetes(

@@ -89,6 +89,10 @@ Result<std::vector<EtcdMember>> ParseMemberList(const std::string& json) {
         for (const auto& url : item.at("clientURLs").as_array())
           member.client_urls.push_back(url.as_string());
       }
+      if (item.has_array_field("peerURLs")) {
+        for (const auto& url : item.at("peerURLs").as_array())
+          member.peer_urls.push_back(url.as_string());
+      }
       member.learner = item.has_boolean_field("isLearner") && item.at("isLearner").as_bool();
       members.push_back(std::move(member));
     }

@@ -22,6 +22,8 @@ struct EtcdMember {
   std::uint64_t id = 0;
   std::string name;  // kubeadm names a member after its node
   std::vector<std::string> client_urls;
+  std::vector<std::string>
+      peer_urls;  // https://NODE_IP:2380 (a member added but not yet started has no name)
   bool learner = false;
 };
 

@@ -59,12 +59,12 @@ std::string PackageRepository(const crds::LabCluster& lab) {
                      MinorVersion(lab.spec.kubernetes.version));
 }
 
-// The repository as apt reaches it: through the lab's apt cache, an https
-// repository is written http://HTTPS///HOST/PATH (apt-cacher-ng's remapping:
-// the cache fetches it over https and keeps it).
+// The repository as apt reaches it: through apt-cacher-ng, an https
+// repository is written http://HTTPS///HOST/PATH (its remapping: the cache
+// fetches it over https and keeps it); other proxies see a CONNECT.
 std::string AptRepository(const crds::LabCluster& lab, const NodeEnvironment& env) {
   const std::string direct = PackageRepository(lab);
-  if (env.apt_proxy.empty()) return direct;
+  if (env.apt_proxy.empty() || !env.apt_https_remap) return direct;
   return "http://HTTPS///" + direct.substr(std::string_view("https://").size());
 }
 

@@ -24,7 +24,10 @@ inline constexpr const char* kCiliumVersion = "1.16.1";
 
 // What the controller provides besides the spec.
 struct NodeEnvironment {
-  std::string apt_proxy;                                // "http://HOST:PORT", empty for none
+  std::string apt_proxy;  // "http://HOST:PORT", empty for none
+  // The proxy is apt-cacher-ng: https repositories go through it as
+  // http://HTTPS///HOST/PATH (other proxies are reached with CONNECT).
+  bool apt_https_remap = false;
   std::map<std::string, std::string> registry_mirrors;  // upstream host -> mirror URL
   // Contents of the host files the spec names (CNI manifest, add-ons), by path.
   std::map<std::string, std::string> host_files;

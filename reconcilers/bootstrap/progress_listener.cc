@@ -140,14 +140,22 @@ Status ProgressListeners::Ensure(const std::string& lab, const std::string& addr
           return;
         }
         auto stream = concurrency::streams::fstream::open_istream(found->path.string()).get();
-        request.reply(200, stream, found->size, "application/x-tar").get();
-        stream.close().get();
-        spdlog::info("lab {}: {} fetched image archive {} ({} bytes)", lab, *node,
+        spdlog::info("lab {}: {} fetches image archive {} ({} bytes)", lab, *node,
                      found->id.substr(0, 12), found->size);
         if (metrics) {
           metrics->CountRequests("archives", 1, 0);
           metrics->CountServedBytes("archives", found->size);
         }
+        // Sent without holding this pool thread for the whole transfer.
+        request.reply(200, stream, found->size, "application/x-tar")
+            .then([stream](pplx::task<void> sent) mutable {
+              try {
+                sent.get();
+              } catch (const std::exception& e) {
+                spdlog::warn("sending an image archive: {}", e.what());
+              }
+              stream.close();
+            });
       } catch (const std::exception& e) {
         spdlog::warn("node request for lab {}: {}", lab, e.what());
         request.reply(500, "internal error\n", "text/plain");

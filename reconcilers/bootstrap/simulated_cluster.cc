@@ -92,7 +92,7 @@ class SimulatedEtcd final : public EtcdClient {
     if (auto ok = cluster_->Available(); !ok) return std::unexpected(ok.error());
     std::vector<EtcdMember> members;
     for (const auto& [name, member] : cluster_->members_) {
-      members.push_back({member.id, name, {fmt::format("https://{}:2379", name)}, false});
+      members.push_back({member.id, name, {fmt::format("https://{}:2379", name)}, {}, false});
     }
     return members;
   }
@@ -115,7 +115,7 @@ class SimulatedEtcd final : public EtcdClient {
     std::vector<EtcdMember> listed;
     std::set<std::string> healthy;
     for (const auto& [name, member] : members) {
-      listed.push_back({member.id, name, {}, false});
+      listed.push_back({member.id, name, {}, {}, false});
       if (member.healthy) healthy.insert(name);
     }
     if (!CheckMemberRemoval(listed, healthy, it->first).allowed) {

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "controller/status_store.h"
@@ -49,6 +50,33 @@ std::string Tail(const fs::path& path, std::size_t bytes) {
   if (all.size() > bytes) all = all.substr(all.size() - bytes);
   while (!all.empty() && (all.back() == '\n' || all.back() == ' ')) all.pop_back();
   return all;
+}
+
+pid_t ReadPidFile(const fs::path& path) {
+  std::ifstream in(path);
+  long pid = 0;
+  return in >> pid ? static_cast<pid_t>(pid) : 0;
+}
+
+// An apt-cacher-ng a previous controller of this state dir started and left
+// running (the controller was killed): it holds the port, so it is stopped.
+// Only a process running apt-cacher-ng with this state dir's configuration
+// is touched (the state dir is locked by this controller).
+void StopLeftover(const fs::path& pid_file, const std::string& conf) {
+  const pid_t pid = ReadPidFile(pid_file);
+  if (pid <= 1) return;
+  std::ifstream cmdline(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
+  std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+  std::replace(args.begin(), args.end(), '\0', ' ');
+  if (args.find("apt-cacher-ng") == std::string::npos || args.find(conf) == std::string::npos) {
+    return;
+  }
+  spdlog::warn("apt cache: stopping apt-cacher-ng pid {} left by an earlier controller", pid);
+  kill(pid, SIGTERM);
+  for (int i = 0; i < 250 && kill(pid, 0) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (kill(pid, 0) == 0) kill(pid, SIGKILL);
 }
 
 double DiskUsage(const fs::path& folder) {
@@ -162,19 +190,37 @@ Status AptCache::StartLocked() {
     return std::unexpected(written.error());
   }
   const std::string out = (root / "apt-cacher-ng.out").string();
+  const std::string conf = (root / "conf").string();
+  StopLeftover(root / "run" / "pid", conf);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out.c_str(),
                                    O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  const std::string conf = (root / "conf").string();
+  // None of the controller's sockets or files go to the child.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  // The controller blocks SIGINT/SIGTERM in its threads; the child must not
+  // inherit that, or it could not be stopped.
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGTERM);
+  sigaddset(&defaults, SIGINT);
+  sigaddset(&defaults, SIGHUP);
+  posix_spawnattr_setsigdefault(&attributes, &defaults);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   std::vector<char*> argv = {const_cast<char*>(options_.binary.c_str()), const_cast<char*>("-c"),
                              const_cast<char*>(conf.c_str()), nullptr};
   pid_t pid = 0;
   const int spawned =
-      posix_spawn(&pid, options_.binary.c_str(), &actions, nullptr, argv.data(), environ);
+      posix_spawn(&pid, options_.binary.c_str(), &actions, &attributes, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
   if (spawned != 0) {
     return MakeError(ErrorCode::kUnavailable,
                      fmt::format("cannot start {}: {}", options_.binary, std::strerror(spawned)));
@@ -192,8 +238,10 @@ Status AptCache::StartLocked() {
                       WIFEXITED(status) ? fmt::format("exit {}", WEXITSTATUS(status)) : "killed",
                       Tail(out, 400)));
     }
+    // Listening, and by this child (not by one left from an earlier run).
     if (std::all_of(bound_.begin(), bound_.end(),
-                    [&](const std::string& a) { return Listening(a, options_.port); })) {
+                    [&](const std::string& a) { return Listening(a, options_.port); }) &&
+        ReadPidFile(root / "run" / "pid") == pid_) {
       spdlog::info("apt cache: apt-cacher-ng (pid {}) serving on {} port {}", pid_,
                    fmt::join(bound_, ", "), options_.port);
       last_error_.clear();
@@ -294,27 +342,30 @@ AptCacheTotals AptCache::Poll() {
 }
 
 void AptCache::Supervise() {
-  int round = 0;
-  while (true) {
+  for (int round = 1;; ++round) {
     {
       std::unique_lock lock(mutex_);
       wake_.wait_for(lock, std::chrono::seconds(2), [this] { return stopping_; });
       if (stopping_) return;
       int status = 0;
+      bool start = false;
       if (pid_ != 0 && waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = 0;
         spdlog::warn("apt cache: apt-cacher-ng exited ({}); starting it again",
                      WIFEXITED(status) ? fmt::format("exit {}", WEXITSTATUS(status)) : "killed");
-        if (!bound_.empty()) {
-          if (auto started = StartLocked(); !started) {
-            last_error_ = started.error().message;
-            spdlog::error("apt cache: {}", last_error_);
-          }
+        start = true;
+      } else if (pid_ == 0 && !bound_.empty() && round % 5 == 0) {
+        start = true;  // an earlier start failed: tried again every 10 s
+      }
+      if (start && !bound_.empty()) {
+        if (auto started = StartLocked(); !started) {
+          last_error_ = started.error().message;
+          spdlog::error("apt cache: {}", last_error_);
         }
       }
     }
     (void)Poll();
-    if (metrics_ && round++ % 15 == 0) {
+    if (metrics_ && round % 15 == 0) {
       metrics_->SetStoredBytes("apt", DiskUsage(options_.state_dir / "cache" / "apt" / "cache"));
     }
   }

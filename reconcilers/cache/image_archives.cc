@@ -65,6 +65,12 @@ Result<std::map<std::string, std::string>> ReadIndexFiles(const std::filesystem:
                      fmt::format("{}: not a readable tarball: {}", path.string(),
                                  archive_error_string(reader.get())));
   }
+  if (archive_filter_code(reader.get(), 0) != ARCHIVE_FILTER_NONE) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("{}: is compressed ({}); containerd 1.6's `ctr images import` "
+                                 "takes only uncompressed archives: decompress it",
+                                 path.string(), archive_filter_name(reader.get(), 0)));
+  }
   return files;
 }
 

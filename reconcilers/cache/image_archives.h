@@ -3,8 +3,9 @@
 // cache held by hand), identified by their content — the image references
 // and the digests inside — never by file name: a renamed or copied archive is
 // the same archive, and the seed's mismatch of tarball names between its
-// control-plane and worker scripts cannot happen. Read with libarchive
-// (compressed tarballs too).
+// control-plane and worker scripts cannot happen. Read with libarchive;
+// compressed archives are refused with a clear message (containerd 1.6's
+// `ctr images import` cannot read them).
 #pragma once
 
 #include <cstdint>

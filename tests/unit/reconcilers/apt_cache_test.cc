@@ -14,7 +14,9 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <fstream>
 #include <functional>
+#include <random>
 #include <thread>
 
 #include "../controller/scratch_dir.h"
@@ -35,7 +37,7 @@ using testing_support::Shell;
 // 32767 ("Error resolving address for binding"), and the kernel's ephemeral
 // ports are above that.
 int FreePort() {
-  static int next = 20000 + static_cast<int>((getpid() * 61) % 11000);
+  static int next = 20000 + static_cast<int>(std::random_device{}() % 11000);
   for (int tries = 0; tries < 2000; ++tries) {
     const int port = next++;
     if (next >= 32000) next = 20000;
@@ -77,10 +79,13 @@ class AptCacheTest : public testing::Test {
                     ">{}/upstream.log 2>&1 & echo $! >{}/upstream.pid",
                     upstream_port_, d, d, d));
     upstream_pid_ = std::stoi(testing_support::ReadFile(dir_.path() / "upstream.pid"));
+    // This test's server (a marker only its folder has), not another test's on a reused port.
+    const std::string marker = dir_.path().filename().string();
+    std::ofstream(dir_.path() / "repo" / marker) << marker;
     Shell(
-        fmt::format("for i in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:{}/Packages "
+        fmt::format("for i in $(seq 100); do [ \"$(curl -fs http://127.0.0.1:{}/{})\" = {} ] "
                     "&& exit 0; sleep 0.1; done; exit 1",
-                    upstream_port_));
+                    upstream_port_, marker, marker));
     options_.mode = "managed";
     options_.state_dir = dir_.path() / "state";
     options_.port = FreePort();
@@ -190,6 +195,46 @@ TEST_F(AptCacheTest, ListensOnEveryLabGatewayAndComesBackWhenItDies) {
   const pid_t last = cache.Pid();
   cache.Stop();
   EXPECT_EQ(kill(last, 0), -1) << "stopped with the cache";
+}
+
+// As in the controller, SIGTERM is blocked in the threads that start it: the
+// child still stops at once. One left by a controller that died is stopped
+// by the next one of the same state dir.
+TEST_F(AptCacheTest, StopsPromptlyAndReplacesALeftover) {
+  sigset_t blocked;
+  sigemptyset(&blocked);
+  sigaddset(&blocked, SIGTERM);
+  sigaddset(&blocked, SIGINT);
+  sigset_t before;
+  {
+    AptCache first(options_, nullptr);
+    ASSERT_TRUE(first.Serve("lab", "127.0.0.1"));  // writes its configuration
+    first.Stop();
+    // An apt-cacher-ng of this state dir left running by a controller that was killed.
+    const std::string conf = (dir_.path() / "state/cache/apt/conf").string();
+    Shell(fmt::format("/usr/sbin/apt-cacher-ng -c {} >/dev/null 2>&1 & echo $! >{}/leftover.pid",
+                      conf, dir_.path().string()));
+    const int leftover = std::stoi(testing_support::ReadFile(dir_.path() / "leftover.pid"));
+    for (int i = 0; i < 100 && testing_support::ReadFile(dir_.path() / "state/cache/apt/run/pid") !=
+                                   std::to_string(leftover) + "\n";
+         ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    pthread_sigmask(SIG_BLOCK, &blocked, &before);
+    AptCache second(options_, nullptr);
+    ASSERT_TRUE(second.Serve("lab", "127.0.0.1")) << second.LastError();
+    EXPECT_NE(second.Pid(), leftover);
+    EXPECT_NE(second.Pid(), 0);
+    EXPECT_FALSE(std::filesystem::exists(fmt::format("/proc/{}/cmdline", leftover)) &&
+                 testing_support::ReadFile(fmt::format("/proc/{}/cmdline", leftover))
+                         .find("apt-cacher-ng") != std::string::npos)
+        << "the leftover was stopped";
+    const auto started = std::chrono::steady_clock::now();
+    second.Stop();
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2))
+        << "SIGTERM reached it (not blocked in the child)";
+  }
+  pthread_sigmask(SIG_SETMASK, &before, nullptr);
 }
 
 TEST_F(AptCacheTest, OtherModesAndFailuresAreClear) {

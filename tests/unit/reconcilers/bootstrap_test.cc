@@ -291,6 +291,10 @@ TEST(BootstrapTest, AptThroughTheCacheIsWhatAptReads) {
   const auto node = crds::PlanNodes(lab)[0];
   NodeEnvironment env;
   env.apt_proxy = "http://172.42.42.1:3142";
+  // Another proxy (not apt-cacher-ng) reaches https repositories with CONNECT.
+  EXPECT_THAT(RenderPhaseScript(Phase::kKubernetes, lab, node, env),
+              HasSubstr("asc] https://pkgs.k8s.io/core:/stable:/v1.30/deb/ /"));
+  env.apt_https_remap = true;
   ScratchDir dir;
   const std::string d = dir.path().string();
   std::string config;

@@ -198,12 +198,14 @@ TEST(EtcdClientTest, TrustsOnlyTheLabsEtcdCa) {
 }
 
 TEST(EtcdClientTest, QuorumRuleCountsVotersOnly) {
-  const std::vector<EtcdMember> members = {
-      {1, "a", {}, false}, {2, "b", {}, false}, {3, "c", {}, false}, {4, "l", {}, true}};
+  const std::vector<EtcdMember> members = {{1, "a", {}, {}, false},
+                                           {2, "b", {}, {}, false},
+                                           {3, "c", {}, {}, false},
+                                           {4, "l", {}, {}, true}};
   EXPECT_TRUE(CheckMemberRemoval(members, {"a", "b"}, "c").allowed);
   EXPECT_FALSE(CheckMemberRemoval(members, {"a"}, "c").allowed);
-  EXPECT_FALSE(CheckMemberRemoval({{1, "a", {}, false}}, {"a"}, "a").allowed) << "the last one";
-  EXPECT_EQ(CheckMemberRemoval({{1, "a", {}, false}}, {"a"}, "a").message,
+  EXPECT_FALSE(CheckMemberRemoval({{1, "a", {}, {}, false}}, {"a"}, "a").allowed) << "the last one";
+  EXPECT_EQ(CheckMemberRemoval({{1, "a", {}, {}, false}}, {"a"}, "a").message,
             "a is etcd's last member");
   EXPECT_FALSE(ParseMemberList(R"({"members": 3})"));
   const auto parsed = ParseMemberList(
@@ -211,6 +213,11 @@ TEST(EtcdClientTest, QuorumRuleCountsVotersOnly) {
   ASSERT_TRUE(parsed);
   EXPECT_EQ((*parsed)[0].id, 13668033151171901709u) << "IDs above 2^63 survive";
   EXPECT_TRUE((*parsed)[1].learner);
+  const auto unstarted =
+      ParseMemberList(R"({"members":[{"ID":"9","peerURLs":["https://10.0.0.12:2380"]}]})");
+  ASSERT_TRUE(unstarted);
+  EXPECT_EQ((*unstarted)[0].name, "") << "added, never started: no name yet";
+  EXPECT_THAT((*unstarted)[0].peer_urls, testing::ElementsAre("https://10.0.0.12:2380"));
 }
 
 }  // namespace
