@@ -43,10 +43,10 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   render_cmd->add_option("--node", render.node, "Only this node's artifacts");
   render_cmd
       ->add_option("--what", render.what,
-                   "network, domain, seed (meta-data, network-config, user-data), user-data "
-                   "or all")
+                   "network, domain, seed (meta-data, network-config, user-data), user-data, "
+                   "all, or downloads (the packages and images each role's nodes fetch)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"network", "domain", "seed", "user-data", "all"}));
+      ->check(CLI::IsMember({"network", "domain", "seed", "user-data", "all", "downloads"}));
   render_cmd->add_option("--state-dir", render.state_dir, "State dir the paths are rendered for")
       ->capture_default_str();
   render_cmd->add_flag("--show-secrets", render.show_secrets,

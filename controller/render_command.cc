@@ -5,7 +5,9 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "controller/validate_command.h"
@@ -13,6 +15,7 @@
 #include "crds/labcluster_parse.h"
 #include "reconcilers/bootstrap/lab_secrets.h"
 #include "reconcilers/bootstrap/user_data.h"
+#include "reconcilers/cache/cache_sets.h"
 #include "reconcilers/infrastructure/lab_layout.h"
 #include "reconcilers/infrastructure/libvirt_xml.h"
 #include "reconcilers/infrastructure/seed.h"
@@ -44,6 +47,47 @@ int RunRender(const RenderOptions& options, std::ostream& out, std::ostream& err
   if (invalid) return kExitInvalid;
 
   bool node_found = options.node.empty();
+  if (options.what == "downloads") {
+    for (const auto& doc : docs) {
+      const crds::LabCluster& lab = *doc.object;
+      // The host files the spec names, read as the controller reads them.
+      std::map<std::string, std::string> files;
+      std::vector<std::string> paths = lab.spec.addons;
+      paths.push_back(lab.spec.kubernetes.cni_manifest);
+      for (const auto& path : paths) {
+        if (!path.starts_with('/')) continue;
+        std::ifstream file(path, std::ios::binary);
+        std::ostringstream content;
+        if (file && content << file.rdbuf()) files[path] = content.str();
+      }
+      std::set<crds::NodeRole> roles;
+      for (const auto& node : crds::PlanNodes(lab)) {
+        if (!options.node.empty() && node.name != options.node) continue;
+        node_found = true;
+        roles.insert(node.role);
+      }
+      for (const auto role : roles) {
+        fmt::print(out, "---\n# lab {}, {} nodes: what they download (derived from the spec)\n",
+                   lab.metadata.name, crds::ToString(role));
+        fmt::print(out, "packages:\n");
+        for (const auto& p : reconcilers::cache::PackageSet(lab, role)) {
+          fmt::print(out, "  - {}{}\n", p.name,
+                     p.source == reconcilers::cache::PackageSource::kKubernetes
+                         ? fmt::format("={}  # pkgs.k8s.io, any -N revision", p.version)
+                         : "");
+        }
+        const auto images = reconcilers::cache::ImagesFor(lab, role, files);
+        fmt::print(out, "images:\n");
+        for (const auto& image : images.images) fmt::print(out, "  - {}\n", image);
+        for (const auto& note : images.notes) fmt::print(out, "# note: {}\n", note);
+      }
+    }
+    if (!node_found) {
+      fmt::print(err, "vmlab render: no node named {} in {}\n", options.node, options.path);
+      return kExitInvalid;
+    }
+    return kExitValid;
+  }
   for (const auto& doc : docs) {
     const crds::LabCluster& lab = *doc.object;
     const std::string hash = crds::SpecHash(lab.spec);

@@ -67,6 +67,12 @@ check "render makes no state dir" '[[ ! -e $scratch/state ]]'
 expect "render with --show-secrets" 0 "$vmlab" render "$src/examples/spk-lab.yaml" --what user-data --node spk-cp-1 --show-secrets
 check "--show-secrets shows the keys and the token" \
   '[[ $out == *"BEGIN PRIVATE KEY"* && $out != *"<redacted"* && $out =~ token:\ \"[a-z0-9]{6}\.[a-z0-9]{16}\" ]]'
+expect "render the downloads of the workers" 0 "$vmlab" render "$src/examples/spk-lab.yaml" --what downloads --node spk-worker-1
+check "the worker's packages and images, pinned" \
+  '[[ $out == *"# lab spk, worker nodes"* && $out == *"  - kubelet=1.30.4"* && $out == *"  - registry.k8s.io/kube-proxy:v1.30.4"* && $out == *"  - registry.k8s.io/pause:3.9"* && $out != *"haproxy"* && $out != *"kube-apiserver"* ]]'
+expect "render the downloads of every role" 0 "$vmlab" render "$src/examples/spk-lab.yaml" --what downloads
+check "control planes add the endpoint packages and the control-plane images" \
+  '[[ $out == *"# lab spk, control-plane nodes"* && $out == *"  - haproxy"* && $out == *"  - registry.k8s.io/etcd:3.5.12-0"* ]]'
 expect "render user-data only" 0 "$vmlab" render "$src/examples/spk-lab.yaml" --what user-data
 check "user-data of every node, no XML" '[[ $out == *"hostname: spk-cp-2"* && $out == *"hostname: spk-worker-1"* && $out != *"<domain"* ]]'
 expect "render an unknown node exits 1" 1 "$vmlab" render "$src/examples/spk-lab.yaml" --node spk-worker-99
