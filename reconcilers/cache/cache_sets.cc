@@ -1,6 +1,7 @@
 #include "reconcilers/cache/cache_sets.h"
 
 #include <fmt/format.h>
+#include <openssl/evp.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -133,6 +134,34 @@ std::optional<KubeadmImages> KubeadmImagesFor(const std::string& version) {
   }
   if (!found) return std::nullopt;
   return KubeadmImages{found->etcd, found->coredns, found->pause};
+}
+
+std::string GoldenImageKey(const crds::LabCluster& lab,
+                           const std::map<std::string, std::string>& host_files,
+                           const std::string& base_image) {
+  // Bumped when what vmlab bakes into a golden image changes.
+  constexpr const char* kRecipe = "vmlab-golden-1";
+  std::string text = fmt::format("recipe {}\nbase {}\nkubernetes {}\nruntime containerd\n", kRecipe,
+                                 base_image, lab.spec.kubernetes.version);
+  std::set<std::string> packages;
+  std::set<std::string> images;
+  for (const auto role : {crds::NodeRole::kControlPlane, crds::NodeRole::kWorker}) {
+    for (const auto& p : PackageSet(lab, role)) {
+      packages.insert(
+          fmt::format("{} {} {}", p.name, p.version,
+                      p.source == PackageSource::kKubernetes ? "kubernetes" : "debian"));
+    }
+    const auto set = ImagesFor(lab, role, host_files);
+    images.insert(set.images.begin(), set.images.end());
+  }
+  for (const auto& p : packages) text += "package " + p + "\n";
+  for (const auto& i : images) text += "image " + i + "\n";
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(text.data(), text.size(), digest, &length, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) hex += fmt::format("{:02x}", digest[i]);
+  return hex;
 }
 
 std::string NormalizeImage(const std::string& reference) {

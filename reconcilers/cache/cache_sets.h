@@ -61,6 +61,16 @@ struct ImageSet {
 // errors name the document.
 [[nodiscard]] Result<std::set<std::string>> ManifestImages(const std::string& yaml);
 
+// The key of a golden base image for `lab` (sha256 hex): everything that
+// goes into one — the base image (`base_image`: what identifies its bytes,
+// e.g. path, size and modification time), vmlab's recipe version, the
+// Kubernetes version, the container runtime, and the package and image sets
+// of every role (host-file manifests included) — and nothing else, so labs
+// that differ only in name, network, sizes or counts share one.
+[[nodiscard]] std::string GoldenImageKey(const crds::LabCluster& lab,
+                                         const std::map<std::string, std::string>& host_files,
+                                         const std::string& base_image);
+
 // A reference as containerd names it: docker.io/library/ for bare names,
 // docker.io/ for user/name, :latest when no tag or digest.
 [[nodiscard]] std::string NormalizeImage(const std::string& reference);

@@ -159,6 +159,32 @@ spec:
                                                "the node")));
 }
 
+TEST(CacheSetsTest, GoldenImageKeyFollowsWhatGoesIntoTheImageOnly) {
+  const std::string base = "/var/lib/vmlab/images/debian-12.qcow2 2147483648 1764115200";
+  const auto key = GoldenImageKey(Lab("1.30.4"), {}, base);
+  EXPECT_EQ(key.size(), 64u);
+  EXPECT_EQ(GoldenImageKey(Lab("1.30.4"), {}, base), key) << "stable";
+  // Name, network and counts do not matter.
+  const auto other = testing_support::ParseLab(
+      "other.yaml",
+      "apiVersion: vmlab.io/v1alpha1\nkind: LabCluster\nmetadata: {name: other}\nspec:\n"
+      "  kubernetes: {version: \"1.30.4\"}\n  network: {cidr: 10.9.0.0/24}\n"
+      "  controlPlane: {replicas: 3}\n  workers: {replicas: 7, cpus: 4}\n");
+  EXPECT_EQ(GoldenImageKey(other, {}, base), key) << "shared by labs with the same inputs";
+  // What goes into the image does.
+  EXPECT_NE(GoldenImageKey(Lab("1.30.5"), {}, base), key) << "Kubernetes version";
+  EXPECT_NE(GoldenImageKey(Lab("1.30.4", "    cni: cilium\n"), {}, base), key) << "CNI images";
+  EXPECT_NE(GoldenImageKey(Lab("1.30.4"), {}, base + "1"), key) << "base image";
+  const auto with_addon = Lab("1.30.4", "  addons: [/srv/addon.yaml]\n");
+  const std::string addon_v1 =
+      "apiVersion: v1\nkind: Pod\nspec:\n  containers: [{name: a, image: busybox:1.36}]\n";
+  const std::string addon_v2 =
+      "apiVersion: v1\nkind: Pod\nspec:\n  containers: [{name: a, image: busybox:1.37}]\n";
+  EXPECT_NE(GoldenImageKey(with_addon, {{"/srv/addon.yaml", addon_v1}}, base),
+            GoldenImageKey(with_addon, {{"/srv/addon.yaml", addon_v2}}, base))
+      << "an image named in an add-on manifest";
+}
+
 TEST(CacheSetsTest, ReferencesAreNormalisedAsContainerdNamesThem) {
   EXPECT_EQ(NormalizeImage("nginx"), "docker.io/library/nginx:latest");
   EXPECT_EQ(NormalizeImage("user/app:1.2"), "docker.io/user/app:1.2");
