@@ -136,7 +136,10 @@ std::string CanonicalYaml(const LabCluster& lab) {
 std::string SpecHash(const LabClusterSpec& spec) {
   YAML::Emitter out;
   EmitSpec(out, spec);
-  const std::string_view text(out.c_str(), out.size());
+  return Sha256Hex(std::string_view(out.c_str(), out.size()));
+}
+
+std::string Sha256Hex(std::string_view text) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
   unsigned int length = 0;
   if (EVP_Digest(text.data(), text.size(), digest.data(), &length, EVP_sha256(), nullptr) != 1) {

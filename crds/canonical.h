@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "crds/labcluster_types.h"
 
@@ -16,5 +17,9 @@ namespace vmlab::crds {
 
 // sha256 of the canonical YAML of `spec` alone, as 64 lower-case hex digits.
 [[nodiscard]] std::string SpecHash(const LabClusterSpec& spec);
+
+// sha256 of `text` as 64 lower-case hex digits (the spec hash's digest, for
+// other content identities: image archives, golden-image keys).
+[[nodiscard]] std::string Sha256Hex(std::string_view text);
 
 }  // namespace vmlab::crds

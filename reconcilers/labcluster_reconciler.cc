@@ -621,59 +621,55 @@ void LabClusterReconciler::ReadKubernetes(
     error = client.error().message;
     return;
   }
-  auto& stale = StateOf(name).stale_nodes;
-  // A node created anew from a fresh disk joins again under its old name:
-  // its old etcd member (a control plane) and its old Node go first, while
-  // the node has not reached its join.
-  {
-    std::map<std::string, std::string> control_planes;  // name -> address
-    for (const auto& node : crds::PlanNodes(spec)) {
-      if (node.role == crds::NodeRole::kControlPlane) {
-        control_planes[node.name] =
-            crds::Ipv4Address{static_cast<std::uint32_t>(node.address)}.ToString();
-      }
-    }
-    for (auto it = stale.begin(); it != stale.end();) {
-      const auto p = progress.find(*it);
-      const bool joining =
-          p != progress.end() && (p->second.phase == "worker" || p->second.phase == "secondary");
-      if (joining) {
-        it = stale.erase(it);
-        continue;
-      }
-      if (control_planes.contains(*it)) {
-        ScaleDown left;
-        if (auto left_etcd = LeaveEtcd(name, spec, secrets, *it, control_planes[*it], true, left);
-            !left_etcd) {
-          if (left_etcd.error().code == ErrorCode::kAborted) {
-            it = stale.erase(it);  // its member answers: the node rejoined already
-            continue;
-          }
-          ++it;  // retried on the next pass
-          continue;
-        }
-        events.insert(events.end(), left.events.begin(), left.events.end());
-      }
-      auto nodes = (*client)->ListNodes();
-      if (!nodes) break;
-      const auto old = std::find_if(nodes->begin(), nodes->end(),
-                                    [&](const bootstrap::KubeNode& n) { return n.name == *it; });
-      // Only a NotReady Node is the stale one: a Ready one is the node that
-      // joined again (its reports did not reach vmlab), and stays.
-      if (old != nodes->end() && !old->ready) {
-        if (auto deleted = (*client)->DeleteNode(*it); !deleted) break;
-        events.emplace_back("StaleNodeDeleted",
-                            fmt::format("{} was created anew from a fresh disk: its old Node was "
-                                        "deleted so that it joins as a new one",
-                                        *it));
-      }
-      it = stale.erase(it);
-    }
-  }
+  // The Nodes, read once: readiness, and the stale ones below.
   auto listed = (*client)->ListNodes();
   if (!listed) {
     error = listed.error().message;
     return;
+  }
+  // A node created anew from a fresh disk joins again under its old name:
+  // its old etcd member (a control plane) and its old Node go first, while
+  // the node has not reached its join.
+  auto& stale = StateOf(name).stale_nodes;
+  std::map<std::string, std::string> control_planes;  // name -> address
+  for (const auto& node : crds::PlanNodes(spec)) {
+    if (node.role == crds::NodeRole::kControlPlane) {
+      control_planes[node.name] =
+          crds::Ipv4Address{static_cast<std::uint32_t>(node.address)}.ToString();
+    }
+  }
+  for (auto it = stale.begin(); it != stale.end();) {
+    const auto p = progress.find(*it);
+    if (p != progress.end() && (p->second.phase == "worker" || p->second.phase == "secondary")) {
+      it = stale.erase(it);  // joining already
+      continue;
+    }
+    if (control_planes.contains(*it)) {
+      ScaleDown left;
+      if (auto left_etcd = LeaveEtcd(name, spec, secrets, *it, control_planes[*it], true, left);
+          !left_etcd) {
+        // Its member answers: the node rejoined already. Else retried next pass.
+        it = left_etcd.error().code == ErrorCode::kAborted ? stale.erase(it) : std::next(it);
+        continue;
+      }
+      events.insert(events.end(), left.events.begin(), left.events.end());
+    }
+    const auto old = std::find_if(listed->begin(), listed->end(),
+                                  [&](const bootstrap::KubeNode& n) { return n.name == *it; });
+    // Only a NotReady Node is the stale one: a Ready one is the node that
+    // joined again (its reports did not reach vmlab), and stays.
+    if (old != listed->end() && !old->ready) {
+      if (auto deleted = (*client)->DeleteNode(*it); !deleted) {
+        ++it;  // retried on the next pass
+        continue;
+      }
+      events.emplace_back("StaleNodeDeleted",
+                          fmt::format("{} was created anew from a fresh disk: its old Node was "
+                                      "deleted so that it joins as a new one",
+                                      *it));
+      listed->erase(old);
+    }
+    it = stale.erase(it);
   }
   read = true;
   for (const auto& node : *listed) ready[node.name] = node.ready;

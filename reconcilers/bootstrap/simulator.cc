@@ -1,24 +1,12 @@
 #include "reconcilers/bootstrap/simulator.h"
 
+#include <cpprest/json.h>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <tuple>
 
 namespace vmlab::reconcilers::bootstrap {
-namespace {
-
-std::string JsonEscape(const std::string& text) {
-  std::string out;
-  for (const char c : text) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out;
-}
-
-}  // namespace
-
 GuestSimulator::GuestSimulator(controller::Clock& clock, ProgressStore& progress,
                                SimulationOptions options)
     : clock_(clock), progress_(progress), options_(std::move(options)) {
@@ -143,11 +131,17 @@ void GuestSimulator::Step(const std::string& lab, const std::string& node, Guest
     guest.finished = guest.next == guest.phases.size();
     guest.due = clock_.Now();
   }
-  const std::string body = fmt::format(
-      R"({{"node":"{}","phase":"{}","state":"{}","seq":{},"exitCode":{},"attempt":{},"log":"{}","simulated":true}})",
-      node, phase, state, ++guest.seq, exit_code,
-      state == "failed" ? guest.attempt - 1 : guest.attempt,
-      JsonEscape(log.empty() ? "" : log.substr(0, log.size() - 1)));
+  web::json::value report;
+  report["node"] = web::json::value::string(node);
+  report["phase"] = web::json::value::string(phase);
+  report["state"] = web::json::value::string(state);
+  report["seq"] = web::json::value::number(++guest.seq);
+  report["exitCode"] = web::json::value::number(exit_code);
+  report["attempt"] =
+      web::json::value::number(state == "failed" ? guest.attempt - 1 : guest.attempt);
+  report["log"] = web::json::value::string(log);
+  report["simulated"] = web::json::value::boolean(true);
+  const std::string body = report.serialize();
   reports.emplace_back(lab, "Bearer " + guest.token, body);
 }
 

@@ -132,29 +132,30 @@ Result<std::string> AptCache::Serve(const std::string& lab, const std::string& g
   std::lock_guard guard(mutex_);
   if (stopping_) return MakeError(ErrorCode::kUnavailable, "the controller is stopping");
   gateways_[lab] = gateway;
-  std::set<std::string> wanted;
-  for (const auto& [name, address] : gateways_) wanted.insert(address);
-  if (pid_ != 0 && wanted == bound_) return url;
-  StopLocked();
-  bound_ = std::move(wanted);
-  if (auto started = StartLocked(); !started) {
-    last_error_ = started.error().message;
-    return std::unexpected(started.error());
-  }
+  if (pid_ != 0 && Wanted() == bound_) return url;
+  if (auto started = RestartLocked(); !started) return std::unexpected(started.error());
   return url;
+}
+
+std::set<std::string> AptCache::Wanted() const {
+  std::set<std::string> wanted;
+  for (const auto& [lab, address] : gateways_) wanted.insert(address);
+  return wanted;
+}
+
+Status AptCache::RestartLocked() {
+  StopLocked();
+  bound_ = Wanted();
+  if (bound_.empty()) return {};
+  auto started = StartLocked();
+  if (!started) last_error_ = started.error().message;
+  return started;
 }
 
 void AptCache::Release(const std::string& lab) {
   std::lock_guard guard(mutex_);
-  if (gateways_.erase(lab) == 0) return;
-  std::set<std::string> wanted;
-  for (const auto& [name, address] : gateways_) wanted.insert(address);
-  if (wanted == bound_) return;
-  StopLocked();
-  bound_ = std::move(wanted);
-  if (!bound_.empty()) {
-    if (auto started = StartLocked(); !started) last_error_ = started.error().message;
-  }
+  if (gateways_.erase(lab) == 0 || Wanted() == bound_) return;
+  (void)RestartLocked();
 }
 
 Status AptCache::StartLocked() {

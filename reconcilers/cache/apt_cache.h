@@ -57,7 +57,6 @@ class AptCache {
 
   [[nodiscard]] bool Enabled() const { return options_.mode != "off"; }
   [[nodiscard]] bool Managed() const { return options_.mode == "managed"; }
-  [[nodiscard]] const std::string& Mode() const { return options_.mode; }
 
   // Makes the cache serve `lab`, whose nodes reach the host at `gateway`;
   // returns the proxy URL for its nodes. Managed: apt-cacher-ng listens on
@@ -74,6 +73,10 @@ class AptCache {
 
  private:
   [[nodiscard]] Status StartLocked();  // mutex_ held
+  // The addresses the labs need (mutex_ held).
+  [[nodiscard]] std::set<std::string> Wanted() const;
+  // Stops, then starts on Wanted() if any lab needs it (mutex_ held).
+  [[nodiscard]] Status RestartLocked();
   void StopLocked();
   void Supervise();
 

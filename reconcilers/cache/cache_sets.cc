@@ -1,13 +1,13 @@
 #include "reconcilers/cache/cache_sets.h"
 
 #include <fmt/format.h>
-#include <openssl/evp.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <charconv>
 #include <tuple>
 
+#include "crds/canonical.h"
 #include "reconcilers/bootstrap/node_config.h"
 
 namespace vmlab::reconcilers::cache {
@@ -156,12 +156,7 @@ std::string GoldenImageKey(const crds::LabCluster& lab,
   }
   for (const auto& p : packages) text += "package " + p + "\n";
   for (const auto& i : images) text += "image " + i + "\n";
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(text.data(), text.size(), digest, &length, EVP_sha256(), nullptr);
-  std::string hex;
-  for (unsigned int i = 0; i < length; ++i) hex += fmt::format("{:02x}", digest[i]);
-  return hex;
+  return crds::Sha256Hex(text);
 }
 
 std::string NormalizeImage(const std::string& reference) {

@@ -4,27 +4,18 @@
 #include <archive_entry.h>
 #include <cpprest/json.h>
 #include <fmt/format.h>
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <map>
 #include <memory>
 
+#include "crds/canonical.h"
 #include "reconcilers/cache/cache_sets.h"
 
 namespace vmlab::reconcilers::cache {
 namespace {
 
 constexpr std::size_t kMaxIndexBytes = 4 * 1024 * 1024;  // manifest.json / index.json
-
-std::string Sha256Hex(const std::string& text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(text.data(), text.size(), digest, &length, EVP_sha256(), nullptr);
-  std::string hex;
-  for (unsigned int i = 0; i < length; ++i) hex += fmt::format("{:02x}", digest[i]);
-  return hex;
-}
 
 // The top-level manifest.json and index.json of a tarball (either may be absent).
 Result<std::map<std::string, std::string>> ReadIndexFiles(const std::filesystem::path& path) {
@@ -145,7 +136,7 @@ Result<ImageArchive> InspectArchive(const std::filesystem::path& path) {
   std::sort(lines.begin(), lines.end());
   std::string joined;
   for (const auto& line : lines) joined += line + "\n";
-  out.id = Sha256Hex(joined);
+  out.id = crds::Sha256Hex(joined);
   return out;
 }
 
