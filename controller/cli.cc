@@ -99,6 +99,26 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                    "(apt-cacher-ng 3.7 binds no port above 32767)")
       ->capture_default_str()
       ->check(CLI::Range(1, 32767));
+  controller_cmd
+      ->add_option("--image-cache", controller.image_cache,
+                   "Container image cache for the labs' nodes: managed (vmlab runs a "
+                   "docker-registry pull-through mirror per upstream: registry.k8s.io, docker.io, "
+                   "quay.io) or off; nodes fall back to the upstream when a mirror fails")
+      ->capture_default_str();
+  controller_cmd
+      ->add_option("--image-cache-port", controller.image_cache_port,
+                   "With --image-cache managed: the mirrors' ports on each lab gateway, this one "
+                   "for registry.k8s.io, the next for docker.io, the one after for quay.io")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65533));
+  controller_cmd->add_option(
+      "--registry-mirror", controller.registry_mirrors,
+      "UPSTREAM=URL: the labs' nodes pull UPSTREAM's images through this existing mirror "
+      "(instead of a managed one); repeatable");
+  controller_cmd->add_option(
+      "--registry-upstream", controller.registry_upstreams,
+      "UPSTREAM=URL: the managed mirror of UPSTREAM fetches from URL instead of the public "
+      "registry (e.g. a closer mirror); repeatable");
   controller_cmd->add_flag("--simulate-guests", controller.simulate_guests,
                            "Play every node's bootstrap phases in vmlab (demo and tests; needs "
                            "a test: libvirt URI)");

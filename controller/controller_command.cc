@@ -27,6 +27,7 @@
 #include "metrics/lab_metrics.h"
 #include "metrics/registry.h"
 #include "reconcilers/cache/apt_cache.h"
+#include "reconcilers/cache/registry_mirrors.h"
 #include "reconcilers/infrastructure/libvirt_connection.h"
 #include "reconcilers/infrastructure/libvirt_hypervisor.h"
 #include "reconcilers/labcluster_reconciler.h"
@@ -103,6 +104,20 @@ int RunController(const ControllerOptions& options) {
     spdlog::error("{}", mode.error().message);
     return 2;
   }
+  if (auto mode = reconcilers::cache::CheckImageCacheMode(options.image_cache); !mode) {
+    spdlog::error("{}", mode.error().message);
+    return 2;
+  }
+  auto given_mirrors =
+      reconcilers::cache::ParseUpstreamUrls(options.registry_mirrors, "--registry-mirror");
+  auto upstream_urls =
+      reconcilers::cache::ParseUpstreamUrls(options.registry_upstreams, "--registry-upstream");
+  for (const auto* parsed : {&given_mirrors, &upstream_urls}) {
+    if (!*parsed) {
+      spdlog::error("{}", parsed->error().message);
+      return 2;
+    }
+  }
   if (options.simulate_guests && !options.libvirt_uri.starts_with("test:")) {
     spdlog::error(
         "--simulate-guests plays guests on libvirt's test driver only; with {} real guests "
@@ -163,6 +178,10 @@ int RunController(const ControllerOptions& options) {
   reconcilers::cache::AptCache apt_cache(
       {options.apt_cache, std::filesystem::absolute(options.state_dir), options.apt_cache_port},
       &cache_metrics);
+  reconcilers::cache::RegistryMirrors registry_mirrors(
+      {options.image_cache, *given_mirrors, *upstream_urls,
+       std::filesystem::absolute(options.state_dir), options.image_cache_port},
+      &cache_metrics);
   reconcilers::LabClusterReconciler reconciler(
       source, store, infrastructure, secrets, {}, clock, &lab_metrics,
       {&progress, simulator ? &*simulator : nullptr, &listeners, options.progress_port,
@@ -173,7 +192,7 @@ int RunController(const ControllerOptions& options) {
          return reconcilers::bootstrap::MakeEtcdClient(std::move(access));
        },
        2379, std::chrono::duration_cast<std::chrono::seconds>(options.drain_timeout), &apt_cache,
-       &archive_index});
+       &archive_index, &registry_mirrors});
 
   auto all_keys = [&] {
     std::set<std::string> keys;

@@ -9,7 +9,7 @@
 
 namespace vmlab::metrics {
 namespace {
-constexpr const char* kCaches[] = {"apt", "archives"};
+constexpr const char* kCaches[] = {"apt", "images", "archives"};
 }  // namespace
 
 struct CacheMetrics::Metrics {

@@ -238,6 +238,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Delete(const std::stri
   if (runtime_.progress) runtime_.progress->RemoveLab(name);
   if (runtime_.listeners) runtime_.listeners->Remove(name);
   if (runtime_.apt_cache) runtime_.apt_cache->Release(name);
+  if (runtime_.registry_mirrors) runtime_.registry_mirrors->Release(name);
   {
     std::lock_guard guard(kubernetes_mutex_);
     kubernetes_state_.erase(name);
@@ -704,6 +705,9 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   std::string apt_proxy;  // the URL the lab's nodes use
   std::string apt_error;
   std::string archive_note;  // the image archives served, for CacheReady
+  bool wants_mirrors = false;
+  std::map<std::string, std::string> mirrors;  // upstream -> the mirror the lab's nodes use
+  std::string mirror_error;
   if (desired->spec) {
     const crds::LabCluster& spec = *desired->spec;
     auto secrets = secrets_.LoadOrCreate(spec, clock_.WallNow());
@@ -728,6 +732,19 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       }
       return proxy ? *proxy : std::string();
     };
+    // Registry mirrors, on the lab's gateway too.
+    wants_mirrors = runtime_.registry_mirrors && runtime_.registry_mirrors->Enabled() &&
+                    spec.spec.cache.images && infrastructure_.Driver() != "TEST";
+    auto serve_mirrors = [&] {
+      auto served = runtime_.registry_mirrors->Serve(name, gateway);
+      std::lock_guard guard(apt_mutex);
+      if (served) {
+        mirrors = *served;
+      } else {
+        mirror_error = served.error().message;
+      }
+      return served ? *served : std::map<std::string, std::string>{};
+    };
     if (secrets) {
       // Host files are read when a seed is made: their errors are that node's.
       auto user_data = [&](const crds::PlannedNode& node) -> Result<std::string> {
@@ -741,6 +758,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
           env.apt_proxy = serve_apt();
           env.apt_https_remap = runtime_.apt_cache->Managed();
         }
+        if (wants_mirrors) env.registry_mirrors = serve_mirrors();
         return bootstrap::RenderUserData(spec, node, *secrets, env);
       };
       if (runtime_.simulator) {
@@ -758,6 +776,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       if (converged) {
         outcome = std::move(*converged);
         if (wants_apt && outcome->network_active) (void)serve_apt();
+        if (wants_mirrors && outcome->network_active) (void)serve_mirrors();
         // Image archives go to the nodes through their listener.
         if (listen && runtime_.archives && !spec.spec.cache.image_archives.empty()) {
           auto catalog = runtime_.archives->Scan(spec.spec.cache.image_archives);
@@ -801,45 +820,70 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
     }
   }
 
-  // CacheReady: what the lab's nodes download through (image caches come later).
+  // CacheReady: what the lab's nodes download packages and images through.
   auto cache_condition = [&](const crds::LabCluster& spec, std::int64_t generation) {
-    const std::string images =
-        (archive_note.empty() ? "" : "; " + archive_note) +
-        "; images are pulled from their registries (vmlab's registry mirrors are not built yet)";
-    if (!spec.spec.cache.apt) {
-      return MakeCondition(
-          "CacheReady", "True", "Disabled",
-          std::string("spec.cache.apt is false: nodes fetch packages directly") + images,
-          generation);
-    }
-    if (!runtime_.apt_cache || !runtime_.apt_cache->Enabled()) {
-      return MakeCondition("CacheReady", "True", "Disabled",
-                           std::string("the controller runs with --apt-cache off: nodes fetch "
-                                       "packages directly") +
-                               images,
-                           generation);
-    }
-    if (infrastructure_.Driver() == "TEST") {
+    const bool apt_on = spec.spec.cache.apt && runtime_.apt_cache && runtime_.apt_cache->Enabled();
+    const bool images_on =
+        spec.spec.cache.images && runtime_.registry_mirrors && runtime_.registry_mirrors->Enabled();
+    if (infrastructure_.Driver() == "TEST" && (apt_on || images_on)) {
       return MakeCondition("CacheReady", "Unknown", "NoGuests",
                            "libvirt's test driver runs no guests: no cache is started", generation);
     }
-    if (!apt_error.empty()) {
-      return MakeCondition("CacheReady", "False", "AptCacheUnavailable",
-                           apt_error + "; nodes created meanwhile fetch packages directly",
-                           generation);
+    std::vector<std::string> parts;
+    std::string problem;  // reason of the first cache that fails
+    bool waiting = false;
+    if (!spec.spec.cache.apt) {
+      parts.push_back("spec.cache.apt is false: nodes fetch packages directly");
+    } else if (!apt_on) {
+      parts.push_back("the controller runs with --apt-cache off: nodes fetch packages directly");
+    } else if (!apt_error.empty()) {
+      problem = "AptCacheUnavailable";
+      parts.push_back(apt_error + "; nodes created meanwhile fetch packages directly");
+    } else if (apt_proxy.empty()) {
+      waiting = true;
+      parts.push_back("the apt cache starts on the lab's gateway once its network is up");
+    } else {
+      parts.push_back(fmt::format("apt through {} ({})", apt_proxy,
+                                  runtime_.apt_cache->Managed()
+                                      ? "apt-cacher-ng run by vmlab"
+                                      : "an apt proxy given to the controller"));
     }
-    if (apt_proxy.empty()) {
-      return MakeCondition("CacheReady", "Unknown", "NetworkNotActive",
-                           "the apt cache starts on the lab's gateway once its network is up",
-                           generation);
+    if (!spec.spec.cache.images) {
+      parts.push_back("spec.cache.images is false: nodes pull images from their registries");
+    } else if (!images_on) {
+      parts.push_back(
+          "the controller runs with --image-cache off: nodes pull images from their registries");
+    } else if (!mirror_error.empty()) {
+      if (problem.empty()) problem = "ImageMirrorUnavailable";
+      parts.push_back(mirror_error + "; nodes pull images from their registries");
+    } else if (mirrors.empty()) {
+      waiting = true;
+      parts.push_back("the registry mirrors start on the lab's gateway once its network is up");
+    } else {
+      std::vector<std::string> served;
+      for (const auto& [upstream, url] : mirrors) {
+        served.push_back(fmt::format("{} through {}", upstream, url));
+      }
+      parts.push_back(fmt::format("images: {}", fmt::join(served, ", ")));
+      for (const auto& [upstream, why] : runtime_.registry_mirrors->Problems()) {
+        if (!mirrors.contains(upstream)) continue;
+        if (problem.empty()) problem = "ImageMirrorUnavailable";
+        parts.push_back(
+            fmt::format("the mirror of {} does not serve ({}): its images come from "
+                        "{} meanwhile",
+                        upstream, why, upstream));
+      }
     }
-    return MakeCondition(
-        "CacheReady", "True", "Serving",
-        fmt::format("apt through {} ({}){}", apt_proxy,
-                    runtime_.apt_cache->Managed() ? "apt-cacher-ng run by vmlab"
-                                                  : "an apt proxy given to the controller",
-                    images),
-        generation);
+    if (!archive_note.empty()) parts.push_back(archive_note);
+    const std::string message = fmt::format("{}", fmt::join(parts, "; "));
+    if (!problem.empty()) return MakeCondition("CacheReady", "False", problem, message, generation);
+    if (waiting) {
+      return MakeCondition("CacheReady", "Unknown", "NetworkNotActive", message, generation);
+    }
+    if (!apt_on && !images_on) {
+      return MakeCondition("CacheReady", "True", "Disabled", message, generation);
+    }
+    return MakeCondition("CacheReady", "True", "Serving", message, generation);
   };
   const controller::WallTime now = clock_.WallNow();
   std::vector<Condition> conditions;

@@ -42,6 +42,7 @@
 #include "reconcilers/bootstrap/simulator.h"
 #include "reconcilers/cache/apt_cache.h"
 #include "reconcilers/cache/image_archives.h"
+#include "reconcilers/cache/registry_mirrors.h"
 #include "reconcilers/infrastructure_reconciler.h"
 
 namespace vmlab::metrics {
@@ -73,6 +74,8 @@ struct BootstrapRuntime {
   cache::AptCache* apt_cache = nullptr;
   // Reads spec.cache.imageArchives folders (null: archives are not served).
   cache::ArchiveIndex* archives = nullptr;
+  // The registry mirrors nodes pull images through (real hypervisors; null: none).
+  cache::RegistryMirrors* registry_mirrors = nullptr;
 };
 
 class LabClusterReconciler final : public controller::Reconciler {

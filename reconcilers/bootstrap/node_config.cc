@@ -570,6 +570,15 @@ std::string RenderKubeadmConfig(const crds::LabCluster& lab, const crds::Planned
   return out;
 }
 
+std::string RenderRegistryHosts(const std::string& upstream, const std::string& mirror) {
+  const std::string server =
+      upstream == "docker.io" ? "https://registry-1.docker.io" : "https://" + upstream;
+  return fmt::format(
+      "# Written by vmlab: {upstream} through the lab's mirror, else {upstream} itself.\n"
+      "server = \"{server}\"\n\n[host.\"{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+      fmt::arg("upstream", upstream), fmt::arg("server", server), fmt::arg("mirror", mirror));
+}
+
 std::string RenderAptProxyConfig(const std::string& proxy) {
   std::string escaped;
   for (const char c : proxy) {
@@ -699,13 +708,8 @@ std::vector<NodeFile> NodeFiles(const crds::LabCluster& lab, const crds::Planned
     }
   }
   for (const auto& [upstream, mirror] : env.registry_mirrors) {
-    const std::string server =
-        upstream == "docker.io" ? "https://registry-1.docker.io" : "https://" + upstream;
     files.push_back({fmt::format("/etc/containerd/certs.d/{}/hosts.toml", upstream),
-                     fmt::format("server = \"{}\"\n\n[host.\"{}\"]\n  capabilities = [\"pull\", "
-                                 "\"resolve\"]\n",
-                                 server, mirror),
-                     "0644", false});
+                     RenderRegistryHosts(upstream, mirror), "0644", false});
   }
   return files;
 }

@@ -71,6 +71,10 @@ struct NodeFile {
                                             const NodeEnvironment& env);
 // /etc/apt/apt.conf.d/90vmlab-proxy: apt through the lab's cache at `proxy`.
 [[nodiscard]] std::string RenderAptProxyConfig(const std::string& proxy);
+// containerd's /etc/containerd/certs.d/UPSTREAM/hosts.toml: pull and resolve
+// through `mirror` first, then the upstream itself (containerd's fallback).
+[[nodiscard]] std::string RenderRegistryHosts(const std::string& upstream,
+                                              const std::string& mirror);
 // /etc/hosts lines for the endpoint and every node (a managed block).
 [[nodiscard]] std::string RenderHostsBlock(const crds::LabCluster& lab);
 

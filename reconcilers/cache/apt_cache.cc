@@ -1,12 +1,9 @@
 #include "reconcilers/cache/apt_cache.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -14,15 +11,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <fstream>
-#include <iterator>
-#include <sstream>
 
 #include "controller/status_store.h"
 #include "metrics/cache_metrics.h"
-
-extern char** environ;
+#include "reconcilers/cache/managed_process.h"
 
 namespace vmlab::reconcilers::cache {
 namespace fs = std::filesystem;
@@ -40,53 +33,6 @@ bool Listening(const std::string& address, int port) {
       parsed && connect(fd, reinterpret_cast<const sockaddr*>(&target), sizeof(target)) == 0;
   close(fd);
   return ok;
-}
-
-std::string Tail(const fs::path& path, std::size_t bytes) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  std::string all = text.str();
-  if (all.size() > bytes) all = all.substr(all.size() - bytes);
-  while (!all.empty() && (all.back() == '\n' || all.back() == ' ')) all.pop_back();
-  return all;
-}
-
-pid_t ReadPidFile(const fs::path& path) {
-  std::ifstream in(path);
-  long pid = 0;
-  return in >> pid ? static_cast<pid_t>(pid) : 0;
-}
-
-// An apt-cacher-ng a previous controller of this state dir started and left
-// running (the controller was killed): it holds the port, so it is stopped.
-// Only a process running apt-cacher-ng with this state dir's configuration
-// is touched (the state dir is locked by this controller).
-void StopLeftover(const fs::path& pid_file, const std::string& conf) {
-  const pid_t pid = ReadPidFile(pid_file);
-  if (pid <= 1) return;
-  std::ifstream cmdline(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
-  std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
-  std::replace(args.begin(), args.end(), '\0', ' ');
-  if (args.find("apt-cacher-ng") == std::string::npos || args.find(conf) == std::string::npos) {
-    return;
-  }
-  spdlog::warn("apt cache: stopping apt-cacher-ng pid {} left by an earlier controller", pid);
-  kill(pid, SIGTERM);
-  for (int i = 0; i < 250 && kill(pid, 0) == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  if (kill(pid, 0) == 0) kill(pid, SIGKILL);
-}
-
-double DiskUsage(const fs::path& folder) {
-  std::error_code ec;
-  double total = 0;
-  for (auto it = fs::recursive_directory_iterator(folder, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->is_regular_file(ec)) total += static_cast<double>(it->file_size(ec));
-  }
-  return total;
 }
 
 }  // namespace
@@ -192,40 +138,10 @@ Status AptCache::StartLocked() {
   }
   const std::string out = (root / "apt-cacher-ng.out").string();
   const std::string conf = (root / "conf").string();
-  StopLeftover(root / "run" / "pid", conf);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  // None of the controller's sockets or files go to the child.
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  // The controller blocks SIGINT/SIGTERM in its threads; the child must not
-  // inherit that, or it could not be stopped.
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attributes, &none);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGTERM);
-  sigaddset(&defaults, SIGINT);
-  sigaddset(&defaults, SIGHUP);
-  posix_spawnattr_setsigdefault(&attributes, &defaults);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<char*> argv = {const_cast<char*>(options_.binary.c_str()), const_cast<char*>("-c"),
-                             const_cast<char*>(conf.c_str()), nullptr};
-  pid_t pid = 0;
-  const int spawned =
-      posix_spawn(&pid, options_.binary.c_str(), &actions, &attributes, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  if (spawned != 0) {
-    return MakeError(ErrorCode::kUnavailable,
-                     fmt::format("cannot start {}: {}", options_.binary, std::strerror(spawned)));
-  }
+  StopLeftover(root / "run" / "pid", {"apt-cacher-ng", conf}, "apt cache");
+  auto spawned = SpawnService({options_.binary, "-c", conf}, out);
+  if (!spawned) return std::unexpected(spawned.error());
+  const pid_t pid = *spawned;
   pid_ = pid;
   // Ready once it accepts connections on every address it serves.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -233,11 +149,9 @@ Status AptCache::StartLocked() {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = 0;
-      return MakeError(
-          ErrorCode::kUnavailable,
-          fmt::format("apt-cacher-ng exited at start ({}): {}",
-                      WIFEXITED(status) ? fmt::format("exit {}", WEXITSTATUS(status)) : "killed",
-                      Tail(out, 400)));
+      return MakeError(ErrorCode::kUnavailable,
+                       fmt::format("apt-cacher-ng exited at start ({}): {}", DescribeExit(status),
+                                   Tail(out, 400)));
     }
     // Listening, and by this child (not by one left from an earlier run).
     if (std::all_of(bound_.begin(), bound_.end(),
@@ -257,18 +171,7 @@ Status AptCache::StartLocked() {
 }
 
 void AptCache::StopLocked() {
-  if (pid_ == 0) return;
-  kill(pid_, SIGTERM);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  int status = 0;
-  while (waitpid(pid_, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  StopChild(pid_);
   pid_ = 0;
 }
 
@@ -353,7 +256,7 @@ void AptCache::Supervise() {
       if (pid_ != 0 && waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = 0;
         spdlog::warn("apt cache: apt-cacher-ng exited ({}); starting it again",
-                     WIFEXITED(status) ? fmt::format("exit {}", WEXITSTATUS(status)) : "killed");
+                     DescribeExit(status));
         start = true;
       } else if (pid_ == 0 && !bound_.empty() && round % 5 == 0) {
         start = true;  // an earlier start failed: tried again every 10 s
