@@ -17,7 +17,10 @@ repository served by the test inside the namespace (nothing is downloaded)
 is installed from by both nodes through it: the first node's package is a
 miss, the second's a hit, in vmlab's metrics. An image archive in the lab's
 spec.cache.imageArchives is fetched by both nodes from the controller and
-imported into containerd by the base phase. Then: `virsh destroy` of a node is
+imported into containerd by the base phase. The registry mirrors: vmlab runs
+docker-registry per upstream, fetching from a registry the test serves in the
+namespace; both nodes' containerd pull the same image with the hosts.toml the
+base phase wrote: the first pull's blobs are misses, the second's hits. Then: `virsh destroy` of a node is
 repaired within the resync bound; a libvirtd restart is noticed (readyz 503,
 vmlab_libvirt_connected 0), the controller reconnects and re-lists, and the
 domains that kept running are not "repaired"; deleting the manifest leaves no
@@ -45,6 +48,7 @@ CIDR_PREFIX = "172.31.77"
 NODES = {f"{LAB}-cp-1": f"{CIDR_PREFIX}.11", f"{LAB}-worker-1": f"{CIDR_PREFIX}.101"}
 DOMAIN = "e2e.test"
 VIP = f"{CIDR_PREFIX}.10"
+UPSTREAM_REGISTRY = "127.0.0.1:5000"  # inside the namespace: the mirrors' upstream
 DRIFT_KINDS = {"DomainMissing", "DomainStopped", "DomainCrashed", "ResourceMismatch",
                "NetworkMissing", "NetworkInactive", "VolumeMissing", "OrphanDomain"}
 
@@ -113,7 +117,10 @@ class Controller:
         self.proc = subprocess.Popen(
             [vmlab, "controller", "--watch", watch, "--state-dir", state, "--libvirt", uri,
              "--listen", "127.0.0.1:0", "--debounce", "50ms", "--deletion-grace", "2s",
-             "--resync", "5s", "--log-level", "debug"],
+             "--resync", "5s", "--log-level", "debug",
+             # The registry mirrors fetch from the test's registry in the namespace.
+             *[f"--registry-upstream={u}=http://{UPSTREAM_REGISTRY}"
+               for u in ("registry.k8s.io", "docker.io", "quay.io")]],
             stdout=self.log, stderr=subprocess.STDOUT)
         match = wait_for(lambda: re.search(r"API on (http://127\.0\.0\.1:\d+)", self.read_log()),
                          "the API address in the log", 30)
@@ -212,6 +219,29 @@ def serve_repository(scratch):
                              "--directory", root], stdout=log, stderr=subprocess.STDOUT)
 
 
+def serve_registry(scratch, made):
+    """A plain docker-registry on 127.0.0.1:5000 inside the test's namespace,
+    holding docker.io/library/tools:2 (fixture image): the mirrors' upstream."""
+    config = os.path.join(scratch, "upstream-registry.yml")
+    with open(config, "w") as f:
+        f.write(f"version: 0.1\nlog: {{level: info, formatter: text}}\n"
+                f"storage: {{filesystem: {{rootdirectory: {scratch}/upstream-registry}}}}\n"
+                f"http: {{addr: {UPSTREAM_REGISTRY}}}\n")
+    log = open(os.path.join(scratch, "upstream-registry.log"), "w")
+    proc = subprocess.Popen(["docker-registry", "serve", config], stdout=log, stderr=subprocess.STDOUT)
+    wait_for(lambda: subprocess.run(["curl", "-fs", "-o", "/dev/null", f"http://{UPSTREAM_REGISTRY}/v2/"]).returncode == 0,
+             "the test registry", 15)
+    subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"docker-archive:{made}/tools.tar",
+                    f"docker://{UPSTREAM_REGISTRY}/library/tools:2"], check=True)
+    return proc
+
+
+def pull_through_mirror(virsh, node):
+    """containerd in `node`, configured by vmlab's base phase, pulls docker.io/library/tools:2."""
+    return virsh.guest_exec(node, "/usr/bin/ctr", "-n", "k8s.io", "images", "pull", "--hosts-dir",
+                            "/etc/containerd/certs.d", "docker.io/library/tools:2", timeout=180)
+
+
 def install_through_cache(virsh, node):
     """apt in `node`, configured by vmlab's base phase, fetches the package."""
     script = ("set -e; echo 'deb [trusted=yes] http://127.0.0.1/ ./' >/etc/apt/sources.list.d/e2e.list; "
@@ -235,6 +265,15 @@ def run(args, virsh, ctl, watch, state):
     subprocess.run(["bash", os.path.join(SOURCE, "tests/fixtures/images/make_archives.sh"), made],
                    check=True)
     os.rename(os.path.join(made, "app-docker.tar"), os.path.join(archives, "app.tar"))
+    registry = serve_registry(args.scratch, made)
+    try:
+        run_lab(args, virsh, ctl, watch, state, archives)
+    finally:
+        registry.terminate()
+        registry.wait(timeout=10)
+
+
+def run_lab(args, virsh, ctl, watch, state, archives):
     started = time.monotonic()
     with open(os.path.join(watch, f"{LAB}.yaml"), "w") as f:
         f.write(manifest(args.image, archives))
@@ -349,7 +388,8 @@ def run(args, virsh, ctl, watch, state):
     gateway = f"{CIDR_PREFIX}.1"
     cache = condition(ctl.lab(), "CacheReady")
     check(cache.get("status") == "True" and cache.get("reason") == "Serving" and
-          f"http://{gateway}:3142" in cache.get("message", ""), f"CacheReady: {cache}")
+          f"http://{gateway}:3142" in cache.get("message", "") and
+          f"docker.io through http://{gateway}:5002" in cache.get("message", ""), f"CacheReady: {cache}")
     for node in NODES:
         code, out = virsh.guest_exec(node, "/bin/cat", "/etc/apt/apt.conf.d/90vmlab-proxy")
         check(code == 0 and f'Acquire::http::Proxy "http://{gateway}:3142";' in out,
@@ -376,6 +416,26 @@ def run(args, virsh, ctl, watch, state):
     finally:
         repository.terminate()
         repository.wait(timeout=10)
+
+    # The registry mirror of docker.io on the lab's gateway: both nodes' containerd
+    # pull the same image through it (hosts.toml from the base phase); the second
+    # is served from the mirror's storage.
+    def image_metric(result):
+        return metric(ctl.get("/metrics")[1], f'vmlab_cache_requests_total{{cache="images",result="{result}"}}') or 0
+    for node in NODES:
+        code, out = virsh.guest_exec(node, "/bin/cat", "/etc/containerd/certs.d/docker.io/hosts.toml")
+        check(code == 0 and f'[host."http://{gateway}:5002"]' in out,
+              f"{node}'s containerd pulls docker.io images through the lab's mirror: {out!r}")
+    first, second = list(NODES)
+    code, out = pull_through_mirror(virsh, first)
+    check(code == 0, f"{first} pulls docker.io/library/tools:2 through the mirror: {out}")
+    check(wait_for(lambda: image_metric("miss") >= 2, "the first pull's misses in the metrics", 15),
+          f"the first node's blobs are mirror misses (misses {image_metric('miss')})")
+    hits_before = image_metric("hit")
+    code, out = pull_through_mirror(virsh, second)
+    check(code == 0, f"{second} pulls the same image through the mirror: {out}")
+    check(wait_for(lambda: image_metric("hit") >= hits_before + 2, "the second pull's hits in the metrics", 15),
+          f"the second node's blobs are mirror hits (hits {image_metric('hit')})")
 
     # A node destroyed behind vmlab's back is started again.
     victim = f"{LAB}-worker-1"

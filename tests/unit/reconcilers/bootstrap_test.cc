@@ -283,6 +283,29 @@ TEST(BootstrapTest, BasePhasePinsKubernetesPackagesFromTheMinorsRepository) {
       HasSubstr("install -m 0644 /etc/vmlab/apt-proxy.conf /etc/apt/apt.conf.d/90vmlab-proxy"));
 }
 
+// Registry mirrors reach the node as containerd hosts.toml files, one per
+// upstream (registry_mirrors_test has the real containerd pull with them).
+TEST(BootstrapTest, RegistryMirrorsAreHostsTomlFiles) {
+  const auto lab = Load("examples/spk-lab.yaml");
+  const auto node = crds::PlanNodes(lab)[1];
+  NodeEnvironment env;
+  env.registry_mirrors = {{"docker.io", "http://172.42.42.1:5002"},
+                          {"registry.k8s.io", "http://172.42.42.1:5001"}};
+  std::map<std::string, std::string> hosts;
+  for (const auto& file : NodeFiles(lab, node, Redacted(MakeLabSecrets(lab, {}).value()), env)) {
+    if (file.path.starts_with("/etc/containerd/certs.d/")) hosts[file.path] = file.content;
+  }
+  ASSERT_EQ(hosts.size(), 2u);
+  const std::string docker = hosts["/etc/containerd/certs.d/docker.io/hosts.toml"];
+  EXPECT_THAT(docker, HasSubstr("server = \"https://registry-1.docker.io\""));
+  EXPECT_THAT(docker, HasSubstr("[host.\"http://172.42.42.1:5002\"]"));
+  EXPECT_THAT(hosts["/etc/containerd/certs.d/registry.k8s.io/hosts.toml"],
+              HasSubstr("server = \"https://registry.k8s.io\""));
+  EXPECT_THAT(RenderPhaseScript(Phase::kBase, lab, node, env),
+              HasSubstr("config_path = \"/etc/containerd/certs.d\""))
+      << "containerd's CRI reads them";
+}
+
 // apt through the lab's cache, checked by apt itself: the proxy file parses,
 // and the Kubernetes repository is reached as http://HTTPS///... (the
 // cache's https remapping) while the key still comes over https.
