@@ -119,6 +119,11 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       "--registry-upstream", controller.registry_upstreams,
       "UPSTREAM=URL: the managed mirror of UPSTREAM fetches from URL instead of the public "
       "registry (e.g. a closer mirror); repeatable");
+  controller_cmd
+      ->add_option("--kubernetes-packages", controller.kubernetes_packages,
+                   "Base URL of the Kubernetes package repositories nodes install kubelet, "
+                   "kubeadm and kubectl from (vMINOR/deb/ is appended): a mirror of pkgs.k8s.io")
+      ->capture_default_str();
   controller_cmd->add_flag("--simulate-guests", controller.simulate_guests,
                            "Play every node's bootstrap phases in vmlab (demo and tests; needs "
                            "a test: libvirt URI)");

@@ -27,6 +27,7 @@
 #include "metrics/lab_metrics.h"
 #include "metrics/registry.h"
 #include "reconcilers/cache/apt_cache.h"
+#include "reconcilers/cache/golden_images.h"
 #include "reconcilers/cache/registry_mirrors.h"
 #include "reconcilers/infrastructure/libvirt_connection.h"
 #include "reconcilers/infrastructure/libvirt_hypervisor.h"
@@ -118,6 +119,15 @@ int RunController(const ControllerOptions& options) {
       return 2;
     }
   }
+  if (!(options.kubernetes_packages.starts_with("https://") ||
+        options.kubernetes_packages.starts_with("http://")) ||
+      options.kubernetes_packages.find_first_of(" \"'\\") != std::string::npos) {
+    spdlog::error(
+        "--kubernetes-packages {}: give the http:// or https:// URL of a mirror of "
+        "https://pkgs.k8s.io/core:/stable:/",
+        options.kubernetes_packages);
+    return 2;
+  }
   if (options.simulate_guests && !options.libvirt_uri.starts_with("test:")) {
     spdlog::error(
         "--simulate-guests plays guests on libvirt's test driver only; with {} real guests "
@@ -182,8 +192,12 @@ int RunController(const ControllerOptions& options) {
       {options.image_cache, *given_mirrors, *upstream_urls,
        std::filesystem::absolute(options.state_dir), options.image_cache_port},
       &cache_metrics);
+  reconcilers::cache::GoldenImages golden_images({std::filesystem::absolute(options.state_dir)},
+                                                 &cache_metrics);
+  reconcilers::bootstrap::NodeEnvironment node_environment;
+  node_environment.kubernetes_packages = options.kubernetes_packages;
   reconcilers::LabClusterReconciler reconciler(
-      source, store, infrastructure, secrets, {}, clock, &lab_metrics,
+      source, store, infrastructure, secrets, node_environment, clock, &lab_metrics,
       {&progress, simulator ? &*simulator : nullptr, &listeners, options.progress_port,
        [](reconcilers::bootstrap::KubernetesAccess access) {
          return reconcilers::bootstrap::MakeKubernetesClient(std::move(access));
@@ -192,7 +206,7 @@ int RunController(const ControllerOptions& options) {
          return reconcilers::bootstrap::MakeEtcdClient(std::move(access));
        },
        2379, std::chrono::duration_cast<std::chrono::seconds>(options.drain_timeout), &apt_cache,
-       &archive_index, &registry_mirrors});
+       &archive_index, &registry_mirrors, &golden_images});
 
   auto all_keys = [&] {
     std::set<std::string> keys;

@@ -31,6 +31,8 @@ struct ControllerOptions {
   int image_cache_port = 5001;          // managed: first of three ports on each lab gateway
   std::vector<std::string> registry_mirrors;    // UPSTREAM=URL of existing mirrors
   std::vector<std::string> registry_upstreams;  // UPSTREAM=URL managed mirrors fetch from
+  // Base of the Kubernetes package repositories (vM/deb/ is appended).
+  std::string kubernetes_packages = "https://pkgs.k8s.io/core:/stable:/";
 };
 
 // Returns the process exit code: 0 after a clean shutdown, 1 when the

@@ -9,13 +9,15 @@
 
 namespace vmlab::metrics {
 namespace {
-constexpr const char* kCaches[] = {"apt", "images", "archives"};
+constexpr const char* kCaches[] = {"apt", "images", "archives", "golden"};
 }  // namespace
 
 struct CacheMetrics::Metrics {
   prometheus::Family<prometheus::Counter>* requests;
   prometheus::Family<prometheus::Counter>* served;
   prometheus::Family<prometheus::Gauge>* stored;
+  prometheus::Family<prometheus::Counter>* builds;
+  prometheus::Gauge* golden_age;
 };
 
 CacheMetrics::CacheMetrics(Registry& registry) : m_(std::make_unique<Metrics>()) {
@@ -34,6 +36,16 @@ CacheMetrics::CacheMetrics(Registry& registry) : m_(std::make_unique<Metrics>())
                     .Name("vmlab_cache_bytes")
                     .Help("Bytes the caches hold on disk, by cache")
                     .Register(r);
+  m_->builds = &prometheus::BuildCounter()
+                    .Name("vmlab_golden_image_builds_total")
+                    .Help("Golden base image builds, by result (succeeded, failed)")
+                    .Register(r);
+  for (const char* result : {"succeeded", "failed"}) m_->builds->Add({{"result", result}});
+  m_->golden_age = &prometheus::BuildGauge()
+                        .Name("vmlab_golden_image_age_seconds")
+                        .Help("Age of the oldest golden base image on disk (0: none)")
+                        .Register(r)
+                        .Add({});
   for (const char* cache : kCaches) {
     for (const char* result : {"hit", "miss"})
       m_->requests->Add({{"cache", cache}, {"result", result}});
@@ -53,6 +65,12 @@ void CacheMetrics::CountRequests(std::string_view cache, std::uint64_t hits, std
 void CacheMetrics::CountServedBytes(std::string_view cache, std::uint64_t bytes) {
   m_->served->Add({{"cache", std::string(cache)}}).Increment(static_cast<double>(bytes));
 }
+
+void CacheMetrics::CountGoldenBuild(bool succeeded) {
+  m_->builds->Add({{"result", succeeded ? "succeeded" : "failed"}}).Increment();
+}
+
+void CacheMetrics::SetGoldenImageAge(double seconds) { m_->golden_age->Set(seconds); }
 
 void CacheMetrics::SetStoredBytes(std::string_view cache, double bytes) {
   m_->stored->Add({{"cache", std::string(cache)}}).Set(bytes);

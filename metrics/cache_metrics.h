@@ -1,7 +1,9 @@
 // Metrics of the caches vmlab runs or points nodes at, taken from the cache
 // services' own records: vmlab_cache_requests_total{cache,result} (result
 // hit or miss), vmlab_cache_served_bytes_total{cache} and vmlab_cache_bytes{cache}
-// (what the cache holds on disk). Known caches exist from the start.
+// (what the cache holds on disk). Known caches exist from the start: apt,
+// images (registry mirrors), archives, golden (base images: a node created
+// from one is a hit, a build a miss).
 // Thread-safe.
 #pragma once
 
@@ -23,6 +25,10 @@ class CacheMetrics {
   void CountRequests(std::string_view cache, std::uint64_t hits, std::uint64_t misses);
   void CountServedBytes(std::string_view cache, std::uint64_t bytes);
   void SetStoredBytes(std::string_view cache, double bytes);
+  // Golden base images: vmlab_golden_image_builds_total{result} and
+  // vmlab_golden_image_age_seconds (their hits and misses are cache="golden").
+  void CountGoldenBuild(bool succeeded);
+  void SetGoldenImageAge(double seconds);
 
  private:
   struct Metrics;

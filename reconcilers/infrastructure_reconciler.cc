@@ -83,7 +83,8 @@ Result<infrastructure::Observed> InfrastructureReconciler::Observe(const std::st
 Status InfrastructureReconciler::CreateSeed(const crds::LabCluster& spec, const std::string& node,
                                             const std::string& volume,
                                             const UserDataFn& user_data) {
-  const auto nodes = crds::PlanNodes(spec);
+  auto nodes = crds::PlanNodes(spec);
+  nodes.push_back(infrastructure::GoldenBuilderNode(spec));
   const auto it = std::find_if(nodes.begin(), nodes.end(),
                                [&](const crds::PlannedNode& n) { return n.name == node; });
   if (it == nodes.end()) {
@@ -151,7 +152,7 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
     const std::string& lab, const crds::LabCluster* spec, const std::string& spec_hash,
     bool retain_volumes, const std::set<std::string>& known_nodes, const UserDataFn& user_data,
     const std::set<std::string>& removable_control_planes,
-    const std::set<std::string>& held_workers) {
+    const std::set<std::string>& held_workers, const GoldenOptions& golden) {
   const auto started = std::chrono::steady_clock::now();
   auto since = [&started] {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
@@ -160,9 +161,11 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
   auto observed = Observe(lab, spec != nullptr);
   if (!observed) return std::unexpected(observed.error());
   observed->known_nodes = known_nodes;
-  const infrastructure::Desired desired{spec,        retain_volumes,    spec_hash,
-                                        state_dir_,  DomainType().type, removable_control_planes,
-                                        held_workers};
+  const infrastructure::Desired desired{
+      spec,          retain_volumes,      spec_hash,
+      state_dir_,    DomainType().type,   removable_control_planes,
+      held_workers,  golden.root_backing, golden.hold_new_nodes,
+      golden.builder};
   const infrastructure::Plan plan = infrastructure::PlanInfrastructure(lab, desired, *observed);
 
   InfrastructureOutcome outcome;
@@ -282,6 +285,10 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
   std::map<std::string, std::string> states;
   for (const auto& d : after->domains) states[d.name] = d.state;
   outcome.network_active = after->network && after->network->active;
+  if (spec) {
+    const auto builder = states.find(infrastructure::GoldenBuilderNode(*spec).name);
+    outcome.builder_state = builder == states.end() ? "missing" : builder->second;
+  }
   bool all_running = outcome.network_active;
   if (spec) {
     for (const auto& node : crds::PlanNodes(*spec)) {

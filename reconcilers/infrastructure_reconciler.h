@@ -21,6 +21,13 @@
 
 namespace vmlab::reconcilers {
 
+// spec.cache.goldenImage, as the lab reconciler decided it (see planner.h Desired).
+struct GoldenOptions {
+  std::string root_backing;
+  bool hold_new_nodes = false;
+  bool builder = false;
+};
+
 struct InfrastructureOutcome {
   std::vector<controller::NodeStatus> nodes;  // every planned node, with its domain state
   std::vector<infrastructure::DriftItem> drift;
@@ -32,6 +39,7 @@ struct InfrastructureOutcome {
   std::vector<std::string> held;     // workers the spec dropped, kept while they drain
   std::string preflight_error;       // set when creation was refused up front; nothing was done
   bool network_active = false;
+  std::string builder_state;  // the golden image builder's domain state, "missing" when none
   bool converged = false;     // network active, every planned node running, nothing failed
   bool nothing_left = false;  // (deletion) no domain, volume or network of the lab remains
 };
@@ -51,7 +59,7 @@ class InfrastructureReconciler {
       const std::string& lab, const crds::LabCluster* spec, const std::string& spec_hash,
       bool retain_volumes, const std::set<std::string>& known_nodes,
       const UserDataFn& user_data = {}, const std::set<std::string>& removable_control_planes = {},
-      const std::set<std::string>& held_workers = {});
+      const std::set<std::string>& held_workers = {}, const GoldenOptions& golden = {});
   // Domain type for vmlab's domains: "kvm" only when the host can really run
   // it (libvirt's KVM domain capabilities can run the baseline CPU), else
   // "qemu" (TCG); `reason` says why, for status. Detected once per process
@@ -62,6 +70,7 @@ class InfrastructureReconciler {
   };
   [[nodiscard]] DomainTypeChoice DomainType();
   [[nodiscard]] std::string Driver() const { return hypervisor_.Driver(); }
+  [[nodiscard]] const std::string& StateDir() const { return state_dir_; }
 
  private:
   [[nodiscard]] Result<infrastructure::Observed> Observe(const std::string& lab, bool pool_needed);

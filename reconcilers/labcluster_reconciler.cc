@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -12,7 +13,9 @@
 #include "metrics/lab_metrics.h"
 #include "reconcilers/bootstrap/drain.h"
 #include "reconcilers/bootstrap/user_data.h"
+#include "reconcilers/cache/cache_sets.h"
 #include "reconcilers/infrastructure/identity.h"
+#include "reconcilers/infrastructure/lab_layout.h"
 
 namespace vmlab::reconcilers {
 namespace {
@@ -46,6 +49,25 @@ Result<std::map<std::string, std::string>> ReadHostFiles(const crds::LabCluster&
     files[path] = text.str();
   }
   return files;
+}
+
+// What identifies the base image's bytes for a golden image key: its path,
+// size and modification time (not its content: hashing gigabytes at every
+// reconcile would cost more than the key saves).
+std::string BaseImageIdentity(const std::string& path) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  const auto modified = std::filesystem::last_write_time(path, ec);
+  return fmt::format("{} {} {}", path, ec ? 0 : size, ec ? 0 : modified.time_since_epoch().count());
+}
+
+// The last non-empty line of a log tail.
+std::string LastLine(const std::string& text) {
+  auto end = text.find_last_not_of("\n ");
+  if (end == std::string::npos) return "";
+  const auto start = text.rfind('\n', end);
+  return text.substr(start == std::string::npos ? 0 : start + 1,
+                     end - (start == std::string::npos ? 0 : start + 1) + 1);
 }
 
 // The comma-separated items of a lab annotation, without spaces.
@@ -239,6 +261,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Delete(const std::stri
   if (runtime_.listeners) runtime_.listeners->Remove(name);
   if (runtime_.apt_cache) runtime_.apt_cache->Release(name);
   if (runtime_.registry_mirrors) runtime_.registry_mirrors->Release(name);
+  if (runtime_.golden) runtime_.golden->Release(name);
   {
     std::lock_guard guard(kubernetes_mutex_);
     kubernetes_state_.erase(name);
@@ -255,8 +278,11 @@ std::map<std::string, bootstrap::NodeProgress> LabClusterReconciler::FollowProgr
   bootstrap::LabIdentity identity;
   identity.progress_key = secrets.progress_key;
   std::map<std::string, std::vector<std::string>> phases;
-  for (const auto& node : crds::PlanNodes(spec)) {
-    identity.roles[node.name] = std::string(crds::ToString(node.role));
+  auto nodes = crds::PlanNodes(spec);
+  if (spec.spec.cache.golden_image) nodes.push_back(infrastructure::GoldenBuilderNode(spec));
+  for (const auto& node : nodes) {
+    identity.roles[node.name] =
+        node.index == 0 ? "golden-builder" : std::string(crds::ToString(node.role));
     for (const auto phase : bootstrap::PhasesFor(spec, node)) {
       phases[node.name].emplace_back(bootstrap::ToString(phase));
     }
@@ -708,6 +734,11 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   bool wants_mirrors = false;
   std::map<std::string, std::string> mirrors;  // upstream -> the mirror the lab's nodes use
   std::string mirror_error;
+  // spec.cache.goldenImage: what new nodes boot from, for CacheReady and
+  // InfrastructureReady.
+  GoldenOptions golden;
+  std::string golden_note;
+  std::string golden_problem;  // CacheReady reason when the image cannot be used
   if (desired->spec) {
     const crds::LabCluster& spec = *desired->spec;
     auto secrets = secrets_.LoadOrCreate(spec, clock_.WallNow());
@@ -770,9 +801,105 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
                                        : std::map<std::string, bootstrap::NodeProgress>{};
       scale = PrepareKubernetes(name, spec, *secrets, PrimaryDone(spec, progress_before, before),
                                 before, progress_before);
+      const bool wants_golden = spec.spec.cache.golden_image && runtime_.golden && listen;
+      std::string golden_key;
+      const std::string builder = infrastructure::GoldenBuilderNode(spec).name;
+      // What new nodes boot from: the golden image when built; else they wait
+      // while this lab (or another with the same key) builds it; after a
+      // failed build, spec.image.path.
+      auto plan_golden = [&] {
+        golden = {};
+        golden_note.clear();
+        golden_problem.clear();
+        if (!wants_golden) return;
+        auto files = ReadHostFiles(spec);
+        golden_key =
+            cache::GoldenImageKey(spec, files ? *files : std::map<std::string, std::string>{},
+                                  BaseImageIdentity(spec.spec.image.path));
+        const std::string short_key = golden_key.substr(0, 12);
+        if (auto ready = runtime_.golden->Ready(golden_key)) {
+          golden.root_backing = ready->string();
+          golden_note =
+              fmt::format("new nodes boot from golden image {} ({})", short_key, ready->string());
+          runtime_.golden->Release(name);
+          return;
+        }
+        if (auto failed = runtime_.golden->Failed(golden_key)) {
+          golden_problem = "GoldenImageFailed";
+          golden_note = fmt::format(
+              "golden image {} could not be built ({}); new nodes boot from spec.image.path "
+              "until it is tried again",
+              short_key, *failed);
+          return;
+        }
+        const std::string owner = runtime_.golden->Claim(golden_key, name);
+        golden.hold_new_nodes = true;
+        if (owner != name) {
+          golden_note = fmt::format("new nodes wait for golden image {}, which lab {} builds",
+                                    short_key, owner);
+          return;
+        }
+        golden.builder = true;
+        golden_note = fmt::format("building golden image {} on {}", short_key, builder);
+      };
+      plan_golden();
       auto converged =
           infrastructure_.Converge(name, &spec, desired->spec_hash, false, known_nodes, user_data,
-                                   scale.removable_control_planes, scale.held_workers);
+                                   scale.removable_control_planes, scale.held_workers, golden);
+      if (converged && golden.builder) {
+        // The builder reports its phases, then seals itself and powers off.
+        const auto reports = runtime_.progress ? runtime_.progress->Progress(name)
+                                               : std::map<std::string, bootstrap::NodeProgress>{};
+        const auto it = reports.find(builder);
+        const bool done =
+            it != reports.end() && it->second.phase == "golden" && it->second.state == "done";
+        const std::string state = converged->builder_state;
+        std::optional<std::string> failure;
+        bool finished = false;
+        if (done && state == "shutoff") {
+          const auto disk =
+              infrastructure::PoolPath(infrastructure_.StateDir()) / (builder + "-root.qcow2");
+          auto made = runtime_.golden->Finish(golden_key, name, disk);
+          finished = made.has_value();
+          if (!made) failure = made.error().message;  // recorded by Finish
+        } else if (it != reports.end() && it->second.state == "failed" && it->second.attempt >= 3) {
+          failure = fmt::format("phase {} failed (exit {}): {}", it->second.phase,
+                                it->second.exit_code, LastLine(it->second.log_tail));
+          runtime_.golden->Fail(golden_key, name, *failure);
+        } else if (state == "shutoff" && !done) {
+          failure = fmt::format(
+              "{} powered off before its phases finished (its console: {})", builder,
+              (infrastructure::ConsoleDir(infrastructure_.StateDir()) / (builder + ".log"))
+                  .string());
+          runtime_.golden->Fail(golden_key, name, *failure);
+        } else if (runtime_.golden->TimedOut(golden_key, name)) {
+          failure = fmt::format("{} did not finish within the build timeout", builder);
+          runtime_.golden->Fail(golden_key, name, *failure);
+        } else if (it != reports.end()) {
+          golden_note += fmt::format(": phase {} {}", it->second.phase, it->second.state);
+        }
+        if (finished || failure) {
+          if (failure) {
+            api_events.emplace_back("GoldenImageFailed", *failure);
+          } else {
+            api_events.emplace_back(
+                "GoldenImageBuilt",
+                fmt::format("golden image {} built by {}", golden_key.substr(0, 12), builder));
+          }
+          plan_golden();  // the builder goes; the nodes come
+          converged = infrastructure_.Converge(name, &spec, desired->spec_hash, false, known_nodes,
+                                               user_data, scale.removable_control_planes,
+                                               scale.held_workers, golden);
+        }
+      }
+      if (converged && runtime_.golden && wants_golden) {
+        if (!golden.root_backing.empty()) {
+          runtime_.golden->CountHits(static_cast<int>(
+              std::count_if(converged->created.begin(), converged->created.end(),
+                            [&](const std::string& node) { return node != builder; })));
+        }
+        runtime_.golden->Poll();
+      }
       if (converged) {
         outcome = std::move(*converged);
         if (wants_apt && outcome->network_active) (void)serve_apt();
@@ -875,6 +1002,14 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       }
     }
     if (!archive_note.empty()) parts.push_back(archive_note);
+    if (spec.spec.cache.golden_image && golden_note.empty()) {
+      parts.push_back(infrastructure_.Driver() == "TEST"
+                          ? "golden images are built on real guests only"
+                          : "golden images need the node listener (--progress-port) and a "
+                            "controller that builds them");
+    }
+    if (!golden_note.empty()) parts.push_back(golden_note);
+    if (problem.empty() && !golden_problem.empty()) problem = golden_problem;
     const std::string message = fmt::format("{}", fmt::join(parts, "; "));
     if (!problem.empty()) return MakeCondition("CacheReady", "False", problem, message, generation);
     if (waiting) {
@@ -993,7 +1128,8 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
                              now);
       }
       for (const auto& [reason, message] : api_events) {
-        controller::AddEvent(r, "Normal", reason, message, now);
+        controller::AddEvent(r, reason.ends_with("Failed") ? "Warning" : "Normal", reason, message,
+                             now);
       }
       r.drift.clear();
       std::vector<std::string> repaired;
@@ -1059,6 +1195,13 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       } else if (!outcome->held.empty()) {
         set(MakeCondition("InfrastructureReady", "False", scale.reason, scale.message, generation),
             scale.reason == "DrainTimedOut" ? "Warning" : nullptr);
+      } else if (golden.hold_new_nodes &&
+                 std::any_of(outcome->nodes.begin(), outcome->nodes.end(),
+                             [](const auto& n) { return n.domain_state == "missing"; })) {
+        set(MakeCondition("InfrastructureReady", "False", "WaitingForGoldenImage",
+                          fmt::format("{} of {} domains running; {}", running,
+                                      outcome->nodes.size(), golden_note),
+                          generation));
       } else if (outcome->converged) {
         set(MakeCondition(
                 "InfrastructureReady", "True", "Ready",

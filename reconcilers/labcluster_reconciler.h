@@ -41,6 +41,7 @@
 #include "reconcilers/bootstrap/progress_listener.h"
 #include "reconcilers/bootstrap/simulator.h"
 #include "reconcilers/cache/apt_cache.h"
+#include "reconcilers/cache/golden_images.h"
 #include "reconcilers/cache/image_archives.h"
 #include "reconcilers/cache/registry_mirrors.h"
 #include "reconcilers/infrastructure_reconciler.h"
@@ -76,6 +77,8 @@ struct BootstrapRuntime {
   cache::ArchiveIndex* archives = nullptr;
   // The registry mirrors nodes pull images through (real hypervisors; null: none).
   cache::RegistryMirrors* registry_mirrors = nullptr;
+  // Golden base images for labs with spec.cache.goldenImage (real guests; null: none).
+  cache::GoldenImages* golden = nullptr;
 };
 
 class LabClusterReconciler final : public controller::Reconciler {

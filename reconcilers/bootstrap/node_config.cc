@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <set>
 
 #include "reconcilers/bootstrap/progress.h"
 #include "reconcilers/cache/cache_sets.h"
@@ -54,17 +55,20 @@ std::string MinorVersion(const std::string& version) {
   return version.substr(0, version.find('.', version.find('.') + 1));
 }
 
-std::string PackageRepository(const crds::LabCluster& lab) {
-  return fmt::format("https://pkgs.k8s.io/core:/stable:/v{}/deb/",
-                     MinorVersion(lab.spec.kubernetes.version));
+std::string PackageRepository(const crds::LabCluster& lab, const NodeEnvironment& env) {
+  std::string base = env.kubernetes_packages;
+  if (!base.ends_with('/')) base += '/';
+  return fmt::format("{}v{}/deb/", base, MinorVersion(lab.spec.kubernetes.version));
 }
 
 // The repository as apt reaches it: through apt-cacher-ng, an https
 // repository is written http://HTTPS///HOST/PATH (its remapping: the cache
 // fetches it over https and keeps it); other proxies see a CONNECT.
 std::string AptRepository(const crds::LabCluster& lab, const NodeEnvironment& env) {
-  const std::string direct = PackageRepository(lab);
-  if (env.apt_proxy.empty() || !env.apt_https_remap) return direct;
+  const std::string direct = PackageRepository(lab, env);
+  if (env.apt_proxy.empty() || !env.apt_https_remap || !direct.starts_with("https://")) {
+    return direct;
+  }
   return "http://HTTPS///" + direct.substr(std::string_view("https://").size());
 }
 
@@ -168,7 +172,19 @@ fi
 
 constexpr const char* kKubernetesScript = R"(
 # kubelet, kubeadm and kubectl @VERSION@ from the Kubernetes package
-# repository for v@MINOR@, pinned to the patch release and held.
+# repository for v@MINOR@, pinned to the patch release and held; nothing is
+# downloaded when the image has them already (a golden image).
+installed=0
+for package in kubelet kubeadm kubectl; do
+  [[ $(dpkg-query -W -f='${db:Status-Status} ${Version}' "$package" 2>/dev/null) == "installed @VERSION@-"* ]] &&
+    installed=$((installed + 1))
+done
+if ((installed == 3)); then
+  echo "kubelet, kubeadm and kubectl @VERSION@ are installed already"
+  apt-mark hold kubelet kubeadm kubectl
+  systemctl enable kubelet
+  exit 0
+fi
 install -d -m 0755 /etc/apt/keyrings
 retry 8 curl -fsSL --max-time 60 -o /etc/apt/keyrings/kubernetes-apt-keyring.asc \
   @REPOSITORY@Release.key
@@ -186,6 +202,39 @@ retry 8 apt-get install -y -q --allow-downgrades --allow-change-held-packages \
 apt-mark hold kubelet kubeadm kubectl
 systemctl enable kubelet
 )";
+
+constexpr const char* kGoldenScript = R"(
+# The images the lab's nodes pull, pulled now into the golden image (through
+# the lab's registry mirrors when it has them). One that cannot be pulled is
+# left out: nodes pull it on first use.
+hosts=()
+if [[ -d /etc/containerd/certs.d ]]; then hosts=(--hosts-dir /etc/containerd/certs.d); fi
+pulled=0
+for image in @IMAGES@; do
+  if retry 2 ctr -n k8s.io images pull "${hosts[@]}" "$image" >/dev/null; then
+    pulled=$((pulled + 1))
+  else
+    echo "not pulled: $image" >&2
+  fi
+done
+echo "images pulled: $pulled of @COUNT@"
+)";
+
+// The builder's last step, after it reported its phases: what is particular
+// to this VM or this lab goes, so that every node booted from the image is a
+// fresh instance, then the VM powers off (vmlab then copies its disk).
+constexpr const char* kSealScript = R"SH(
+mark "vmlab: node @NODE@ sealing the golden image"
+apt-get clean
+rm -rf /etc/vmlab /var/lib/vmlab /var/log/vmlab /etc/apt/apt.conf.d/90vmlab-proxy   /etc/containerd/certs.d /etc/apt/sources.list.d/kubernetes.list
+sed -i '/^# BEGIN vmlab$/,/^# END vmlab$/d' /etc/hosts
+cloud-init clean --logs --seed
+rm -f /etc/ssh/ssh_host_*
+truncate -s 0 /etc/machine-id
+rm -f /var/lib/dbus/machine-id
+sync
+systemctl poweroff
+)SH";
 
 constexpr const char* kEndpointScript = R"(
 # haproxy on the endpoint port in front of every control plane's :6443, and
@@ -294,7 +343,7 @@ for phase in @PHASES@; do
   done
 done
 mark "vmlab: node @NODE@ bootstrap done"
-)SH";
+@AFTER@)SH";
 
 std::string ApplyManifest(const std::string& source, const std::string& node_path) {
   if (source.starts_with("https://")) return "retry 8 kubectl apply -f " + Quote(source);
@@ -371,11 +420,14 @@ std::string_view ToString(Phase phase) {
       return "worker";
     case Phase::kKubernetes:
       return "kubernetes";
+    case Phase::kGolden:
+      return "golden";
   }
   return "";
 }
 
 std::vector<Phase> PhasesFor(const crds::LabCluster&, const crds::PlannedNode& node) {
+  if (node.index == 0) return {Phase::kBase, Phase::kKubernetes, Phase::kGolden};  // builder
   if (node.role == NodeRole::kWorker) return {Phase::kBase, Phase::kKubernetes, Phase::kWorker};
   if (node.index == 1) {
     return {Phase::kBase, Phase::kEndpoint, Phase::kKubernetes, Phase::kPrimary};
@@ -611,7 +663,7 @@ std::string RenderPhaseScript(Phase phase, const crds::LabCluster& lab,
     case Phase::kKubernetes:
       body = Fill(kKubernetesScript, {{"VERSION", version},
                                       {"MINOR", MinorVersion(version)},
-                                      {"REPOSITORY", PackageRepository(lab)},
+                                      {"REPOSITORY", PackageRepository(lab, env)},
                                       {"APT_REPOSITORY", AptRepository(lab, env)}});
       break;
     case Phase::kEndpoint:
@@ -639,6 +691,18 @@ std::string RenderPhaseScript(Phase phase, const crds::LabCluster& lab,
     case Phase::kWorker:
       body = Fill(kJoinScript, {{"ENDPOINT", EndpointAddress(lab)}});
       break;
+    case Phase::kGolden: {
+      std::set<std::string> images;
+      for (const auto role : {NodeRole::kControlPlane, NodeRole::kWorker}) {
+        const auto set = cache::ImagesFor(lab, role, env.host_files);
+        images.insert(set.images.begin(), set.images.end());
+      }
+      std::vector<std::string> quoted;
+      for (const auto& image : images) quoted.push_back(Quote(image));
+      body = Fill(kGoldenScript, {{"IMAGES", fmt::format("{}", fmt::join(quoted, " "))},
+                                  {"COUNT", std::to_string(images.size())}});
+      break;
+    }
   }
   return Fill(kScriptHeader, {{"PHASE", std::string(ToString(phase))}, {"NODE", node.name}}) + body;
 }
@@ -653,8 +717,13 @@ std::vector<NodeFile> NodeFiles(const crds::LabCluster& lab, const crds::Planned
     files.push_back({fmt::format("/etc/vmlab/phases/{}.sh", ToString(phase)),
                      RenderPhaseScript(phase, lab, node, env), "0755", false});
   }
-  files.push_back({"/etc/vmlab/bootstrap.sh",
-                   Fill(kRunner, {{"NODE", node.name}, {"PHASES", names}}), "0755", false});
+  const bool builder = node.index == 0;  // the golden image builder
+  files.push_back(
+      {"/etc/vmlab/bootstrap.sh",
+       Fill(kRunner, {{"NODE", node.name},
+                      {"PHASES", names},
+                      {"AFTER", builder ? Fill(kSealScript, {{"NODE", node.name}}) : ""}}),
+       "0755", false});
   files.push_back({"/etc/vmlab/hosts", RenderHostsBlock(lab), "0644", false});
   if (!env.apt_proxy.empty()) {
     files.push_back(
@@ -669,8 +738,11 @@ std::vector<NodeFile> NodeFiles(const crds::LabCluster& lab, const crds::Planned
          "0600", true});
   }
   // Join tokens and the CA material are secrets; so is keepalived's password.
-  files.push_back(
-      {"/etc/vmlab/kubeadm.yaml", RenderKubeadmConfig(lab, node, secrets), "0600", true});
+  // (The builder joins nothing.)
+  if (!builder) {
+    files.push_back(
+        {"/etc/vmlab/kubeadm.yaml", RenderKubeadmConfig(lab, node, secrets), "0600", true});
+  }
   if (node.role == NodeRole::kControlPlane) {
     files.push_back({"/etc/vmlab/haproxy.cfg", RenderHaproxyConfig(lab), "0644", false});
     files.push_back(

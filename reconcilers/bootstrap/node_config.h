@@ -33,11 +33,16 @@ struct NodeEnvironment {
   std::map<std::string, std::string> host_files;
   // Where the lab's nodes report their phases (empty: console markers only).
   std::string progress_url;
+  // The Kubernetes package repositories' base (--kubernetes-packages): the
+  // repository of minor version M is BASE + "vM/deb/".
+  std::string kubernetes_packages = "https://pkgs.k8s.io/core:/stable:/";
 };
 
 // base (all), endpoint (control planes), kubernetes (all: the pinned
-// packages), then primary, secondary or worker.
-enum class Phase { kBase, kEndpoint, kKubernetes, kPrimary, kSecondary, kWorker };
+// packages), then primary, secondary or worker. The golden image builder
+// (index 0, see GoldenBuilderNode) runs base, kubernetes and golden (pulls the
+// lab's images), then cleans itself for reuse and powers off.
+enum class Phase { kBase, kEndpoint, kKubernetes, kPrimary, kSecondary, kWorker, kGolden };
 [[nodiscard]] std::string_view ToString(Phase phase);
 
 // The phases a node runs, in order.

@@ -48,8 +48,8 @@ Result<pid_t> SpawnService(const std::vector<std::string>& argv, const fs::path&
   for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
   pid_t pid = 0;
-  const int spawned = posix_spawn(&pid, argv.front().c_str(), &actions, &attributes, args.data(),
-                                  environ);
+  const int spawned =
+      posix_spawn(&pid, argv.front().c_str(), &actions, &attributes, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
   if (spawned != 0) {

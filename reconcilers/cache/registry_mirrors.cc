@@ -79,7 +79,8 @@ std::string FirstProblem(const fs::path& log) {
   std::string line;
   while (std::getline(in, line)) {
     if (line.starts_with("panic: ")) return line;
-    if (line.find("level=fatal") != std::string::npos || line.find("level=panic") != std::string::npos) {
+    if (line.find("level=fatal") != std::string::npos ||
+        line.find("level=panic") != std::string::npos) {
       const std::string message = Field(line, "msg");
       return message.empty() ? line : message;
     }

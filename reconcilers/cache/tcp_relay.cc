@@ -26,8 +26,8 @@ struct Pipe {
   std::array<char, kBufferBytes> data{};
   std::size_t begin = 0;
   std::size_t end = 0;
-  bool eof = false;       // the reading side ended
-  bool shut = false;      // the writing side was told (shutdown SHUT_WR)
+  bool eof = false;   // the reading side ended
+  bool shut = false;  // the writing side was told (shutdown SHUT_WR)
   [[nodiscard]] bool Empty() const { return begin == end; }
 };
 
@@ -95,7 +95,8 @@ Status TcpRelay::Listen(const std::string& address, int port, std::filesystem::p
   local.sin_family = AF_INET;
   local.sin_port = htons(static_cast<std::uint16_t>(port));
   if (inet_pton(AF_INET, address.c_str(), &local.sin_addr) != 1) {
-    return MakeError(ErrorCode::kInvalidArgument, fmt::format("{} is not an IPv4 address", address));
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("{} is not an IPv4 address", address));
   }
   auto listener = std::make_unique<Listener>();
   listener->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -104,8 +105,8 @@ Status TcpRelay::Listen(const std::string& address, int port, std::filesystem::p
       setsockopt(listener->fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes)) != 0 ||
       bind(listener->fd, reinterpret_cast<const sockaddr*>(&local), sizeof(local)) != 0 ||
       listen(listener->fd, 128) != 0) {
-    return MakeError(ErrorCode::kUnavailable,
-                     fmt::format("cannot listen on {}:{}: {}", address, port, std::strerror(errno)));
+    return MakeError(ErrorCode::kUnavailable, fmt::format("cannot listen on {}:{}: {}", address,
+                                                          port, std::strerror(errno)));
   }
   listener->target = std::move(target);
   listeners_.emplace(key, std::move(listener));
@@ -161,8 +162,8 @@ bool Fill(int from, Pipe& pipe) {
 // Writes what the pipe holds to `to`; passes an end of stream on.
 bool Drain(int to, Pipe& pipe) {
   while (!pipe.Empty()) {
-    const ssize_t put = send(to, pipe.data.data() + pipe.begin, pipe.end - pipe.begin,
-                             MSG_NOSIGNAL);
+    const ssize_t put =
+        send(to, pipe.data.data() + pipe.begin, pipe.end - pipe.begin, MSG_NOSIGNAL);
     if (put > 0) {
       pipe.begin += static_cast<std::size_t>(put);
       continue;

@@ -10,11 +10,22 @@ std::filesystem::path ConsoleDir(const std::filesystem::path& state_dir) {
   return state_dir / "console";
 }
 
+crds::PlannedNode GoldenBuilderNode(const crds::LabCluster& lab) {
+  return {lab.metadata.name + "-golden", crds::NodeRole::kWorker, 0,
+          lab.spec.network.cidr.OffsetAddress(kGoldenBuilderOffset)};
+}
+
+std::filesystem::path GoldenImagePath(const std::filesystem::path& state_dir,
+                                      const std::string& key) {
+  return PoolPath(state_dir) / ("golden-" + key.substr(0, 16) + ".qcow2");
+}
+
 NodeFiles FilesFor(const std::filesystem::path& state_dir, const crds::LabCluster& lab,
                    const crds::PlannedNode& node) {
   NodeFiles files;
   files.root_volume = node.name + "-root.qcow2";
-  if (node.role == crds::NodeRole::kWorker && lab.spec.workers.extra_disk_gib > 0) {
+  if (node.role == crds::NodeRole::kWorker && node.index > 0 &&
+      lab.spec.workers.extra_disk_gib > 0) {
     files.extra_volume = node.name + "-data.qcow2";
   }
   files.seed_volume = node.name + "-seed.iso";

@@ -20,6 +20,16 @@ struct NodeFiles {
 };
 
 [[nodiscard]] std::filesystem::path PoolPath(const std::filesystem::path& state_dir);
+
+// spec.cache.goldenImage: the short-lived VM that builds a golden base image
+// for the lab's key, on the lab's network: <lab>-golden at offset 2 of the
+// network (below the VIP and the nodes), sized like a worker, no data disk.
+inline constexpr std::uint64_t kGoldenBuilderOffset = 2;
+[[nodiscard]] crds::PlannedNode GoldenBuilderNode(const crds::LabCluster& lab);
+// A golden image in the pool: golden-<first 16 hex of the key>.qcow2 (no lab's
+// volume can have that name: lab volumes end in -root/-data/-seed).
+[[nodiscard]] std::filesystem::path GoldenImagePath(const std::filesystem::path& state_dir,
+                                                    const std::string& key);
 // Where the nodes' serial consoles are logged: <state-dir>/console.
 [[nodiscard]] std::filesystem::path ConsoleDir(const std::filesystem::path& state_dir);
 [[nodiscard]] NodeFiles FilesFor(const std::filesystem::path& state_dir,

@@ -46,7 +46,8 @@ std::string_view ToString(ActionKind kind) {
 
 bool IsLabVolume(const std::string& lab, const std::string& volume) {
   if (!volume.starts_with(lab + "-")) return false;
-  static const std::regex kNodeVolume(R"((cp|worker)-[0-9]+-(root\.qcow2|data\.qcow2|seed\.iso))");
+  static const std::regex kNodeVolume(
+      R"(((cp|worker)-[0-9]+-(root\.qcow2|data\.qcow2|seed\.iso))|golden-(root\.qcow2|seed\.iso))");
   return std::regex_match(volume.substr(lab.size() + 1), kNodeVolume);
 }
 
@@ -123,6 +124,8 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
     const auto domain = domains.find(node.name);
     const bool exists = domain != domains.end();
 
+    if (desired.hold_new_nodes && !exists) continue;  // created from the golden image, later
+
     auto volume = [&](const std::string& name, int gib, const std::string& backing) {
       if (name.empty() || observed.volumes.contains(name)) return;
       if (exists && !drift("VolumeMissing", name,
@@ -133,7 +136,8 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
                               RenderVolumeXml(name, gib, backing, backing.empty() ? "" : "qcow2"),
                               "", node.name});
     };
-    volume(files.root_volume, disk, lab.spec.image.path);
+    volume(files.root_volume, disk,
+           desired.root_backing.empty() ? lab.spec.image.path : desired.root_backing);
     volume(files.extra_volume, lab.spec.workers.extra_disk_gib, "");
     if (!observed.volumes.contains(files.seed_volume) &&
         (!exists ||
@@ -190,11 +194,43 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
     }
   }
 
+  // The golden image builder: its disk over the base image, its seed, its
+  // domain; it powers itself off when done (not restarted: not drift).
+  const crds::PlannedNode builder = GoldenBuilderNode(lab);
+  if (desired.golden_builder) {
+    planned_names.insert(builder.name);
+    crds::LabCluster builder_lab = lab;
+    builder_lab.spec.workers.extra_disk_gib = 0;
+    const NodeFiles files = FilesFor(desired.state_dir, builder_lab, builder);
+    const bool exists = domains.contains(builder.name);
+    if (!exists) {
+      if (!observed.volumes.contains(files.root_volume)) {
+        const int disk = std::max(lab.spec.control_plane.disk_gib, lab.spec.workers.disk_gib);
+        plan.actions.push_back(
+            {ActionKind::kCreateVolume, files.root_volume,
+             RenderVolumeXml(files.root_volume, disk, lab.spec.image.path, "qcow2"), "",
+             builder.name});
+      }
+      if (!observed.volumes.contains(files.seed_volume)) {
+        plan.actions.push_back({ActionKind::kCreateSeed, files.seed_volume, "", "", builder.name});
+      }
+      plan.actions.push_back({ActionKind::kDefineDomain, builder.name,
+                              RenderDomainXml(builder_lab, builder,
+                                              HostConfigFor(desired.state_dir, builder_lab, builder,
+                                                            desired.domain_type),
+                                              desired.spec_hash),
+                              "", builder.name});
+      plan.actions.push_back({ActionKind::kStartDomain, builder.name, "", "", builder.name});
+    }
+  } else if (domains.contains(builder.name)) {
+    plan.actions.push_back({ActionKind::kDeleteDomain, builder.name, "", "", builder.name});
+  }
+
   // Owned domains the spec no longer has: scale down (highest indices are the
   // ones past the counts), or an orphan vmlab never planned.
   std::set<std::string> kept;  // refused or held nodes: domain, address and volumes stay
   for (const auto& d : observed.domains) {
-    if (planned_names.contains(d.name)) continue;
+    if (planned_names.contains(d.name) || d.name == builder.name) continue;
     const bool scaled_down = observed.known_nodes.contains(d.name);
     const bool control_plane = d.owner && d.owner->role == "control-plane";
     if (scaled_down && control_plane && !desired.removable_control_planes.contains(d.name)) {

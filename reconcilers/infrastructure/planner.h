@@ -74,6 +74,15 @@ struct Desired {
   std::set<std::string> removable_control_planes;
   // Workers the spec dropped that stay for now: their drain has not finished.
   std::set<std::string> held_workers;
+  // spec.cache.goldenImage: the image new root disks are backed by (empty:
+  // spec.image.path). Disks that exist keep theirs.
+  std::string root_backing;
+  // While the lab's golden image is being built (or waited for): nodes whose
+  // domain does not exist are not created yet; existing ones are kept as usual.
+  bool hold_new_nodes = false;
+  // The golden image builder (GoldenBuilderNode) runs. Otherwise a builder
+  // left over is removed with its volumes (no drift: it is vmlab's own).
+  bool golden_builder = false;
 };
 
 struct Plan {

@@ -17,6 +17,7 @@
 #include "fixtures.h"
 #include "reconcilers/bootstrap/node_config.h"
 #include "reconcilers/bootstrap/user_data.h"
+#include "reconcilers/infrastructure/lab_layout.h"
 #include "shell.h"
 
 namespace vmlab::reconcilers::bootstrap {
@@ -84,7 +85,9 @@ std::map<std::string, NodeFile> FilesByPath(const crds::LabCluster& lab,
 
 TEST(BootstrapTest, SeedLabUserDataMatchesGolden) {
   const auto lab = Load("examples/spk-lab.yaml");
-  for (const auto& node : crds::PlanNodes(lab)) {
+  auto nodes = crds::PlanNodes(lab);
+  nodes.push_back(infrastructure::GoldenBuilderNode(lab));
+  for (const auto& node : nodes) {
     ExpectGolden("tests/fixtures/golden/bootstrap/" + node.name + ".user-data",
                  RenderUserData(lab, node, TestSecrets(), TestEnvironment()));
   }
@@ -101,7 +104,9 @@ TEST_P(ValidatorsTest, EveryArtifactPassesItsRealValidator) {
   ScratchDir dir;
   const std::string d = dir.path().string();
   std::set<std::string> scripts_checked;
-  for (const auto& node : crds::PlanNodes(lab)) {
+  auto nodes = crds::PlanNodes(lab);
+  nodes.push_back(infrastructure::GoldenBuilderNode(lab));
+  for (const auto& node : nodes) {
     SCOPED_TRACE(node.name);
     dir.Write("user-data", RenderUserData(lab, node, *secrets, TestEnvironment()));
     int status = 0;
@@ -133,7 +138,44 @@ TEST_P(ValidatorsTest, EveryArtifactPassesItsRealValidator) {
       testing::IsSupersetOf({"/etc/vmlab/bootstrap.sh", "/etc/vmlab/phases/base.sh",
                              "/etc/vmlab/phases/endpoint.sh", "/etc/vmlab/phases/kubernetes.sh",
                              "/etc/vmlab/phases/primary.sh", "/etc/vmlab/phases/secondary.sh",
-                             "/etc/vmlab/phases/worker.sh"}));
+                             "/etc/vmlab/phases/worker.sh", "/etc/vmlab/phases/golden.sh"}));
+}
+
+// The golden image builder: the download phases, the lab's images pulled,
+// then the VM cleans what is its own and powers off; it joins nothing.
+TEST(BootstrapTest, TheGoldenImageBuilderDownloadsSealsAndPowersOff) {
+  const auto lab = Load("examples/spk-lab.yaml");
+  const auto builder = infrastructure::GoldenBuilderNode(lab);
+  EXPECT_EQ(builder.name, "spk-golden");
+  EXPECT_EQ(builder.index, 0);
+  const auto phases = PhasesFor(lab, builder);
+  EXPECT_EQ(phases, (std::vector<Phase>{Phase::kBase, Phase::kKubernetes, Phase::kGolden}));
+  const auto files = FilesByPath(lab, builder, TestSecrets());
+  EXPECT_FALSE(files.contains("/etc/vmlab/kubeadm.yaml")) << "the builder joins nothing";
+  EXPECT_FALSE(files.contains("/etc/kubernetes/pki/ca.key"));
+  const std::string runner = files.at("/etc/vmlab/bootstrap.sh").content;
+  const auto done = runner.find("bootstrap done");
+  const auto seal = runner.find("cloud-init clean --logs --seed");
+  const auto off = runner.find("systemctl poweroff");
+  ASSERT_NE(done, std::string::npos);
+  ASSERT_NE(seal, std::string::npos);
+  ASSERT_NE(off, std::string::npos);
+  EXPECT_LT(done, seal) << "sealed after its last report";
+  EXPECT_LT(seal, off);
+  EXPECT_THAT(runner, HasSubstr("truncate -s 0 /etc/machine-id"));
+  EXPECT_THAT(runner, HasSubstr("rm -rf /etc/vmlab "));
+  for (const auto& [path, file] : FilesByPath(lab, crds::PlanNodes(lab)[0], TestSecrets())) {
+    if (path == "/etc/vmlab/bootstrap.sh") {
+      EXPECT_THAT(file.content, Not(HasSubstr("poweroff"))) << "nodes do not seal";
+    }
+  }
+  const std::string golden = files.at("/etc/vmlab/phases/golden.sh").content;
+  for (const char* image :
+       {"registry.k8s.io/kube-apiserver:v1.30.4", "registry.k8s.io/kube-proxy:v1.30.4",
+        "registry.k8s.io/pause:3.9", "docker.io/calico/node:v3.28.1"}) {
+    EXPECT_THAT(golden, HasSubstr(image)) << "both roles' images";
+  }
+  EXPECT_THAT(golden, HasSubstr("ctr -n k8s.io images pull"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Labs, ValidatorsTest, testing::Values("seed", "big"));

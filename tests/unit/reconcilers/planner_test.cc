@@ -65,7 +65,63 @@ std::vector<std::string> DriftKinds(const Plan& plan) {
 }
 
 Plan PlanFor(const crds::LabCluster& lab, const Observed& observed, const std::string& hash = "h") {
-  return PlanInfrastructure("lab", Desired{&lab, false, hash, "/s", "qemu", {}, {}}, observed);
+  return PlanInfrastructure(
+      "lab", Desired{&lab, false, hash, "/s", "qemu", {}, {}, "", false, false}, observed);
+}
+
+Plan PlanGolden(const crds::LabCluster& lab, const Observed& observed, std::string backing,
+                bool hold, bool builder) {
+  return PlanInfrastructure(
+      "lab", Desired{&lab, false, "h", "/s", "qemu", {}, {}, std::move(backing), hold, builder},
+      observed);
+}
+
+// spec.cache.goldenImage: while the image is built, the builder runs on the
+// lab's network and no node is created; then nodes' disks are backed by the
+// image and the builder goes with its volumes, as vmlab's own (no drift).
+TEST(PlannerTest, GoldenImageBuilderFirstThenNodesBackedByTheImage) {
+  const auto lab = Lab(1, 1);
+  auto plan = PlanGolden(lab, Observed{}, "", true, true);
+  EXPECT_THAT(Steps(plan),
+              ElementsAre("EnsurePool vmlab", "DefineNetwork vmlab-lab", "StartNetwork vmlab-lab",
+                          "CreateVolume lab-golden-root.qcow2", "CreateSeed lab-golden-seed.iso",
+                          "DefineDomain lab-golden", "StartDomain lab-golden"));
+  EXPECT_THAT(plan.actions[3].xml, testing::HasSubstr("<backingStore>"));
+  EXPECT_THAT(plan.actions[3].xml, testing::HasSubstr(lab.spec.image.path));
+  EXPECT_THAT(plan.actions[5].xml, testing::HasSubstr("/s/pool/lab-golden-root.qcow2"));
+  EXPECT_THAT(plan.drift, IsEmpty());
+
+  // The builder powered off; the image is built: nodes come, the builder goes.
+  Observed built;
+  built.network = NetworkInfo{NetworkName("lab"), true, Ownership{"lab", "", "", "h"}, {}, {}};
+  built.domains.push_back(
+      {"lab-golden", "shutoff", 2, 2048, Ownership{"lab", "lab-golden", "worker", "h"}});
+  built.volumes = {"lab-golden-root.qcow2", "lab-golden-seed.iso"};
+  plan = PlanGolden(lab, built, "/s/pool/golden-0123456789abcdef.qcow2", false, false);
+  const auto steps = Steps(plan);
+  for (const char* step :
+       {"CreateVolume lab-cp-1-root.qcow2", "DefineDomain lab-worker-1", "DeleteDomain lab-golden",
+        "DeleteVolume lab-golden-root.qcow2", "DeleteVolume lab-golden-seed.iso"}) {
+    EXPECT_THAT(steps, testing::Contains(step));
+  }
+  for (const auto& action : plan.actions) {
+    if (action.kind == ActionKind::kCreateVolume) {
+      EXPECT_THAT(action.xml, testing::HasSubstr("/s/pool/golden-0123456789abcdef.qcow2"))
+          << action.target;
+    }
+  }
+  EXPECT_THAT(plan.drift, IsEmpty()) << "the builder is not an orphan";
+  EXPECT_TRUE(IsLabVolume("lab", "lab-golden-root.qcow2"));
+  EXPECT_FALSE(IsLabVolume("lab", "golden-0123456789abcdef.qcow2"));
+
+  // Waiting for another lab's build: existing nodes stay, missing ones wait.
+  auto partly = Built(lab, "h");
+  partly.domains.pop_back();  // lab-worker-1 is gone
+  plan = PlanGolden(lab, partly, "", true, false);
+  for (const auto& step : Steps(plan)) {
+    EXPECT_THAT(step, testing::Not(testing::HasSubstr("lab-worker-1"))) << "held";
+    EXPECT_THAT(step, testing::Not(testing::HasSubstr("Delete"))) << "nothing removed";
+  }
 }
 
 TEST(PlannerTest, NewLabCreatesEverythingWithoutDrift) {
@@ -112,7 +168,8 @@ TEST(PlannerTest, ScaleDownRemovesTheHighestIndicesAndTheirVolumes) {
 TEST(PlannerTest, DrainingWorkersStayWithTheirAddressAndVolumes) {
   const auto lab = Lab(1, 1);
   const Plan plan = PlanInfrastructure(
-      "lab", Desired{&lab, false, "h", "/s", "qemu", {}, {"lab-worker-3"}}, Built(Lab(1, 3), "h"));
+      "lab", Desired{&lab, false, "h", "/s", "qemu", {}, {"lab-worker-3"}, "", false, false},
+      Built(Lab(1, 3), "h"));
   EXPECT_THAT(
       Steps(plan),
       ElementsAre("EnsurePool vmlab", "DeleteDomain lab-worker-2", "RemoveNetworkHost vmlab-lab",
@@ -132,8 +189,8 @@ TEST(PlannerTest, DroppedControlPlanesStayUntilTheirEtcdMemberIsGone) {
   EXPECT_THAT(plan.drift, IsEmpty());
 
   const auto lab = Lab(1, 1);
-  plan = PlanInfrastructure("lab", Desired{&lab, false, "h", "/s", "qemu", {"lab-cp-3"}, {}},
-                            observed);
+  plan = PlanInfrastructure(
+      "lab", Desired{&lab, false, "h", "/s", "qemu", {"lab-cp-3"}, {}, "", false, false}, observed);
   EXPECT_THAT(
       Steps(plan),
       ElementsAre("EnsurePool vmlab", "DeleteDomain lab-cp-3", "RemoveNetworkHost vmlab-lab",
@@ -241,8 +298,8 @@ TEST(PlannerTest, NetworkHostEntriesFollowTheNodes) {
 TEST(PlannerTest, DeletionTearsDownEverythingOwned) {
   const auto lab = Lab(1, 1);
   const Observed observed = Built(lab, "h");
-  const Plan plan =
-      PlanInfrastructure("lab", Desired{nullptr, false, "", "/s", "qemu", {}, {}}, observed);
+  const Plan plan = PlanInfrastructure(
+      "lab", Desired{nullptr, false, "", "/s", "qemu", {}, {}, "", false, false}, observed);
   EXPECT_THAT(Steps(plan),
               ElementsAre("DeleteDomain lab-cp-1", "DeleteDomain lab-worker-1",
                           "DeleteVolume lab-cp-1-root.qcow2", "DeleteVolume lab-cp-1-seed.iso",
@@ -252,8 +309,8 @@ TEST(PlannerTest, DeletionTearsDownEverythingOwned) {
 
 TEST(PlannerTest, RetainKeepsVolumesOnDeletion) {
   const auto lab = Lab(1, 1);
-  const Plan plan =
-      PlanInfrastructure("lab", Desired{nullptr, true, "", "/s", "qemu", {}, {}}, Built(lab, "h"));
+  const Plan plan = PlanInfrastructure(
+      "lab", Desired{nullptr, true, "", "/s", "qemu", {}, {}, "", false, false}, Built(lab, "h"));
   EXPECT_THAT(Steps(plan),
               ElementsAre("DeleteDomain lab-cp-1", "DeleteDomain lab-worker-1",
                           "DeleteVolume lab-cp-1-seed.iso", "DeleteVolume lab-worker-1-seed.iso",

@@ -98,27 +98,30 @@ class RegistryMirrorsTest : public testing::Test {
   void SetUp() override {
     const std::string d = dir_.path().string();
     std::filesystem::create_directories(dir_.path() / "images");
-    Shell(fmt::format("{} {}/images",
-                      (testing_support::kSourceDir / "tests/fixtures/images/make_archives.sh").string(),
-                      d));
+    Shell(fmt::format(
+        "{} {}/images",
+        (testing_support::kSourceDir / "tests/fixtures/images/make_archives.sh").string(), d));
     upstream_port_ = FreePorts(1);
     std::filesystem::create_directories(dir_.path() / "images");
-    std::ofstream(dir_.path() / "upstream.yml")
-        << fmt::format("version: 0.1\nlog: {{level: info, formatter: text}}\n"
-                       "storage: {{filesystem: {{rootdirectory: {}/upstream}}}}\n"
-                       "http: {{addr: 127.0.0.1:{}}}\n",
-                       d, upstream_port_);
-    Shell(fmt::format("docker-registry serve {d}/upstream.yml >{d}/upstream.log 2>&1 & "
-                      "echo $! >{d}/upstream.pid",
-                      fmt::arg("d", d)));
+    std::ofstream(dir_.path() / "upstream.yml") << fmt::format(
+        "version: 0.1\nlog: {{level: info, formatter: text}}\n"
+        "storage: {{filesystem: {{rootdirectory: {}/upstream}}}}\n"
+        "http: {{addr: 127.0.0.1:{}}}\n",
+        d, upstream_port_);
+    Shell(
+        fmt::format("docker-registry serve {d}/upstream.yml >{d}/upstream.log 2>&1 & "
+                    "echo $! >{d}/upstream.pid",
+                    fmt::arg("d", d)));
     upstream_pid_ = std::stoi(testing_support::ReadFile(dir_.path() / "upstream.pid"));
-    Shell(fmt::format("for i in $(seq 100); do curl -fs http://127.0.0.1:{}/v2/ >/dev/null && "
-                      "exit 0; sleep 0.1; done; exit 1",
-                      upstream_port_));
+    Shell(
+        fmt::format("for i in $(seq 100); do curl -fs http://127.0.0.1:{}/v2/ >/dev/null && "
+                    "exit 0; sleep 0.1; done; exit 1",
+                    upstream_port_));
     // The image users pull from docker.io, here pushed to the stand-in upstream.
-    Shell(fmt::format("skopeo copy -q --dest-tls-verify=false docker-archive:{}/images/app-docker.tar "
-                      "docker://127.0.0.1:{}/library/app:1.0",
-                      d, upstream_port_));
+    Shell(fmt::format(
+        "skopeo copy -q --dest-tls-verify=false docker-archive:{}/images/app-docker.tar "
+        "docker://127.0.0.1:{}/library/app:1.0",
+        d, upstream_port_));
     options_.mode = "managed";
     options_.state_dir = dir_.path() / "state";
     options_.port = FreePorts(3);
@@ -142,14 +145,16 @@ class RegistryMirrorsTest : public testing::Test {
         "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
         "[grpc]\n  address = \"{d}/containerd/sock\"\n",
         fmt::arg("d", d));
-    Shell(fmt::format("containerd --config {d}/containerd.toml >{d}/containerd.log 2>&1 & "
-                      "echo $! >{d}/containerd.pid",
-                      fmt::arg("d", d)));
+    Shell(
+        fmt::format("containerd --config {d}/containerd.toml >{d}/containerd.log 2>&1 & "
+                    "echo $! >{d}/containerd.pid",
+                    fmt::arg("d", d)));
     containerd_pid_ = std::stoi(testing_support::ReadFile(dir_.path() / "containerd.pid"));
     const std::string ctr = fmt::format("ctr --address {}/containerd/sock", d);
-    Shell(fmt::format("for i in $(seq 100); do {} version >/dev/null 2>&1 && exit 0; sleep 0.1; "
-                      "done; cat {}/containerd.log; exit 1",
-                      ctr, d));
+    Shell(
+        fmt::format("for i in $(seq 100); do {} version >/dev/null 2>&1 && exit 0; sleep 0.1; "
+                    "done; cat {}/containerd.log; exit 1",
+                    ctr, d));
     return ctr;
   }
 
@@ -179,9 +184,10 @@ TEST_F(RegistryMirrorsTest, TheSecondNodeIsServedFromTheMirror) {
   const std::string ctr = StartContainerd();
   const auto hosts = dir_.path() / "certs.d";
   std::filesystem::create_directories(hosts / "docker.io");
-  std::ofstream(hosts / "docker.io/hosts.toml") << bootstrap::RenderRegistryHosts("docker.io", docker_io);
-  Shell(fmt::format("{} -n k8s.io content fetch --hosts-dir {} docker.io/library/app:1.0 2>&1",
-                    ctr, hosts.string()));
+  std::ofstream(hosts / "docker.io/hosts.toml")
+      << bootstrap::RenderRegistryHosts("docker.io", docker_io);
+  Shell(fmt::format("{} -n k8s.io content fetch --hosts-dir {} docker.io/library/app:1.0 2>&1", ctr,
+                    hosts.string()));
   auto poll_until = [&](const std::function<bool(const RegistryTotals&)>& done) {
     RegistryTotals totals = mirrors.Poll();
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
@@ -212,9 +218,10 @@ TEST_F(RegistryMirrorsTest, TheSecondNodeIsServedFromTheMirror) {
   };
   const std::size_t upstream_before = upstream_blob_gets();
   EXPECT_GE(upstream_before, 2u) << "the first pull reached the upstream";
-  Shell(fmt::format("skopeo copy -q --src-tls-verify=false docker://127.0.0.2:{}/library/app:1.0 "
-                    "oci:{}/second:app 2>&1",
-                    options_.port + 1, dir_.path().string()));
+  Shell(
+      fmt::format("skopeo copy -q --src-tls-verify=false docker://127.0.0.2:{}/library/app:1.0 "
+                  "oci:{}/second:app 2>&1",
+                  options_.port + 1, dir_.path().string()));
   const auto second = poll_until([](const RegistryTotals& t) { return t.hits >= 2; });
   EXPECT_EQ(second.hits, 2u) << "config and layer came from the mirror's storage";
   EXPECT_EQ(second.misses, 2u);
@@ -240,16 +247,16 @@ TEST_F(RegistryMirrorsTest, RelaysWhileALabNeedsItAndRestartsARegistryThatDies) 
   EXPECT_TRUE(Connects("127.0.0.2", options_.port + 1));
 
   // quay.io's upstream cannot be reached: its mirror exits, is reported, and is retried.
-  ASSERT_TRUE(WaitFor([&] { return mirrors.Problems().contains("quay.io"); },
-                      std::chrono::seconds(15)));
+  ASSERT_TRUE(
+      WaitFor([&] { return mirrors.Problems().contains("quay.io"); }, std::chrono::seconds(15)));
   EXPECT_THAT(mirrors.Problems().at("quay.io"), HasSubstr("connection refused"));
 
   const pid_t victim = mirrors.Pid("docker.io");
   ASSERT_NE(victim, 0);
   kill(victim, SIGKILL);
-  ASSERT_TRUE(WaitFor(
-      [&] { return mirrors.Pid("docker.io") != victim && mirrors.Serving("docker.io"); },
-      std::chrono::seconds(15)))
+  ASSERT_TRUE(
+      WaitFor([&] { return mirrors.Pid("docker.io") != victim && mirrors.Serving("docker.io"); },
+              std::chrono::seconds(15)))
       << "the supervisor started it again";
   Shell(fmt::format(fmt::runtime(v2), "127.0.0.2", options_.port + 1));
   const pid_t last = mirrors.Pid("docker.io");
@@ -267,8 +274,9 @@ TEST_F(RegistryMirrorsTest, GivenMirrorsOffAndFailuresAreClear) {
   given.given = {{"docker.io", "http://mirror.example.internal:5000"}};
   RegistryMirrors given_only(given, nullptr);
   EXPECT_TRUE(given_only.Enabled());
-  EXPECT_EQ(given_only.Serve("lab", "10.0.0.1").value(),
-            (std::map<std::string, std::string>{{"docker.io", "http://mirror.example.internal:5000"}}));
+  EXPECT_EQ(
+      given_only.Serve("lab", "10.0.0.1").value(),
+      (std::map<std::string, std::string>{{"docker.io", "http://mirror.example.internal:5000"}}));
 
   EXPECT_TRUE(CheckImageCacheMode("managed"));
   EXPECT_TRUE(CheckImageCacheMode("off"));
@@ -276,7 +284,8 @@ TEST_F(RegistryMirrorsTest, GivenMirrorsOffAndFailuresAreClear) {
   const auto parsed = ParseUpstreamUrls({"docker.io=http://m:5000/", "quay.io=https://q"}, "--x");
   ASSERT_TRUE(parsed);
   EXPECT_EQ(parsed->at("docker.io"), "http://m:5000");
-  for (const char* bad : {"ghcr.io=http://m", "docker.io", "docker.io=ftp://m", "docker.io=http://m\"x"}) {
+  for (const char* bad :
+       {"ghcr.io=http://m", "docker.io", "docker.io=ftp://m", "docker.io=http://m\"x"}) {
     const auto refused = ParseUpstreamUrls({bad}, "--registry-mirror");
     ASSERT_FALSE(refused) << bad;
     EXPECT_THAT(refused.error().message, HasSubstr("--registry-mirror"));
