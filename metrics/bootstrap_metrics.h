@@ -1,5 +1,6 @@
-// Metrics of node bootstrap: vmlab_bootstrap_phase_duration_seconds{role,phase}
-// (a histogram of finished phases) and vmlab_progress_reports_total{result}
+// Metrics of node bootstrap: vmlab_bootstrap_phase_duration_seconds{role,phase,cache}
+// (a histogram of finished phases; cache: what served the node's downloads,
+// golden | caches | none | unknown) and vmlab_progress_reports_total{result}
 // (node progress reports by verdict: accepted, unauthorized, wrong_node,
 // replay, malformed, oversized, rate_limited, unknown_lab). Every known
 // label combination exists from the start. Thread-safe.
@@ -19,7 +20,8 @@ class BootstrapMetrics {
   BootstrapMetrics(const BootstrapMetrics&) = delete;
   BootstrapMetrics& operator=(const BootstrapMetrics&) = delete;
 
-  void ObservePhase(std::string_view role, std::string_view phase, double seconds);
+  void ObservePhase(std::string_view role, std::string_view phase, std::string_view cache,
+                    double seconds);
   void CountReport(std::string_view result);
 
  private:

@@ -288,6 +288,7 @@ std::map<std::string, bootstrap::NodeProgress> LabClusterReconciler::FollowProgr
     }
   }
   identity.phases = phases;
+  identity.caches = StateOf(name).node_caches;
   runtime_.progress->SetLab(name, std::move(identity));
   // A domain created anew boots a fresh disk: its progress starts over.
   for (const auto& node : outcome.created) {
@@ -890,6 +891,17 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
           converged = infrastructure_.Converge(name, &spec, desired->spec_hash, false, known_nodes,
                                                user_data, scale.removable_control_planes,
                                                scale.held_workers, golden);
+        }
+      }
+      if (converged) {
+        // What serves each new node's downloads, for its phase durations.
+        const std::string served = !golden.root_backing.empty()   ? "golden"
+                                   : (wants_apt || wants_mirrors) ? "caches"
+                                                                  : "none";
+        auto& caches = StateOf(name).node_caches;
+        for (const auto& node : converged->created) {
+          caches[node] =
+              node == builder ? ((wants_apt || wants_mirrors) ? "caches" : "none") : served;
         }
       }
       if (converged && runtime_.golden && wants_golden) {

@@ -155,6 +155,8 @@ class LabClusterReconciler final : public controller::Reconciler {
     std::map<std::string, controller::SteadyTime> drains;  // worker -> when vmlab cordoned it
     std::set<std::string> stale_nodes;    // created anew; their old Node may still be in the API
     bootstrap::CertAndKey etcd_identity;  // vmlab's etcd client certificate
+    // node -> what serves its downloads (golden, caches, none), from its creation.
+    std::map<std::string, std::string> node_caches;
   };
   [[nodiscard]] KubernetesState& StateOf(const std::string& lab);
   std::mutex kubernetes_mutex_;

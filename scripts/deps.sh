@@ -33,6 +33,9 @@ packages=(
   # writes), apt-cacher-ng and docker-registry (the caches vmlab manages), skopeo
   # (image archives in docker-save and OCI layouts for tests)
   containerd apt-cacher-ng docker-registry skopeo
+  # the e2e's stand-in Kubernetes package repository (stub kubelet, kubeadm and
+  # kubectl packages, signed like pkgs.k8s.io): apt-ftparchive and gpg
+  apt-utils gpg
 )
 
 missing=()

@@ -200,7 +200,9 @@ Verdict ProgressStore::Report(const std::string& lab, std::string_view authoriza
     const controller::WallTime wall = clock_.WallNow();
     if (*state == "started") progress.phase_started = wall;
     if (*state == "done" && progress.phase == *phase && progress.state == "started" && metrics_) {
+      const auto cache = lab_state.identity.caches.find(*node);
       metrics_->ObservePhase(lab_state.identity.roles[*node], *phase,
+                             cache == lab_state.identity.caches.end() ? "unknown" : cache->second,
                              std::chrono::duration<double>(wall - progress.phase_started).count());
     }
     progress.phase = *phase;

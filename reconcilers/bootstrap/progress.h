@@ -65,6 +65,9 @@ struct LabIdentity {
   std::string progress_key;
   std::map<std::string, std::string> roles;                // node -> control-plane | worker
   std::map<std::string, std::vector<std::string>> phases;  // node -> its phases in order
+  // node -> what serves its downloads: golden (its disk's golden image),
+  // caches (the lab's apt cache or registry mirrors), none; absent: unknown.
+  std::map<std::string, std::string> caches;
 };
 
 class ProgressStore {

@@ -136,13 +136,20 @@ std::optional<KubeadmImages> KubeadmImagesFor(const std::string& version) {
   return KubeadmImages{found->etcd, found->coredns, found->pause};
 }
 
+int GoldenDiskGiB(const crds::LabCluster& lab) {
+  return lab.spec.workers.replicas > 0
+             ? std::min(lab.spec.control_plane.disk_gib, lab.spec.workers.disk_gib)
+             : lab.spec.control_plane.disk_gib;
+}
+
 std::string GoldenImageKey(const crds::LabCluster& lab,
                            const std::map<std::string, std::string>& host_files,
                            const std::string& base_image) {
   // Bumped when what vmlab bakes into a golden image changes.
   constexpr const char* kRecipe = "vmlab-golden-1";
-  std::string text = fmt::format("recipe {}\nbase {}\nkubernetes {}\nruntime containerd\n", kRecipe,
-                                 base_image, lab.spec.kubernetes.version);
+  std::string text =
+      fmt::format("recipe {}\nbase {}\ndisk {} GiB\nkubernetes {}\nruntime containerd\n", kRecipe,
+                  base_image, GoldenDiskGiB(lab), lab.spec.kubernetes.version);
   std::set<std::string> packages;
   std::set<std::string> images;
   for (const auto role : {crds::NodeRole::kControlPlane, crds::NodeRole::kWorker}) {

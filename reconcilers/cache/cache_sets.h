@@ -64,9 +64,13 @@ struct ImageSet {
 // The key of a golden base image for `lab` (sha256 hex): everything that
 // goes into one — the base image (`base_image`: what identifies its bytes,
 // e.g. path, size and modification time), vmlab's recipe version, the
-// Kubernetes version, the container runtime, and the package and image sets
-// of every role (host-file manifests included) — and nothing else, so labs
-// that differ only in name, network, sizes or counts share one.
+// Kubernetes version, the container runtime, the package and image sets of
+// every role (host-file manifests included), and the disk size it is built
+// at (GoldenDiskGiB: the image's filesystem grows to it, so no node's disk
+// may be smaller) — and nothing else, so labs that differ only in name,
+// network, CPUs, memory or counts share one.
+// The disk size a golden image for `lab` is built at: its smallest node disk.
+[[nodiscard]] int GoldenDiskGiB(const crds::LabCluster& lab);
 [[nodiscard]] std::string GoldenImageKey(const crds::LabCluster& lab,
                                          const std::map<std::string, std::string>& host_files,
                                          const std::string& base_image);

@@ -71,8 +71,9 @@ Status GoldenImages::Finish(const std::string& key, const std::string& lab,
                        fmt::format("qemu-img convert of {} failed ({}): {}", builder_disk.string(),
                                    DescribeExit(status), Tail(output, 400)));
     } else {
-      fs::permissions(part, fs::perms::owner_read | fs::perms::owner_write |
-                                fs::perms::group_read | fs::perms::others_read,
+      fs::permissions(part,
+                      fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                          fs::perms::others_read,
                       ec);
       fs::rename(part, image, ec);
       if (ec) {
@@ -109,7 +110,8 @@ void GoldenImages::Release(const std::string& lab) {
 }
 
 void GoldenImages::CountHits(int count) {
-  if (metrics_ && count > 0) metrics_->CountRequests("golden", static_cast<std::uint64_t>(count), 0);
+  if (metrics_ && count > 0)
+    metrics_->CountRequests("golden", static_cast<std::uint64_t>(count), 0);
 }
 
 void GoldenImages::Poll() {

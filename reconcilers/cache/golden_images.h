@@ -27,7 +27,7 @@ namespace vmlab::reconcilers::cache {
 struct GoldenImagesOptions {
   std::filesystem::path state_dir;
   std::string qemu_img = "/usr/bin/qemu-img";
-  std::chrono::seconds retry_after{1800};   // a failed key is built again after this
+  std::chrono::seconds retry_after{1800};    // a failed key is built again after this
   std::chrono::seconds build_timeout{3600};  // a builder running longer has failed
 };
 

@@ -6,6 +6,7 @@
 #include <map>
 #include <regex>
 
+#include "reconcilers/cache/cache_sets.h"
 #include "reconcilers/infrastructure/identity.h"
 #include "reconcilers/infrastructure/lab_layout.h"
 #include "reconcilers/infrastructure/libvirt_xml.h"
@@ -205,7 +206,7 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
     const bool exists = domains.contains(builder.name);
     if (!exists) {
       if (!observed.volumes.contains(files.root_volume)) {
-        const int disk = std::max(lab.spec.control_plane.disk_gib, lab.spec.workers.disk_gib);
+        const int disk = cache::GoldenDiskGiB(lab);  // no node's disk is smaller
         plan.actions.push_back(
             {ActionKind::kCreateVolume, files.root_volume,
              RenderVolumeXml(files.root_volume, disk, lab.spec.image.path, "qcow2"), "",

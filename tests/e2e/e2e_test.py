@@ -111,8 +111,8 @@ class Virsh:
 
 
 class Controller:
-    def __init__(self, vmlab, watch, state, uri, logs):
-        self.log_path = os.path.join(logs, "controller.log")
+    def __init__(self, vmlab, watch, state, uri, logs, extra=(), log_name="controller.log"):
+        self.log_path = os.path.join(logs, log_name)
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [vmlab, "controller", "--watch", watch, "--state-dir", state, "--libvirt", uri,
@@ -120,7 +120,7 @@ class Controller:
              "--resync", "5s", "--log-level", "debug",
              # The registry mirrors fetch from the test's registry in the namespace.
              *[f"--registry-upstream={u}=http://{UPSTREAM_REGISTRY}"
-               for u in ("registry.k8s.io", "docker.io", "quay.io")]],
+               for u in ("registry.k8s.io", "docker.io", "quay.io")], *extra],
             stdout=self.log, stderr=subprocess.STDOUT)
         match = wait_for(lambda: re.search(r"API on (http://127\.0\.0\.1:\d+)", self.read_log()),
                          "the API address in the log", 30)
@@ -137,12 +137,12 @@ class Controller:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
-    def lab(self):
-        status, body = self.get(f"/api/v1/labclusters/{LAB}")
+    def lab(self, name=LAB):
+        status, body = self.get(f"/api/v1/labclusters/{name}")
         return json.loads(body) if status == 200 else None
 
-    def events(self):
-        return json.loads(self.get(f"/api/v1/labclusters/{LAB}/events")[1])["items"]
+    def events(self, name=LAB):
+        return json.loads(self.get(f"/api/v1/labclusters/{name}/events")[1])["items"]
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -259,21 +259,10 @@ def install_through_cache(virsh, node):
 def run(args, virsh, ctl, watch, state):
     check(wait_for(lambda: ctl.get("/readyz")[0] == 200, "readyz", 30), "controller ready")
     # An image archive made with skopeo (test fixture), for the lab's nodes.
-    made, archives = os.path.join(args.scratch, "made"), os.path.join(args.scratch, "archives")
-    os.makedirs(made)
+    archives = os.path.join(args.scratch, "archives")
     os.makedirs(archives)
-    subprocess.run(["bash", os.path.join(SOURCE, "tests/fixtures/images/make_archives.sh"), made],
-                   check=True)
-    os.rename(os.path.join(made, "app-docker.tar"), os.path.join(archives, "app.tar"))
-    registry = serve_registry(args.scratch, made)
-    try:
-        run_lab(args, virsh, ctl, watch, state, archives)
-    finally:
-        registry.terminate()
-        registry.wait(timeout=10)
+    os.rename(os.path.join(args.made, "app-docker.tar"), os.path.join(archives, "app.tar"))
 
-
-def run_lab(args, virsh, ctl, watch, state, archives):
     started = time.monotonic()
     with open(os.path.join(watch, f"{LAB}.yaml"), "w") as f:
         f.write(manifest(args.image, archives))
@@ -378,7 +367,7 @@ def run_lab(args, virsh, ctl, watch, state, archives):
     metrics = ctl.get("/metrics")[1]
     check((metric(metrics, 'vmlab_progress_reports_total{result="accepted"}') or 0) >= 8,
           "progress reports accepted")
-    check(metric(metrics, 'vmlab_bootstrap_phase_duration_seconds_count{phase="endpoint",role="control-plane"}') == 1,
+    check(metric(metrics, 'vmlab_bootstrap_phase_duration_seconds_count{cache="caches",phase="endpoint",role="control-plane"}') == 1,
           "the endpoint phase's duration observed")
     check(metric(metrics, 'vmlab_progress_reports_total{result="unauthorized"}') == 0,
           "no report refused")
@@ -483,6 +472,180 @@ def run_lab(args, virsh, ctl, watch, state, archives):
           "no volume left")
 
 
+GOLD_PREFIX = "172.31.78"  # lab gold-a's network; gold-b's is 172.31.79.0/24
+GOLD_REPOSITORY = f"http://{GOLD_PREFIX}.1/"  # the stand-in Kubernetes package repository
+
+
+def gold_manifest(name, prefix, image, addon):
+    return f"""apiVersion: vmlab.io/v1alpha1
+kind: LabCluster
+metadata:
+  name: {name}
+spec:
+  kubernetes: {{version: "1.30.4"}}
+  network: {{cidr: {prefix}.0/24, domain: {DOMAIN}}}
+  controlPlane: {{replicas: 1, cpus: 1, memoryMiB: 1024, diskGiB: 5}}
+  workers: {{replicas: 0}}
+  image:
+    path: {image}/base.qcow2
+    kernel: {image}/vmlinuz
+    initrd: {image}/initrd.img
+    cmdline: "root=/dev/vda rw console=ttyS0 net.ifnames=0"
+  addons: [{addon}]
+  cache: {{goldenImage: true}}
+"""
+
+
+def serve_kubernetes_packages(scratch):
+    """A stand-in for pkgs.k8s.io/core:/stable:/v1.30/deb/ (a test fixture: no
+    Kubernetes can be had here): kubelet, kubeadm and kubectl 1.30.4-1.1 as
+    stub packages (kubeadm says what it is and fails; kubelet ships a unit),
+    in a flat repository signed with a throwaway key, as the real one is.
+    Served on port 80 of every address inside the test's namespace."""
+    root = os.path.join(scratch, "k8s-packages")
+    repo = os.path.join(root, "v1.30", "deb")
+    os.makedirs(repo)
+    for name in ("kubelet", "kubeadm", "kubectl"):
+        pkg = os.path.join(scratch, "k8s-pkg", name)
+        os.makedirs(os.path.join(pkg, "DEBIAN"))
+        os.makedirs(os.path.join(pkg, "usr", "bin"))
+        with open(os.path.join(pkg, "DEBIAN", "control"), "w") as f:
+            f.write(f"Package: {name}\nVersion: 1.30.4-1.1\nArchitecture: amd64\n"
+                    "Maintainer: vmlab e2e <e2e@example.invalid>\n"
+                    f"Description: {name} stand-in (vmlab e2e fixture)\n")
+        tool = os.path.join(pkg, "usr", "bin", name)
+        with open(tool, "w") as f:
+            f.write(f"#!/bin/sh\necho '{name} stand-in (vmlab e2e fixture): no Kubernetes here' >&2\nexit 1\n")
+        os.chmod(tool, 0o755)
+        if name == "kubelet":
+            unit = os.path.join(pkg, "lib", "systemd", "system")
+            os.makedirs(unit)
+            with open(os.path.join(unit, "kubelet.service"), "w") as f:
+                f.write("[Unit]\nDescription=kubelet stand-in\n[Service]\nExecStart=/usr/bin/kubelet\n"
+                        "[Install]\nWantedBy=multi-user.target\n")
+        subprocess.run(["dpkg-deb", "--build", "--root-owner-group", pkg,
+                        os.path.join(repo, f"{name}_1.30.4-1.1_amd64.deb")], check=True, capture_output=True)
+    home = os.path.join(scratch, "gnupg")
+    os.makedirs(home, mode=0o700)
+    gpg = ["gpg", "--homedir", home, "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+    subprocess.run([*gpg, "--quick-gen-key", "vmlab e2e <e2e@example.invalid>", "rsa2048", "sign", "1d"],
+                   check=True, capture_output=True)
+    with open(os.path.join(repo, "Release.key"), "w") as f:
+        subprocess.run([*gpg, "--armor", "--export"], stdout=f, check=True)
+    with open(os.path.join(repo, "Packages"), "w") as f:
+        subprocess.run(["apt-ftparchive", "packages", "."], cwd=repo, stdout=f, check=True)
+    with open(os.path.join(repo, "Release"), "w") as f:
+        subprocess.run(["apt-ftparchive", "release", "."], cwd=repo, stdout=f, check=True)
+    subprocess.run([*gpg, "--clearsign", "-o", os.path.join(repo, "InRelease"), os.path.join(repo, "Release")],
+                   check=True, capture_output=True)
+    log = open(os.path.join(scratch, "k8s-packages.log"), "w")
+    return subprocess.Popen([sys.executable, "-m", "http.server", "80", "--bind", "0.0.0.0",
+                             "--directory", root], stdout=log, stderr=subprocess.STDOUT)
+
+
+def run_golden(args, virsh, ctl, watch, state):
+    """spec.cache.goldenImage: lab gold-a's builder VM runs the download phases
+    (stub Kubernetes packages from the stand-in repository, the add-on's image
+    through the docker.io mirror), seals itself and powers off; vmlab makes the
+    golden image of its disk; gold-a's node boots from it with the packages and
+    the image already there; gold-b, with the same key, boots from the same
+    image without a build."""
+    check(wait_for(lambda: ctl.get("/readyz")[0] == 200, "readyz", 30), "restarted controller ready")
+    addon = os.path.join(args.scratch, "tools-addon.yaml")
+    with open(addon, "w") as f:
+        f.write("apiVersion: v1\nkind: Pod\nmetadata: {name: tools}\n"
+                "spec: {containers: [{name: tools, image: tools:2}]}\n")
+    packages = serve_kubernetes_packages(args.scratch)
+    try:
+        started = time.monotonic()
+        with open(os.path.join(watch, "gold-a.yaml"), "w") as f:
+            f.write(gold_manifest("gold-a", GOLD_PREFIX, args.image, addon))
+        builder = wait_for(lambda: "gold-a-golden" in virsh("list", "--name").split(),
+                           "gold-a's golden image builder to run", 120)
+        check(builder, "the golden image builder runs on gold-a's network")
+        lab = wait_for(lambda: ctl.lab("gold-a") if condition(ctl.lab("gold-a"), "InfrastructureReady")
+                       .get("reason") == "WaitingForGoldenImage" else None, "gold-a's status", 30)
+        check(condition(lab, "InfrastructureReady").get("reason") == "WaitingForGoldenImage",
+              f"gold-a's nodes wait for the image: {condition(lab, 'InfrastructureReady')}")
+        check("gold-a-cp-1" not in virsh("list", "--all", "--name").split(),
+              "no node is created while the image is built")
+        check("building golden image" in condition(lab, "CacheReady").get("message", ""),
+              f"CacheReady says the image is being built: {condition(lab, 'CacheReady')}")
+        pool = os.path.join(state, "pool")
+        def golden_images():
+            return [n for n in os.listdir(pool) if n.startswith("golden-") and n.endswith(".qcow2")]
+        built = wait_for(golden_images, "the golden image", 900)
+        if not check(built, "the golden image is built from the builder's disk"):
+            print(console(state, "gold-a-golden")[-3000:])
+            print([e["message"] for e in ctl.events("gold-a")][-5:])
+            return
+        figures["manifest to golden image built"] = time.monotonic() - started
+        image = os.path.join(pool, built[0])
+        info = subprocess.run(["qemu-img", "info", "--output=json", image], capture_output=True,
+                              text=True, check=True).stdout
+        check("backing-filename" not in json.loads(info), "the golden image stands alone")
+        check(wait_for(lambda: any(e["reason"] == "GoldenImageBuilt" for e in ctl.events("gold-a")),
+                       "the GoldenImageBuilt event", 30), "a GoldenImageBuilt event")
+        metrics = ctl.get("/metrics")[1]
+        check(metric(metrics, 'vmlab_golden_image_builds_total{result="succeeded"}') == 1,
+              "one golden image build counted")
+        check(wait_for(lambda: "gold-a-golden" not in virsh("list", "--all", "--name").split(),
+                       "the builder to go", 60), "the builder VM is removed")
+        check(not any(v.startswith("gold-a-golden") for v in virsh("vol-list", "vmlab").split()),
+              "the builder's volumes are removed")
+
+        # gold-a's node boots from the golden image: packages and image are there.
+        node = "gold-a-cp-1"
+        ok = wait_for(lambda: node in virsh("list", "--name").split(), f"{node} to run", 60)
+        check(ok, f"{node} runs once the image is built")
+        volume = virsh("vol-dumpxml", "--pool", "vmlab", f"{node}-root.qcow2")
+        check(f"<path>{image}</path>" in volume, f"{node}'s disk is backed by the golden image")
+        if wait_for(lambda: virsh.agent(node, "guest-ping") == {}, f"{node}'s guest agent", 300):
+            figures["golden image built to node's agent up"] = time.monotonic() - started - figures["manifest to golden image built"]
+            code, out = virsh.guest_exec(node, "/usr/bin/dpkg-query", "-W", "-f=${Version}", "kubeadm")
+            check(code == 0 and out == "1.30.4-1.1", f"{node} has kubeadm 1.30.4 from the image: {out!r}")
+            code, out = virsh.guest_exec(node, "/usr/bin/ctr", "-n", "k8s.io", "images", "ls", "-q")
+            check(code == 0 and "docker.io/library/tools:2" in out.split(),
+                  f"{node} has the add-on's image from the image: {out!r}")
+            ok = wait_for(lambda: "installed already" in virsh.guest_exec(node, "/bin/cat", "/var/log/vmlab/kubernetes.log")[1],
+                          f"{node}'s kubernetes phase", 300)
+            check(ok, f"{node}'s kubernetes phase downloads nothing (packages installed already)")
+            if ok:
+                figures["manifest to golden-booted node past its download phases"] = time.monotonic() - started
+            code, out = virsh.guest_exec(node, "/bin/cat", "/etc/machine-id")
+            check(code == 0 and len(out.strip()) == 32, f"{node} has a machine id of its own: {out!r}")
+
+        # gold-b, same key: no build, the same image.
+        started_b = time.monotonic()
+        with open(os.path.join(watch, "gold-b.yaml"), "w") as f:
+            f.write(gold_manifest("gold-b", "172.31.79", args.image, addon))
+        seen_builder = False
+        def b_running():
+            nonlocal seen_builder
+            names = virsh("list", "--all", "--name").split()
+            seen_builder = seen_builder or "gold-b-golden" in names
+            return "gold-b-cp-1" in names
+        check(wait_for(b_running, "gold-b's node", 120), "gold-b's node is created")
+        figures["gold-b manifest to its node running (golden image ready)"] = time.monotonic() - started_b
+        check(not seen_builder, "gold-b built nothing")
+        volume = virsh("vol-dumpxml", "--pool", "vmlab", "gold-b-cp-1-root.qcow2")
+        check(f"<path>{image}</path>" in volume, "gold-b's disk is backed by the same golden image")
+        metrics = ctl.get("/metrics")[1]
+        check(metric(metrics, 'vmlab_golden_image_builds_total{result="succeeded"}') == 1,
+              "still one build")
+        check(wait_for(lambda: (metric(ctl.get("/metrics")[1], 'vmlab_cache_requests_total{cache="golden",result="hit"}') or 0) >= 2,
+                       "two golden image hits", 30), "both nodes counted as golden image hits")
+
+        for name in ("gold-a", "gold-b"):
+            os.remove(os.path.join(watch, f"{name}.yaml"))
+        check(wait_for(lambda: not any(n.startswith("gold-") for n in virsh("list", "--all", "--name").split()),
+                       "the gold labs to go", 120), "the gold labs are deleted")
+        check(os.path.exists(image), "the golden image stays for later labs")
+    finally:
+        packages.terminate()
+        packages.wait(timeout=10)
+
+
 def main():
     parser = argparse.ArgumentParser(description="Run under tests/e2e/with_sandbox.sh.")
     parser.add_argument("vmlab")
@@ -495,11 +658,30 @@ def main():
     watch, state = os.path.join(args.scratch, "watch"), os.path.join(args.scratch, "state")
     os.makedirs(watch)
     virsh = Virsh(uri)
-    ctl = Controller(args.vmlab, watch, state, uri, args.scratch)
+    only_golden = env.get("VMLAB_E2E_ONLY") == "golden"  # for working on that part
+    # Images made with skopeo (test fixture): archives, and the registry the mirrors fetch from.
+    args.made = os.path.join(args.scratch, "made")
+    os.makedirs(args.made)
+    subprocess.run(["bash", os.path.join(SOURCE, "tests/fixtures/images/make_archives.sh"), args.made],
+                   check=True)
+    registry = serve_registry(args.scratch, args.made)
     try:
-        run(args, virsh, ctl, watch, state)
+        ctl = Controller(args.vmlab, watch, state, uri, args.scratch)
+        try:
+            if not only_golden:
+                run(args, virsh, ctl, watch, state)
+        finally:
+            check(ctl.stop() == 0, "controller exits 0 on SIGTERM")
+        # Golden images, with the stand-in Kubernetes package repository.
+        ctl = Controller(args.vmlab, watch, state, uri, args.scratch,
+                         extra=["--kubernetes-packages", GOLD_REPOSITORY], log_name="controller-golden.log")
+        try:
+            run_golden(args, virsh, ctl, watch, state)
+        finally:
+            check(ctl.stop() == 0, "the second controller exits 0 on SIGTERM")
     finally:
-        check(ctl.stop() == 0, "controller exits 0 on SIGTERM")
+        registry.terminate()
+        registry.wait(timeout=10)
     for what, seconds in figures.items():
         print(f"e2e figure: {what}: {seconds:.1f} s")
     print(f"{passed} passed, {failed} failed")

@@ -324,7 +324,7 @@ def simulated(watch, state):
     metrics = ctl.get("/metrics")[1]
     check((metric(metrics, 'vmlab_progress_reports_total{result="accepted"}') or 0) >= 22,
           "progress reports counted")
-    check(metric(metrics, 'vmlab_bootstrap_phase_duration_seconds_count{phase="kubernetes",role="control-plane"}') == 2,
+    check(metric(metrics, 'vmlab_bootstrap_phase_duration_seconds_count{cache="none",phase="kubernetes",role="control-plane"}') == 2,
           "phase durations observed")
     os.remove(os.path.join(watch, "spk-lab.yaml"))
     check(ctl.stop() == 0, "simulated controller exits 0")

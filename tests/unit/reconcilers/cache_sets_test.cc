@@ -175,6 +175,13 @@ TEST(CacheSetsTest, GoldenImageKeyFollowsWhatGoesIntoTheImageOnly) {
   EXPECT_NE(GoldenImageKey(Lab("1.30.5"), {}, base), key) << "Kubernetes version";
   EXPECT_NE(GoldenImageKey(Lab("1.30.4", "    cni: cilium\n"), {}, base), key) << "CNI images";
   EXPECT_NE(GoldenImageKey(Lab("1.30.4"), {}, base + "1"), key) << "base image";
+  const auto small_workers = testing_support::ParseLab(
+      "small.yaml",
+      "apiVersion: vmlab.io/v1alpha1\nkind: LabCluster\nmetadata: {name: small}\nspec:\n"
+      "  kubernetes: {version: \"1.30.4\"}\n  workers: {replicas: 2, diskGiB: 10}\n");
+  EXPECT_EQ(GoldenDiskGiB(small_workers), 10);
+  EXPECT_NE(GoldenImageKey(small_workers, {}, base), key)
+      << "the disk size it is built at (its filesystem grows to it)";
   const auto with_addon = Lab("1.30.4", "  addons: [/srv/addon.yaml]\n");
   const std::string addon_v1 =
       "apiVersion: v1\nkind: Pod\nspec:\n  containers: [{name: a, image: busybox:1.36}]\n";

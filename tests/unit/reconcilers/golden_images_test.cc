@@ -31,11 +31,12 @@ TEST(GoldenImagesTest, OneBuildPerKeyMadeFromTheBuildersDisk) {
   const std::string d = dir.path().string();
   std::filesystem::create_directories(dir.path() / "state/pool");
   // A base image and the builder's disk over it, with what the builder wrote.
-  Shell(fmt::format("qemu-img create -q -f qcow2 {d}/base.qcow2 64M && "
-                    "qemu-io -f qcow2 -c 'write -P 0x11 0 1M' {d}/base.qcow2 >/dev/null && "
-                    "qemu-img create -q -f qcow2 -F qcow2 -b {d}/base.qcow2 {d}/builder.qcow2 && "
-                    "qemu-io -f qcow2 -c 'write -P 0x5a 1M 1M' {d}/builder.qcow2 >/dev/null",
-                    fmt::arg("d", d)));
+  Shell(
+      fmt::format("qemu-img create -q -f qcow2 {d}/base.qcow2 64M && "
+                  "qemu-io -f qcow2 -c 'write -P 0x11 0 1M' {d}/base.qcow2 >/dev/null && "
+                  "qemu-img create -q -f qcow2 -F qcow2 -b {d}/base.qcow2 {d}/builder.qcow2 && "
+                  "qemu-io -f qcow2 -c 'write -P 0x5a 1M 1M' {d}/builder.qcow2 >/dev/null",
+                  fmt::arg("d", d)));
   metrics::Registry registry;
   metrics::CacheMetrics metrics(registry);
   GoldenImages golden({dir.path() / "state"}, &metrics);
@@ -54,9 +55,10 @@ TEST(GoldenImagesTest, OneBuildPerKeyMadeFromTheBuildersDisk) {
   const std::string info = Shell("qemu-img info " + image->string());
   EXPECT_THAT(info, HasSubstr("file format: qcow2"));
   EXPECT_THAT(info, testing::Not(HasSubstr("backing file"))) << "a standalone copy";
-  Shell(fmt::format("qemu-io -f qcow2 -r -c 'read -P 0x11 0 1M' -c 'read -P 0x5a 1M 1M' {} "
-                    "| grep -c 'read 1048576/1048576' | grep -qx 2",
-                    image->string()));
+  Shell(
+      fmt::format("qemu-io -f qcow2 -r -c 'read -P 0x11 0 1M' -c 'read -P 0x5a 1M 1M' {} "
+                  "| grep -c 'read 1048576/1048576' | grep -qx 2",
+                  image->string()));
   EXPECT_FALSE(std::filesystem::exists(image->string() + ".part"));
   EXPECT_EQ(golden.Claim(key, "two"), "two") << "claims end with the build";
 
@@ -84,8 +86,8 @@ TEST(GoldenImagesTest, AFailedBuildIsRememberedUntilItsRetryAndReleasedClaimsFre
   EXPECT_THAT(made.error().message, HasSubstr("qemu-img convert"));
   EXPECT_THAT(golden.Failed(key).value_or(""), HasSubstr("no-such-disk.qcow2"));
   EXPECT_FALSE(golden.Ready(key));
-  EXPECT_FALSE(std::filesystem::exists(
-      infrastructure::GoldenImagePath(dir.path(), key).string() + ".part"));
+  EXPECT_FALSE(
+      std::filesystem::exists(infrastructure::GoldenImagePath(dir.path(), key).string() + ".part"));
 
   GoldenImagesOptions soon = options;
   soon.retry_after = std::chrono::seconds(0);

@@ -397,10 +397,11 @@ TEST_F(SimulatedGuestsTest, ThreePlusFiveLabGoesReadyAndAnInjectedFailureRecover
   EXPECT_THAT(
       metrics,
       HasSubstr(
-          R"(vmlab_bootstrap_phase_duration_seconds_count{phase="secondary",role="control-plane"} 2)"));
+          R"(vmlab_bootstrap_phase_duration_seconds_count{cache="none",phase="secondary",role="control-plane"} 2)"));
   EXPECT_THAT(
       metrics,
-      HasSubstr(R"(vmlab_bootstrap_phase_duration_seconds_count{phase="worker",role="worker"} 5)"));
+      HasSubstr(
+          R"(vmlab_bootstrap_phase_duration_seconds_count{cache="none",phase="worker",role="worker"} 5)"));
   EXPECT_THAT(
       metrics,
       HasSubstr(R"(vmlab_labcluster_status_condition{name="rcsim",status="True",type="Ready"} 1)"));

@@ -35,6 +35,7 @@ LabIdentity Identity() {
   id.phases = {{"lab-cp-1", {"base", "endpoint", "primary"}},
                {"lab-worker-1", {"base", "worker"}},
                {"lab-worker-2", {"base", "worker"}}};
+  id.caches = {{"lab-worker-1", "golden"}};  // lab-worker-2: unknown
   return id;
 }
 
@@ -92,11 +93,21 @@ TEST_F(ProgressTest, AnHonestNodesPhasesAreRecordedAndTimed) {
   EXPECT_EQ(changed_.size(), 4u) << "every accepted report enqueues the lab";
   const std::string text = registry_.Serialize();
   EXPECT_EQ(
-      Metric(text, R"(vmlab_bootstrap_phase_duration_seconds_sum{phase="base",role="worker"})"),
-      42);
+      Metric(
+          text,
+          R"(vmlab_bootstrap_phase_duration_seconds_sum{cache="golden",phase="base",role="worker"})"),
+      42)
+      << "tagged by what served the node's downloads";
   EXPECT_EQ(
-      Metric(text, R"(vmlab_bootstrap_phase_duration_seconds_count{phase="worker",role="worker"})"),
+      Metric(
+          text,
+          R"(vmlab_bootstrap_phase_duration_seconds_count{cache="golden",phase="worker",role="worker"})"),
       1);
+  EXPECT_EQ(
+      Metric(
+          text,
+          R"(vmlab_bootstrap_phase_duration_seconds_count{cache="caches",phase="base",role="worker"})"),
+      0);
   EXPECT_EQ(Metric(text, R"(vmlab_progress_reports_total{result="accepted"})"), 4);
 }
 
