@@ -14,7 +14,7 @@ CTEST_FLAGS ?= --output-on-failure --timeout 600 -j $(JOBS)
 
 VMLAB := $(BUILD)/vmlab
 
-.PHONY: help deps build build-asan build-fuzz test test-unit e2e run bench bench-real fuzz format clean
+.PHONY: help deps build build-asan build-fuzz test test-unit e2e run bench bench-real bench-cache fuzz format clean
 
 help:
 	@echo "make run    build vmlab and run the controller on a copy of the examples"
@@ -22,6 +22,7 @@ help:
 	@echo "make e2e    the end-to-end test on a real libvirtd with booting guests (root; part of make test)"
 	@echo "make bench  benchmarks (queue, parsing, edit latency, drift latency, idle CPU and memory)"
 	@echo "make bench-real  parallel creation on a real libvirtd (root; BENCH_REAL_REPS=$(BENCH_REAL_REPS))"
+	@echo "make bench-cache download phases: cold cache, warm cache, golden image (root; real libvirtd)"
 	@echo "make deps | build | fuzz (FUZZ_SECONDS=$(FUZZ_SECONDS)) | format | clean"
 
 deps:
@@ -78,6 +79,8 @@ run: build
 # Benchmarks; figures are recorded in docs/benchmarks.md.
 BENCH_EDITS ?= 200
 BENCH_REAL_REPS ?= 3
+BENCH_CACHE_PAYLOAD_MB ?= 15
+BENCH_CACHE_RATE_MB ?= 4
 IDLE_SECONDS ?= 30
 bench: build
 	$(BUILD)/bench/micro_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
@@ -88,10 +91,16 @@ bench: build
 	python3 bench/idle_controller.py $(VMLAB) $(IDLE_SECONDS)
 	python3 bench/simulated_scale.py $(VMLAB) 3
 	bash tests/e2e/with_sandbox.sh python3 bench/real_libvirt_bench.py $(VMLAB) $(BENCH_REAL_REPS)
+	bash tests/e2e/with_sandbox.sh python3 bench/cache_bench.py $(VMLAB) $(BENCH_CACHE_PAYLOAD_MB) $(BENCH_CACHE_RATE_MB)
 
 # Parallel creation on a real libvirtd with booting guests (root; minutes per round).
 bench-real: build
 	bash tests/e2e/with_sandbox.sh python3 bench/real_libvirt_bench.py $(VMLAB) $(BENCH_REAL_REPS)
+
+# Download phases from a cold cache, a warm cache and a golden image on a real
+# libvirtd (root; about 10 minutes).
+bench-cache: build
+	bash tests/e2e/with_sandbox.sh python3 bench/cache_bench.py $(VMLAB) $(BENCH_CACHE_PAYLOAD_MB) $(BENCH_CACHE_RATE_MB)
 
 # Fuzz parse+validate for FUZZ_SECONDS; new inputs go to $(FUZZ_BUILD)/corpus,
 # crashes to $(FUZZ_BUILD)/artifacts (add them to tests/fuzz/corpus once fixed).

@@ -18,6 +18,7 @@ struct CacheMetrics::Metrics {
   prometheus::Family<prometheus::Gauge>* stored;
   prometheus::Family<prometheus::Counter>* builds;
   prometheus::Gauge* golden_age;
+  prometheus::Family<prometheus::Counter>* warmed;
 };
 
 CacheMetrics::CacheMetrics(Registry& registry) : m_(std::make_unique<Metrics>()) {
@@ -46,6 +47,13 @@ CacheMetrics::CacheMetrics(Registry& registry) : m_(std::make_unique<Metrics>())
                         .Help("Age of the oldest golden base image on disk (0: none)")
                         .Register(r)
                         .Add({});
+  m_->warmed = &prometheus::BuildCounter()
+                    .Name("vmlab_cache_warmed_images_total")
+                    .Help("Images fetched into a cache ahead of the nodes, by result")
+                    .Register(r);
+  for (const char* result : {"warmed", "failed"}) {
+    m_->warmed->Add({{"cache", "images"}, {"result", result}});
+  }
   for (const char* cache : kCaches) {
     for (const char* result : {"hit", "miss"})
       m_->requests->Add({{"cache", cache}, {"result", result}});
@@ -71,6 +79,11 @@ void CacheMetrics::CountGoldenBuild(bool succeeded) {
 }
 
 void CacheMetrics::SetGoldenImageAge(double seconds) { m_->golden_age->Set(seconds); }
+
+void CacheMetrics::CountWarmed(std::string_view cache, bool warmed) {
+  m_->warmed->Add({{"cache", std::string(cache)}, {"result", warmed ? "warmed" : "failed"}})
+      .Increment();
+}
 
 void CacheMetrics::SetStoredBytes(std::string_view cache, double bytes) {
   m_->stored->Add({{"cache", std::string(cache)}}).Set(bytes);

@@ -29,6 +29,9 @@ class CacheMetrics {
   // vmlab_golden_image_age_seconds (their hits and misses are cache="golden").
   void CountGoldenBuild(bool succeeded);
   void SetGoldenImageAge(double seconds);
+  // vmlab_cache_warmed_images_total{cache,result}: images fetched into a
+  // cache ahead of the nodes (result warmed or failed).
+  void CountWarmed(std::string_view cache, bool warmed);
 
  private:
   struct Metrics;

@@ -735,6 +735,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   bool wants_mirrors = false;
   std::map<std::string, std::string> mirrors;  // upstream -> the mirror the lab's nodes use
   std::string mirror_error;
+  std::string warm_note;  // how far warming of the lab's images went
   // spec.cache.goldenImage: what new nodes boot from, for CacheReady and
   // InfrastructureReady.
   GoldenOptions golden;
@@ -915,7 +916,29 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       if (converged) {
         outcome = std::move(*converged);
         if (wants_apt && outcome->network_active) (void)serve_apt();
-        if (wants_mirrors && outcome->network_active) (void)serve_mirrors();
+        if (wants_mirrors && outcome->network_active && !serve_mirrors().empty() &&
+            runtime_.registry_mirrors->Managed()) {
+          // Warming: the lab's images into the mirrors while its VMs boot.
+          std::set<std::string> images;
+          auto files = ReadHostFiles(spec);
+          for (const auto role : {crds::NodeRole::kControlPlane, crds::NodeRole::kWorker}) {
+            const auto set = cache::ImagesFor(
+                spec, role, files ? *files : std::map<std::string, std::string>{});
+            images.insert(set.images.begin(), set.images.end());
+          }
+          runtime_.registry_mirrors->Warm(name, images);
+          const auto warming = runtime_.registry_mirrors->Warming(name);
+          const int mirrored = warming.images - warming.skipped;
+          warm_note = fmt::format("{} of the lab's {} mirrored image(s) warmed", warming.warmed,
+                                  mirrored);
+          if (warming.failed > 0) {
+            warm_note += fmt::format(" ({} could not be fetched: {})", warming.failed,
+                                     warming.first_failure);
+          }
+          if (warming.skipped > 0) {
+            warm_note += fmt::format("; {} from registries vmlab does not mirror", warming.skipped);
+          }
+        }
         // Image archives go to the nodes through their listener.
         if (listen && runtime_.archives && !spec.spec.cache.image_archives.empty()) {
           auto catalog = runtime_.archives->Scan(spec.spec.cache.image_archives);
@@ -1004,6 +1027,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         served.push_back(fmt::format("{} through {}", upstream, url));
       }
       parts.push_back(fmt::format("images: {}", fmt::join(served, ", ")));
+      if (!warm_note.empty()) parts.push_back(warm_note);
       for (const auto& [upstream, why] : runtime_.registry_mirrors->Problems()) {
         if (!mirrors.contains(upstream)) continue;
         if (problem.empty()) problem = "ImageMirrorUnavailable";

@@ -8,13 +8,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <tuple>
 
 #include "controller/status_store.h"
 #include "metrics/cache_metrics.h"
+#include "reconcilers/cache/cache_sets.h"
+#include "reconcilers/cache/image_warmer.h"
 #include "reconcilers/cache/managed_process.h"
 #include "reconcilers/cache/tcp_relay.h"
 
@@ -127,7 +131,8 @@ struct RegistryMirrors::Registry {
   std::chrono::steady_clock::time_point retry_at{};
   std::uintmax_t log_offset = 0;
   std::map<std::string, int> fetched;  // digest -> fetched from upstream, not yet matched
-  std::vector<std::pair<std::string, std::uint64_t>> pending;  // (digest, bytes) not yet classified
+  // (digest, bytes, from warming) not yet classified
+  std::vector<std::tuple<std::string, std::uint64_t, bool>> pending;
 };
 
 RegistryMirrors::RegistryMirrors(RegistryMirrorsOptions options, metrics::CacheMetrics* metrics)
@@ -146,6 +151,7 @@ RegistryMirrors::RegistryMirrors(RegistryMirrorsOptions options, metrics::CacheM
   }
   relay_ = std::make_unique<TcpRelay>();
   supervisor_ = std::thread([this] { Supervise(); });
+  warmer_ = std::thread([this] { RunWarmer(); });
 }
 
 RegistryMirrors::~RegistryMirrors() { Stop(); }
@@ -158,7 +164,9 @@ void RegistryMirrors::Stop() {
     for (auto& registry : registries_) StopLocked(*registry);
   }
   wake_.notify_all();
+  warm_wake_.notify_all();
   if (supervisor_.joinable()) supervisor_.join();
+  if (warmer_.joinable()) warmer_.join();
   relay_.reset();
 }
 
@@ -199,8 +207,80 @@ Result<std::map<std::string, std::string>> RegistryMirrors::Serve(const std::str
   return mirrors;
 }
 
+void RegistryMirrors::Warm(const std::string& lab, const std::set<std::string>& images) {
+  std::lock_guard guard(mutex_);
+  if (stopping_ || !Managed()) return;
+  const auto gateway = gateways_.find(lab);
+  if (gateway == gateways_.end()) return;  // not served (yet)
+  warm_wanted_[lab] = images;
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& image : images) {
+    const std::string registry = RegistryOf(image);
+    const auto mirror = std::find_if(registries_.begin(), registries_.end(),
+                                     [&](const auto& r) { return r->upstream == registry; });
+    if (mirror == registries_.end() || warm_queued_.contains(image)) continue;
+    if (const auto done = warm_results_.find(image); done != warm_results_.end()) {
+      if (done->second.ok || now - done->second.at < std::chrono::minutes(10)) continue;
+    }
+    warm_queued_.insert(image);
+    warm_queue_.emplace_back(image, fmt::format("http://{}:{}", gateway->second, (*mirror)->port));
+  }
+  warm_wake_.notify_all();
+}
+
+WarmStatus RegistryMirrors::Warming(const std::string& lab) {
+  std::lock_guard guard(mutex_);
+  WarmStatus status;
+  const auto wanted = warm_wanted_.find(lab);
+  if (wanted == warm_wanted_.end()) return status;
+  for (const auto& image : wanted->second) {
+    ++status.images;
+    const std::string registry = RegistryOf(image);
+    if (std::none_of(registries_.begin(), registries_.end(),
+                     [&](const auto& r) { return r->upstream == registry; })) {
+      ++status.skipped;
+      continue;
+    }
+    const auto result = warm_results_.find(image);
+    if (result == warm_results_.end() || warm_queued_.contains(image)) continue;
+    if (result->second.ok) {
+      ++status.warmed;
+    } else {
+      ++status.failed;
+      if (status.first_failure.empty()) status.first_failure = result->second.error;
+    }
+  }
+  return status;
+}
+
+void RegistryMirrors::RunWarmer() {
+  while (true) {
+    std::pair<std::string, std::string> next;
+    {
+      std::unique_lock lock(mutex_);
+      warm_wake_.wait(lock, [this] { return stopping_ || !warm_queue_.empty(); });
+      if (stopping_) return;
+      next = warm_queue_.front();
+      warm_queue_.erase(warm_queue_.begin());
+    }
+    auto warmed = WarmImage(next.second, next.first, std::chrono::seconds(600));
+    if (warmed) {
+      spdlog::info("image cache: warmed {} ({} blobs, {} bytes)", next.first, warmed->blobs,
+                   warmed->bytes);
+    } else {
+      spdlog::warn("image cache: cannot warm {}", warmed.error().message);
+    }
+    if (metrics_) metrics_->CountWarmed("images", warmed.has_value());
+    std::lock_guard guard(mutex_);
+    warm_queued_.erase(next.first);
+    warm_results_[next.first] = {warmed.has_value(), warmed ? "" : warmed.error().message,
+                                 std::chrono::steady_clock::now()};
+  }
+}
+
 void RegistryMirrors::Release(const std::string& lab) {
   std::lock_guard guard(mutex_);
+  warm_wanted_.erase(lab);
   const auto it = gateways_.find(lab);
   if (it == gateways_.end()) return;
   const std::string gateway = it->second;
@@ -316,7 +396,8 @@ RegistryTotals RegistryMirrors::Poll() {
     if (size < registry->log_offset) registry->log_offset = 0;
     std::ifstream in(log, std::ios::binary);
     in.seekg(static_cast<std::streamoff>(registry->log_offset));
-    std::vector<std::pair<std::string, std::uint64_t>> responses;
+    // (digest, bytes, from warming)
+    std::vector<std::tuple<std::string, std::uint64_t, bool>> responses;
     std::string line;
     while (std::getline(in, line)) {
       if (in.eof()) break;  // a line still being written: read it next time
@@ -342,24 +423,30 @@ RegistryTotals RegistryMirrors::Poll() {
         bytes = std::stoull(Field(line, "http.response.written"));
       } catch (const std::exception&) {
       }
-      responses.emplace_back(uri.substr(blobs + 7), bytes);
+      responses.emplace_back(uri.substr(blobs + 7), bytes,
+                             Field(line, "http.request.useragent").starts_with(kWarmUserAgent));
     }
     // The registry logs a blob as stored once it has streamed it to the
     // client, so a response may come before its entry: one not matched now
     // is matched at the next reading, and counted as a hit only then.
-    std::vector<std::pair<std::string, std::uint64_t>> later;
-    auto classify = [&](const std::pair<std::string, std::uint64_t>& response, bool final) {
-      auto it = registry->fetched.find(response.first);
+    // Warming's requests take their fetch off the books, but only nodes'
+    // requests are counted.
+    std::vector<std::tuple<std::string, std::uint64_t, bool>> later;
+    auto classify = [&](const std::tuple<std::string, std::uint64_t, bool>& response, bool final) {
+      const auto& [digest, bytes, warming] = response;
+      auto it = registry->fetched.find(digest);
       if (it != registry->fetched.end() && it->second > 0) {
         if (--it->second == 0) registry->fetched.erase(it);
+        if (warming) return;
         ++misses;
       } else if (final) {
+        if (warming) return;
         ++hits;
       } else {
         later.push_back(response);
         return;
       }
-      served_bytes += response.second;
+      served_bytes += bytes;
     };
     for (const auto& response : registry->pending) classify(response, true);
     for (const auto& response : responses) classify(response, false);

@@ -68,9 +68,18 @@ struct RegistryMirrorsOptions {
     const std::vector<std::string>& items, const char* flag);
 
 struct RegistryTotals {
-  std::uint64_t hits = 0;
+  std::uint64_t hits = 0;  // nodes' requests (warming's are not counted)
   std::uint64_t misses = 0;
   std::uint64_t served_bytes = 0;
+};
+
+// Warming for one lab: its images that a managed mirror serves.
+struct WarmStatus {
+  int images = 0;   // asked for
+  int warmed = 0;   // in the mirror now
+  int failed = 0;   // could not be fetched (tried again 10 minutes later)
+  int skipped = 0;  // of registries vmlab does not mirror
+  std::string first_failure;
 };
 
 class RegistryMirrors {
@@ -94,6 +103,11 @@ class RegistryMirrors {
                                                                  const std::string& gateway);
   void Release(const std::string& lab);
   RegistryTotals Poll();
+  // Fetches `images` (normalised references) through the mirrors `lab`'s
+  // gateway serves, in the background, so they are stored before the lab's
+  // nodes pull them. An image warmed once is not fetched again.
+  void Warm(const std::string& lab, const std::set<std::string>& images);
+  [[nodiscard]] WarmStatus Warming(const std::string& lab);
   void Stop();
   // The managed registry's process id for an upstream (0: not running).
   [[nodiscard]] pid_t Pid(const std::string& upstream);
@@ -111,6 +125,12 @@ class RegistryMirrors {
   [[nodiscard]] Status StartLocked(Registry& registry);
   void StopLocked(Registry& registry);
   void Supervise();
+  void RunWarmer();
+  struct WarmResult {
+    bool ok = false;
+    std::string error;
+    std::chrono::steady_clock::time_point at{};
+  };
 
   const RegistryMirrorsOptions options_;
   metrics::CacheMetrics* const metrics_;
@@ -122,6 +142,13 @@ class RegistryMirrors {
   bool stopping_ = false;
   std::condition_variable wake_;
   std::thread supervisor_;
+  // Warming: what each lab asked for, the queue, and the results by image.
+  std::map<std::string, std::set<std::string>> warm_wanted_;
+  std::vector<std::pair<std::string, std::string>> warm_queue_;  // (image, mirror URL)
+  std::set<std::string> warm_queued_;
+  std::map<std::string, WarmResult> warm_results_;
+  std::condition_variable warm_wake_;
+  std::thread warmer_;
 };
 
 }  // namespace vmlab::reconcilers::cache

@@ -496,12 +496,14 @@ spec:
 """
 
 
-def serve_kubernetes_packages(scratch):
+def serve_kubernetes_packages(scratch, payload_bytes=0, rate=0):
     """A stand-in for pkgs.k8s.io/core:/stable:/v1.30/deb/ (a test fixture: no
     Kubernetes can be had here): kubelet, kubeadm and kubectl 1.30.4-1.1 as
     stub packages (kubeadm says what it is and fails; kubelet ships a unit),
     in a flat repository signed with a throwaway key, as the real one is.
-    Served on port 80 of every address inside the test's namespace."""
+    Served on port 80 of every address inside the test's namespace.
+    `payload_bytes`: random bytes in each package (real ones are 10-20 MB);
+    `rate`: bytes per second the server sends at most (0: unlimited)."""
     root = os.path.join(scratch, "k8s-packages")
     repo = os.path.join(root, "v1.30", "deb")
     os.makedirs(repo)
@@ -513,6 +515,10 @@ def serve_kubernetes_packages(scratch):
             f.write(f"Package: {name}\nVersion: 1.30.4-1.1\nArchitecture: amd64\n"
                     "Maintainer: vmlab e2e <e2e@example.invalid>\n"
                     f"Description: {name} stand-in (vmlab e2e fixture)\n")
+        if payload_bytes:
+            os.makedirs(os.path.join(pkg, "usr", "share", name))
+            with open(os.path.join(pkg, "usr", "share", name, "payload"), "wb") as f:
+                f.write(os.urandom(payload_bytes))
         tool = os.path.join(pkg, "usr", "bin", name)
         with open(tool, "w") as f:
             f.write(f"#!/bin/sh\necho '{name} stand-in (vmlab e2e fixture): no Kubernetes here' >&2\nexit 1\n")
@@ -523,7 +529,7 @@ def serve_kubernetes_packages(scratch):
             with open(os.path.join(unit, "kubelet.service"), "w") as f:
                 f.write("[Unit]\nDescription=kubelet stand-in\n[Service]\nExecStart=/usr/bin/kubelet\n"
                         "[Install]\nWantedBy=multi-user.target\n")
-        subprocess.run(["dpkg-deb", "--build", "--root-owner-group", pkg,
+        subprocess.run(["dpkg-deb", "-Zgzip", "--build", "--root-owner-group", pkg,
                         os.path.join(repo, f"{name}_1.30.4-1.1_amd64.deb")], check=True, capture_output=True)
     home = os.path.join(scratch, "gnupg")
     os.makedirs(home, mode=0o700)
@@ -539,8 +545,8 @@ def serve_kubernetes_packages(scratch):
     subprocess.run([*gpg, "--clearsign", "-o", os.path.join(repo, "InRelease"), os.path.join(repo, "Release")],
                    check=True, capture_output=True)
     log = open(os.path.join(scratch, "k8s-packages.log"), "w")
-    return subprocess.Popen([sys.executable, "-m", "http.server", "80", "--bind", "0.0.0.0",
-                             "--directory", root], stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen([sys.executable, os.path.join(SOURCE, "tests/fixtures/http_server.py"),
+                             "--port", "80", "--rate", str(rate), root], stdout=log, stderr=subprocess.STDOUT)
 
 
 def run_golden(args, virsh, ctl, watch, state):

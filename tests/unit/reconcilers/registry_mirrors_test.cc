@@ -234,6 +234,61 @@ TEST_F(RegistryMirrorsTest, TheSecondNodeIsServedFromTheMirror) {
   EXPECT_GT(Metric(text, R"(vmlab_cache_served_bytes_total{cache="images"})"), 0);
 }
 
+// Warming: the lab's images are fetched through its mirror ahead of the
+// nodes; a node's pull is then all hits, and the upstream sees nothing more.
+TEST_F(RegistryMirrorsTest, WarmingStoresTheLabsImagesBeforeTheNodesPull) {
+  metrics::Registry registry;
+  metrics::CacheMetrics metrics(registry);
+  RegistryMirrors mirrors(options_, &metrics);
+  ASSERT_TRUE(mirrors.Serve("lab", "127.0.0.2"));
+  ASSERT_TRUE(WaitFor([&] { return mirrors.Serving("docker.io"); }, std::chrono::seconds(15)));
+  mirrors.Warm("lab", {"docker.io/library/app:1.0", "docker.io/library/missing:1",
+                       "ghcr.io/example/tool:1"});
+  WarmStatus status;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        status = mirrors.Warming("lab");
+        return status.warmed + status.failed == 2;
+      },
+      std::chrono::seconds(30)));
+  EXPECT_EQ(status.images, 3);
+  EXPECT_EQ(status.warmed, 1);
+  EXPECT_EQ(status.failed, 1);
+  EXPECT_EQ(status.skipped, 1) << "ghcr.io is not mirrored";
+  EXPECT_THAT(status.first_failure, HasSubstr("docker.io/library/missing:1"));
+  auto upstream_blob_gets = [&] {
+    std::size_t gets = 0;
+    std::istringstream lines(testing_support::ReadFile(dir_.path() / "upstream.log"));
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find("response completed") != std::string::npos &&
+          line.find("http.request.method=GET") != std::string::npos &&
+          line.find("/blobs/") != std::string::npos) {
+        ++gets;
+      }
+    }
+    return gets;
+  };
+  const std::size_t upstream_before = upstream_blob_gets();
+  EXPECT_GE(upstream_before, 2u) << "warming fetched config and layer from upstream";
+  // Warming again fetches nothing new.
+  mirrors.Warm("lab", {"docker.io/library/app:1.0"});
+  Shell(
+      fmt::format("skopeo copy -q --src-tls-verify=false docker://127.0.0.2:{}/library/app:1.0 "
+                  "oci:{}/node:app 2>&1",
+                  options_.port + 1, dir_.path().string()));
+  RegistryTotals totals = mirrors.Poll();
+  for (int i = 0; i < 150 && totals.hits < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    totals = mirrors.Poll();
+  }
+  EXPECT_EQ(totals.hits, 2u) << "the node's blobs were all in the mirror";
+  EXPECT_EQ(totals.misses, 0u) << "warming's own fetches are not counted as the nodes'";
+  EXPECT_EQ(upstream_blob_gets(), upstream_before);
+  const std::string text = registry.Serialize();
+  EXPECT_EQ(Metric(text, R"(vmlab_cache_warmed_images_total{cache="images",result="warmed"})"), 1);
+  EXPECT_EQ(Metric(text, R"(vmlab_cache_warmed_images_total{cache="images",result="failed"})"), 1);
+}
+
 TEST_F(RegistryMirrorsTest, RelaysWhileALabNeedsItAndRestartsARegistryThatDies) {
   RegistryMirrors mirrors(options_, nullptr);
   ASSERT_TRUE(mirrors.Serve("a", "127.0.0.2"));
