@@ -35,22 +35,7 @@ LAB = "bench"
 
 
 def manifest(golden):
-    return f"""apiVersion: vmlab.io/v1alpha1
-kind: LabCluster
-metadata:
-  name: {LAB}
-spec:
-  kubernetes: {{version: "1.30.4"}}
-  network: {{cidr: {PREFIX}.0/24, domain: bench.test}}
-  controlPlane: {{replicas: 1, cpus: 1, memoryMiB: 1024, diskGiB: 5}}
-  workers: {{replicas: 0}}
-  image:
-    path: {IMAGE}/base.qcow2
-    kernel: {IMAGE}/vmlinuz
-    initrd: {IMAGE}/initrd.img
-    cmdline: "root=/dev/vda rw console=ttyS0 net.ifnames=0"
-  cache: {{goldenImage: {"true" if golden else "false"}}}
-"""
+    return e2e.gold_manifest(LAB, PREFIX, IMAGE, golden=golden)
 
 
 def phase_sums(ctl):

@@ -922,15 +922,15 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
           std::set<std::string> images;
           auto files = ReadHostFiles(spec);
           for (const auto role : {crds::NodeRole::kControlPlane, crds::NodeRole::kWorker}) {
-            const auto set = cache::ImagesFor(
-                spec, role, files ? *files : std::map<std::string, std::string>{});
+            const auto set =
+                cache::ImagesFor(spec, role, files ? *files : std::map<std::string, std::string>{});
             images.insert(set.images.begin(), set.images.end());
           }
           runtime_.registry_mirrors->Warm(name, images);
           const auto warming = runtime_.registry_mirrors->Warming(name);
           const int mirrored = warming.images - warming.skipped;
-          warm_note = fmt::format("{} of the lab's {} mirrored image(s) warmed", warming.warmed,
-                                  mirrored);
+          warm_note =
+              fmt::format("{} of the lab's {} mirrored image(s) warmed", warming.warmed, mirrored);
           if (warming.failed > 0) {
             warm_note += fmt::format(" ({} could not be fetched: {})", warming.failed,
                                      warming.first_failure);

@@ -49,12 +49,11 @@ Result<Warmed> WarmImage(const std::string& mirror_url, const std::string& refer
   try {
     web::http::client::http_client client(web::uri(mirror_url), config);
     auto manifest_of = [&](const std::string& ref) -> Result<web::json::value> {
-      auto response = Get(client, fmt::format("/v2/{}/manifests/{}", repository, ref),
-                          kManifestTypes);
+      auto response =
+          Get(client, fmt::format("/v2/{}/manifests/{}", repository, ref), kManifestTypes);
       if (response.status_code() != 200) {
-        return MakeError(ErrorCode::kUnavailable,
-                         fmt::format("{}: manifest {}: HTTP {}", reference, ref,
-                                     response.status_code()));
+        return MakeError(ErrorCode::kUnavailable, fmt::format("{}: manifest {}: HTTP {}", reference,
+                                                              ref, response.status_code()));
       }
       return response.extract_json(true).get();
     };

@@ -476,7 +476,8 @@ GOLD_PREFIX = "172.31.78"  # lab gold-a's network; gold-b's is 172.31.79.0/24
 GOLD_REPOSITORY = f"http://{GOLD_PREFIX}.1/"  # the stand-in Kubernetes package repository
 
 
-def gold_manifest(name, prefix, image, addon):
+def gold_manifest(name, prefix, image, addon=None, golden=True):
+    addons = f"  addons: [{addon}]\n" if addon else ""
     return f"""apiVersion: vmlab.io/v1alpha1
 kind: LabCluster
 metadata:
@@ -491,8 +492,7 @@ spec:
     kernel: {image}/vmlinuz
     initrd: {image}/initrd.img
     cmdline: "root=/dev/vda rw console=ttyS0 net.ifnames=0"
-  addons: [{addon}]
-  cache: {{goldenImage: true}}
+{addons}  cache: {{goldenImage: {"true" if golden else "false"}}}
 """
 
 
@@ -595,6 +595,8 @@ def run_golden(args, virsh, ctl, watch, state):
         metrics = ctl.get("/metrics")[1]
         check(metric(metrics, 'vmlab_golden_image_builds_total{result="succeeded"}') == 1,
               "one golden image build counted")
+        check((metric(metrics, 'vmlab_cache_warmed_images_total{cache="images",result="warmed"}') or 0) >= 1,
+              "the add-on's image was warmed into the docker.io mirror")
         check(wait_for(lambda: "gold-a-golden" not in virsh("list", "--all", "--name").split(),
                        "the builder to go", 60), "the builder VM is removed")
         check(not any(v.startswith("gold-a-golden") for v in virsh("vol-list", "vmlab").split()),

@@ -158,6 +158,20 @@ class RegistryMirrorsTest : public testing::Test {
     return ctr;
   }
 
+  // Blob downloads the upstream registry served.
+  std::size_t UpstreamBlobGets() {
+    std::size_t gets = 0;
+    std::istringstream lines(testing_support::ReadFile(dir_.path() / "upstream.log"));
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find("response completed") != std::string::npos &&
+          line.find("http.request.method=GET") != std::string::npos &&
+          line.find("/blobs/") != std::string::npos) {
+        ++gets;
+      }
+    }
+    return gets;
+  }
+
   ScratchDir dir_;
   int upstream_port_ = 0;
   int upstream_pid_ = 0;
@@ -204,19 +218,7 @@ TEST_F(RegistryMirrorsTest, TheSecondNodeIsServedFromTheMirror) {
   EXPECT_EQ(first.hits, 0u);
 
   // The second node pulls the same image: the upstream sees no blob request.
-  auto upstream_blob_gets = [&] {
-    std::size_t gets = 0;
-    std::istringstream lines(testing_support::ReadFile(dir_.path() / "upstream.log"));
-    for (std::string line; std::getline(lines, line);) {
-      if (line.find("response completed") != std::string::npos &&
-          line.find("http.request.method=GET") != std::string::npos &&
-          line.find("/blobs/") != std::string::npos) {
-        ++gets;
-      }
-    }
-    return gets;
-  };
-  const std::size_t upstream_before = upstream_blob_gets();
+  const std::size_t upstream_before = UpstreamBlobGets();
   EXPECT_GE(upstream_before, 2u) << "the first pull reached the upstream";
   Shell(
       fmt::format("skopeo copy -q --src-tls-verify=false docker://127.0.0.2:{}/library/app:1.0 "
@@ -226,7 +228,7 @@ TEST_F(RegistryMirrorsTest, TheSecondNodeIsServedFromTheMirror) {
   EXPECT_EQ(second.hits, 2u) << "config and layer came from the mirror's storage";
   EXPECT_EQ(second.misses, 2u);
   EXPECT_GT(second.served_bytes, 0u);
-  EXPECT_EQ(upstream_blob_gets(), upstream_before);
+  EXPECT_EQ(UpstreamBlobGets(), upstream_before);
 
   const std::string text = registry.Serialize();
   EXPECT_EQ(Metric(text, R"(vmlab_cache_requests_total{cache="images",result="hit"})"), 2);
@@ -256,19 +258,7 @@ TEST_F(RegistryMirrorsTest, WarmingStoresTheLabsImagesBeforeTheNodesPull) {
   EXPECT_EQ(status.failed, 1);
   EXPECT_EQ(status.skipped, 1) << "ghcr.io is not mirrored";
   EXPECT_THAT(status.first_failure, HasSubstr("docker.io/library/missing:1"));
-  auto upstream_blob_gets = [&] {
-    std::size_t gets = 0;
-    std::istringstream lines(testing_support::ReadFile(dir_.path() / "upstream.log"));
-    for (std::string line; std::getline(lines, line);) {
-      if (line.find("response completed") != std::string::npos &&
-          line.find("http.request.method=GET") != std::string::npos &&
-          line.find("/blobs/") != std::string::npos) {
-        ++gets;
-      }
-    }
-    return gets;
-  };
-  const std::size_t upstream_before = upstream_blob_gets();
+  const std::size_t upstream_before = UpstreamBlobGets();
   EXPECT_GE(upstream_before, 2u) << "warming fetched config and layer from upstream";
   // Warming again fetches nothing new.
   mirrors.Warm("lab", {"docker.io/library/app:1.0"});
@@ -283,7 +273,7 @@ TEST_F(RegistryMirrorsTest, WarmingStoresTheLabsImagesBeforeTheNodesPull) {
   }
   EXPECT_EQ(totals.hits, 2u) << "the node's blobs were all in the mirror";
   EXPECT_EQ(totals.misses, 0u) << "warming's own fetches are not counted as the nodes'";
-  EXPECT_EQ(upstream_blob_gets(), upstream_before);
+  EXPECT_EQ(UpstreamBlobGets(), upstream_before);
   const std::string text = registry.Serialize();
   EXPECT_EQ(Metric(text, R"(vmlab_cache_warmed_images_total{cache="images",result="warmed"})"), 1);
   EXPECT_EQ(Metric(text, R"(vmlab_cache_warmed_images_total{cache="images",result="failed"})"), 1);
