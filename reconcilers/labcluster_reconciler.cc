@@ -735,7 +735,8 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   bool wants_mirrors = false;
   std::map<std::string, std::string> mirrors;  // upstream -> the mirror the lab's nodes use
   std::string mirror_error;
-  std::string warm_note;  // how far warming of the lab's images went
+  std::string warm_note;      // how far warming of the lab's images went
+  std::string apt_warm_note;  // and of its Kubernetes packages
   // spec.cache.goldenImage: what new nodes boot from, for CacheReady and
   // InfrastructureReady.
   GoldenOptions golden;
@@ -915,7 +916,26 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       }
       if (converged) {
         outcome = std::move(*converged);
-        if (wants_apt && outcome->network_active) (void)serve_apt();
+        if (wants_apt && outcome->network_active && !serve_apt().empty() &&
+            runtime_.apt_cache->Managed()) {
+          // Warming: the pinned Kubernetes packages (and what they depend on
+          // from the same repository) into the cache while the VMs boot.
+          bootstrap::NodeEnvironment env = environment_;
+          env.apt_proxy = apt_proxy;
+          env.apt_https_remap = true;
+          const std::string prefix = spec.spec.kubernetes.version + "-";
+          runtime_.apt_cache->Warm(name, bootstrap::AptRepository(spec, env),
+                                   {{"kubelet", prefix}, {"kubeadm", prefix}, {"kubectl", prefix}});
+          const auto warming = runtime_.apt_cache->Warming(name);
+          if (warming.done && warming.failure.empty()) {
+            apt_warm_note = fmt::format("{} Kubernetes package file(s) warmed", warming.warmed);
+          } else if (warming.done) {
+            apt_warm_note = "warming the Kubernetes packages failed (" + warming.failure +
+                            "); nodes fetch them through the cache";
+          } else {
+            apt_warm_note = "warming the Kubernetes packages";
+          }
+        }
         if (wants_mirrors && outcome->network_active && !serve_mirrors().empty() &&
             runtime_.registry_mirrors->Managed()) {
           // Warming: the lab's images into the mirrors while its VMs boot.
@@ -1009,6 +1029,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
                                   runtime_.apt_cache->Managed()
                                       ? "apt-cacher-ng run by vmlab"
                                       : "an apt proxy given to the controller"));
+      if (!apt_warm_note.empty()) parts.push_back(apt_warm_note);
     }
     if (!spec.spec.cache.images) {
       parts.push_back("spec.cache.images is false: nodes pull images from their registries");

@@ -76,6 +76,11 @@ struct NodeFile {
                                             const NodeEnvironment& env);
 // /etc/apt/apt.conf.d/90vmlab-proxy: apt through the lab's cache at `proxy`.
 [[nodiscard]] std::string RenderAptProxyConfig(const std::string& proxy);
+// The Kubernetes package repository of the lab's minor version, and the same
+// as the nodes' apt reaches it (through apt-cacher-ng: http://HTTPS///HOST/PATH).
+[[nodiscard]] std::string PackageRepository(const crds::LabCluster& lab,
+                                            const NodeEnvironment& env);
+[[nodiscard]] std::string AptRepository(const crds::LabCluster& lab, const NodeEnvironment& env);
 // containerd's /etc/containerd/certs.d/UPSTREAM/hosts.toml: pull and resolve
 // through `mirror` first, then the upstream itself (containerd's fallback).
 [[nodiscard]] std::string RenderRegistryHosts(const std::string& upstream,

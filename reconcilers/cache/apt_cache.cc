@@ -1,6 +1,8 @@
 #include "reconcilers/cache/apt_cache.h"
 
 #include <arpa/inet.h>
+#include <cpprest/filestream.h>
+#include <cpprest/http_client.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <netinet/in.h>
@@ -10,8 +12,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <fstream>
+#include <sstream>
 
 #include "controller/status_store.h"
 #include "metrics/cache_metrics.h"
@@ -37,6 +41,115 @@ bool Listening(const std::string& address, int port) {
 
 }  // namespace
 
+namespace {
+
+// dpkg's version order, enough for repository indexes: digit runs compare as
+// numbers, other runs character by character with '~' before everything.
+int CompareVersions(const std::string& a, const std::string& b) {
+  std::size_t i = 0;
+  std::size_t j = 0;
+  auto order = [](char c) {
+    return c == '~' ? -1 : std::isalpha(static_cast<unsigned char>(c)) ? c : c + 256;
+  };
+  while (i < a.size() || j < b.size()) {
+    while ((i < a.size() && !std::isdigit(static_cast<unsigned char>(a[i]))) ||
+           (j < b.size() && !std::isdigit(static_cast<unsigned char>(b[j])))) {
+      const int ca =
+          i < a.size() && !std::isdigit(static_cast<unsigned char>(a[i])) ? order(a[i]) : 0;
+      const int cb =
+          j < b.size() && !std::isdigit(static_cast<unsigned char>(b[j])) ? order(b[j]) : 0;
+      if (ca != cb) return ca < cb ? -1 : 1;
+      if (i < a.size() && !std::isdigit(static_cast<unsigned char>(a[i]))) ++i;
+      if (j < b.size() && !std::isdigit(static_cast<unsigned char>(b[j]))) ++j;
+    }
+    std::size_t na = i;
+    while (na < a.size() && std::isdigit(static_cast<unsigned char>(a[na]))) ++na;
+    std::size_t nb = j;
+    while (nb < b.size() && std::isdigit(static_cast<unsigned char>(b[nb]))) ++nb;
+    const std::string da = a.substr(i, na - i);
+    const std::string db = b.substr(j, nb - j);
+    const std::string ta = da.substr(std::min(da.find_first_not_of('0'), da.size()));
+    const std::string tb = db.substr(std::min(db.find_first_not_of('0'), db.size()));
+    if (ta.size() != tb.size()) return ta.size() < tb.size() ? -1 : 1;
+    if (ta != tb) return ta < tb ? -1 : 1;
+    i = na;
+    j = nb;
+  }
+  return 0;
+}
+
+struct IndexEntry {
+  std::string version;
+  std::string filename;
+  std::vector<std::string> depends;
+};
+
+}  // namespace
+
+Result<std::vector<std::string>> ChoosePackages(const std::string& packages_index,
+                                                const std::map<std::string, std::string>& pins) {
+  std::map<std::string, std::vector<IndexEntry>> index;
+  std::istringstream in(packages_index);
+  std::string line;
+  std::string name;
+  IndexEntry entry;
+  auto flush = [&] {
+    if (!name.empty() && !entry.filename.empty()) index[name].push_back(entry);
+    name.clear();
+    entry = {};
+  };
+  while (std::getline(in, line)) {
+    if (line.empty()) {
+      flush();
+      continue;
+    }
+    const auto colon = line.find(": ");
+    if (colon == std::string::npos || line[0] == ' ') continue;
+    const std::string key = line.substr(0, colon);
+    const std::string value = line.substr(colon + 2);
+    if (key == "Package") name = value;
+    if (key == "Version") entry.version = value;
+    if (key == "Filename") entry.filename = value;
+    if (key == "Depends" || key == "Pre-Depends") {
+      std::istringstream items(value);
+      for (std::string item; std::getline(items, item, ',');) {
+        item = item.substr(item.find_first_not_of(' '));
+        entry.depends.push_back(item.substr(0, item.find_first_of(" (|")));
+      }
+    }
+  }
+  flush();
+  auto newest = [&](const std::string& package, const std::string& prefix) -> const IndexEntry* {
+    const auto it = index.find(package);
+    if (it == index.end()) return nullptr;
+    const IndexEntry* best = nullptr;
+    for (const auto& e : it->second) {
+      if (!e.version.starts_with(prefix)) continue;
+      if (!best || CompareVersions(e.version, best->version) > 0) best = &e;
+    }
+    return best;
+  };
+  std::vector<std::string> files;
+  std::set<std::string> seen;
+  std::vector<std::pair<std::string, std::string>> todo(pins.begin(), pins.end());
+  for (std::size_t k = 0; k < todo.size(); ++k) {
+    const auto [package, prefix] = todo[k];
+    if (!seen.insert(package).second) continue;
+    const IndexEntry* chosen = newest(package, prefix);
+    if (!chosen) {
+      if (pins.contains(package)) {
+        return MakeError(ErrorCode::kNotFound,
+                         fmt::format("{} {}is not in the repository's index", package,
+                                     prefix.empty() ? "" : prefix + "* "));
+      }
+      continue;  // a dependency from another repository (e.g. Debian's)
+    }
+    files.push_back(chosen->filename);
+    for (const auto& dependency : chosen->depends) todo.emplace_back(dependency, "");
+  }
+  return files;
+}
+
 Status CheckAptCacheMode(const std::string& mode) {
   if (mode == "off" || mode == "managed") return {};
   if (mode.starts_with("http://") && mode.size() > 7 &&
@@ -51,7 +164,10 @@ Status CheckAptCacheMode(const std::string& mode) {
 
 AptCache::AptCache(AptCacheOptions options, metrics::CacheMetrics* metrics)
     : options_(std::move(options)), metrics_(metrics) {
-  if (Managed()) supervisor_ = std::thread([this] { Supervise(); });
+  if (Managed()) {
+    supervisor_ = std::thread([this] { Supervise(); });
+    warmer_ = std::thread([this] { RunWarmer(); });
+  }
 }
 
 AptCache::~AptCache() { Stop(); }
@@ -64,7 +180,9 @@ void AptCache::Stop() {
     StopLocked();
   }
   wake_.notify_all();
+  warm_wake_.notify_all();
   if (supervisor_.joinable()) supervisor_.join();
+  if (warmer_.joinable()) warmer_.join();
 }
 
 Result<std::string> AptCache::Serve(const std::string& lab, const std::string& gateway) {
@@ -100,6 +218,7 @@ Status AptCache::RestartLocked() {
 
 void AptCache::Release(const std::string& lab) {
   std::lock_guard guard(mutex_);
+  warm_wanted_.erase(lab);
   if (gateways_.erase(lab) == 0 || Wanted() == bound_) return;
   (void)RestartLocked();
 }
@@ -173,6 +292,98 @@ Status AptCache::StartLocked() {
 void AptCache::StopLocked() {
   StopChild(pid_);
   pid_ = 0;
+}
+
+void AptCache::Warm(const std::string& lab, const std::string& repository,
+                    const std::map<std::string, std::string>& pins) {
+  if (!Managed() || !repository.starts_with("http://")) return;
+  std::lock_guard guard(mutex_);
+  const auto gateway = gateways_.find(lab);
+  if (stopping_ || gateway == gateways_.end()) return;
+  std::string key = repository;
+  for (const auto& [name, prefix] : pins) key += " " + name + "=" + prefix;
+  warm_wanted_[lab] = key;
+  WarmJob& job = warm_jobs_[key];
+  const auto now = std::chrono::steady_clock::now();
+  const bool retry = job.status.done && !job.status.failure.empty() &&
+                     now - job.finished > std::chrono::minutes(10);
+  if (job.queued || (job.status.done && !retry) || (!job.status.done && !job.base.empty())) return;
+  std::string base = repository.substr(std::string_view("http://").size());
+  if (!base.ends_with('/')) base += '/';
+  // apt-cacher-ng also answers http://CACHE/HOST/PATH (as it stores it).
+  job.base = fmt::format("http://{}:{}/{}", gateway->second, options_.port, base);
+  job.pins = pins;
+  job.queued = true;
+  job.status = {};
+  warm_wake_.notify_all();
+}
+
+AptWarmStatus AptCache::Warming(const std::string& lab) {
+  std::lock_guard guard(mutex_);
+  const auto wanted = warm_wanted_.find(lab);
+  if (wanted == warm_wanted_.end()) return {};
+  return warm_jobs_[wanted->second].status;
+}
+
+void AptCache::RunWarmer() {
+  while (true) {
+    std::string key;
+    std::string base;
+    std::map<std::string, std::string> pins;
+    {
+      std::unique_lock lock(mutex_);
+      auto next = [this] {
+        return std::find_if(warm_jobs_.begin(), warm_jobs_.end(),
+                            [](const auto& job) { return job.second.queued; });
+      };
+      warm_wake_.wait(lock, [&] { return stopping_ || next() != warm_jobs_.end(); });
+      if (stopping_) return;
+      auto it = next();
+      it->second.queued = false;
+      key = it->first;
+      base = it->second.base;
+      pins = it->second.pins;
+    }
+    AptWarmStatus status;
+    try {
+      web::http::client::http_client_config config;
+      config.set_timeout(std::chrono::seconds(600));
+      web::http::client::http_client client(web::uri(base), config);
+      auto get = [&](const std::string& path) {
+        web::http::http_request request(web::http::methods::GET);
+        request.set_request_uri(path);
+        request.headers().add(web::http::header_names::user_agent, "vmlab-warm");
+        return client.request(request).get();
+      };
+      auto index = get("Packages");
+      if (index.status_code() != 200) {
+        throw std::runtime_error(fmt::format("{}Packages: HTTP {}", base, index.status_code()));
+      }
+      auto files = ChoosePackages(index.extract_utf8string(true).get(), pins);
+      if (!files) throw std::runtime_error(files.error().message);
+      status.packages = static_cast<int>(files->size());
+      for (const auto& file : *files) {
+        auto response = get(file);
+        if (response.status_code() != 200) {
+          throw std::runtime_error(
+              fmt::format("{}{}: HTTP {}", base, file, response.status_code()));
+        }
+        auto sink = concurrency::streams::fstream::open_ostream("/dev/null").get();
+        response.body().read_to_end(sink.streambuf()).get();
+        sink.close().get();
+        ++status.warmed;
+      }
+      spdlog::info("apt cache: warmed {} package(s) from {}", status.warmed, base);
+    } catch (const std::exception& e) {
+      status.failure = e.what();
+      spdlog::warn("apt cache: cannot warm packages: {}", status.failure);
+    }
+    status.done = true;
+    std::lock_guard guard(mutex_);
+    WarmJob& job = warm_jobs_[key];
+    job.status = status;
+    job.finished = std::chrono::steady_clock::now();
+  }
 }
 
 pid_t AptCache::Pid() {

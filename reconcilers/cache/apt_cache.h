@@ -11,6 +11,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
@@ -42,10 +43,26 @@ struct AptCacheOptions {
 [[nodiscard]] Status CheckAptCacheMode(const std::string& mode);
 
 struct AptCacheTotals {
-  std::uint64_t hits = 0;
+  std::uint64_t hits = 0;  // warming's requests included (its fetches are the misses)
   std::uint64_t misses = 0;
   std::uint64_t served_bytes = 0;
 };
+
+// Warming of one lab's packages (see AptCache::Warm).
+struct AptWarmStatus {
+  int packages = 0;  // .deb files chosen from the repository's index
+  int warmed = 0;    // in the cache now
+  bool done = false;
+  std::string failure;  // why warming failed (tried again 10 minutes later)
+};
+
+// The index entries of a flat apt repository (its Packages file) warming
+// picks from: each of `pins` (name -> version prefix, "" for the newest) at
+// its newest matching version, and the newest version of every package they
+// depend on that the index has. Returns the Filename fields, or an error
+// naming a pinned package the index lacks.
+[[nodiscard]] Result<std::vector<std::string>> ChoosePackages(
+    const std::string& packages_index, const std::map<std::string, std::string>& pins);
 
 class AptCache {
  public:
@@ -66,6 +83,13 @@ class AptCache {
   void Release(const std::string& lab);
   // Reads what apt-cacher-ng logged since the last call into the metrics.
   AptCacheTotals Poll();
+  // Managed: fetches the .deb files `pins` need from `repository` (a flat
+  // repository as the nodes' apt sees it: http://HOST/PATH/ or
+  // http://HTTPS///HOST/PATH/) through the cache, in the background, so that
+  // the lab's nodes find them there. Done once per repository and pins.
+  void Warm(const std::string& lab, const std::string& repository,
+            const std::map<std::string, std::string>& pins);
+  [[nodiscard]] AptWarmStatus Warming(const std::string& lab);
   void Stop();
   // The running apt-cacher-ng's process id (0: none), and why it last failed to start.
   [[nodiscard]] pid_t Pid();
@@ -79,6 +103,7 @@ class AptCache {
   [[nodiscard]] Status RestartLocked();
   void StopLocked();
   void Supervise();
+  void RunWarmer();
 
   const AptCacheOptions options_;
   metrics::CacheMetrics* const metrics_;
@@ -93,6 +118,18 @@ class AptCache {
   bool stopping_ = false;
   std::condition_variable wake_;
   std::thread supervisor_;
+  // Warming: jobs by key (repository and pins), which job each lab wants.
+  struct WarmJob {
+    std::string base;  // http://GATEWAY:PORT/ + the repository without http://
+    std::map<std::string, std::string> pins;
+    bool queued = false;
+    AptWarmStatus status;
+    std::chrono::steady_clock::time_point finished{};
+  };
+  std::map<std::string, WarmJob> warm_jobs_;
+  std::map<std::string, std::string> warm_wanted_;  // lab -> job key
+  std::condition_variable warm_wake_;
+  std::thread warmer_;
 };
 
 }  // namespace vmlab::reconcilers::cache

@@ -13,7 +13,6 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
-#include <tuple>
 
 #include "controller/status_store.h"
 #include "metrics/cache_metrics.h"
@@ -131,8 +130,7 @@ struct RegistryMirrors::Registry {
   std::chrono::steady_clock::time_point retry_at{};
   std::uintmax_t log_offset = 0;
   std::map<std::string, int> fetched;  // digest -> fetched from upstream, not yet matched
-  // (digest, bytes, from warming) not yet classified
-  std::vector<std::tuple<std::string, std::uint64_t, bool>> pending;
+  std::vector<std::pair<std::string, std::uint64_t>> pending;  // (digest, bytes) not yet classified
 };
 
 RegistryMirrors::RegistryMirrors(RegistryMirrorsOptions options, metrics::CacheMetrics* metrics)
@@ -396,8 +394,7 @@ RegistryTotals RegistryMirrors::Poll() {
     if (size < registry->log_offset) registry->log_offset = 0;
     std::ifstream in(log, std::ios::binary);
     in.seekg(static_cast<std::streamoff>(registry->log_offset));
-    // (digest, bytes, from warming)
-    std::vector<std::tuple<std::string, std::uint64_t, bool>> responses;
+    std::vector<std::pair<std::string, std::uint64_t>> responses;  // (digest, bytes)
     std::string line;
     while (std::getline(in, line)) {
       if (in.eof()) break;  // a line still being written: read it next time
@@ -423,24 +420,20 @@ RegistryTotals RegistryMirrors::Poll() {
         bytes = std::stoull(Field(line, "http.response.written"));
       } catch (const std::exception&) {
       }
-      responses.emplace_back(uri.substr(blobs + 7), bytes,
-                             Field(line, "http.request.useragent").starts_with(kWarmUserAgent));
+      responses.emplace_back(uri.substr(blobs + 7), bytes);
     }
     // The registry logs a blob as stored once it has streamed it to the
     // client, so a response may come before its entry: one not matched now
     // is matched at the next reading, and counted as a hit only then.
-    // Warming's requests take their fetch off the books, but only nodes'
-    // requests are counted.
-    std::vector<std::tuple<std::string, std::uint64_t, bool>> later;
-    auto classify = [&](const std::tuple<std::string, std::uint64_t, bool>& response, bool final) {
-      const auto& [digest, bytes, warming] = response;
+    // Warming's requests count like the nodes': its fetches are the misses.
+    std::vector<std::pair<std::string, std::uint64_t>> later;
+    auto classify = [&](const std::pair<std::string, std::uint64_t>& response, bool final) {
+      const auto& [digest, bytes] = response;
       auto it = registry->fetched.find(digest);
       if (it != registry->fetched.end() && it->second > 0) {
         if (--it->second == 0) registry->fetched.erase(it);
-        if (warming) return;
         ++misses;
       } else if (final) {
-        if (warming) return;
         ++hits;
       } else {
         later.push_back(response);

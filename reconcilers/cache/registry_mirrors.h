@@ -68,7 +68,7 @@ struct RegistryMirrorsOptions {
     const std::vector<std::string>& items, const char* flag);
 
 struct RegistryTotals {
-  std::uint64_t hits = 0;  // nodes' requests (warming's are not counted)
+  std::uint64_t hits = 0;  // warming's requests included (its fetches are the misses)
   std::uint64_t misses = 0;
   std::uint64_t served_bytes = 0;
 };

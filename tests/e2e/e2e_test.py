@@ -597,6 +597,9 @@ def run_golden(args, virsh, ctl, watch, state):
               "one golden image build counted")
         check((metric(metrics, 'vmlab_cache_warmed_images_total{cache="images",result="warmed"}') or 0) >= 1,
               "the add-on's image was warmed into the docker.io mirror")
+        cache = condition(ctl.lab("gold-a"), "CacheReady").get("message", "")
+        check("3 Kubernetes package file(s) warmed" in cache,
+              f"kubelet, kubeadm and kubectl were warmed into the apt cache: {cache}")
         check(wait_for(lambda: "gold-a-golden" not in virsh("list", "--all", "--name").split(),
                        "the builder to go", 60), "the builder VM is removed")
         check(not any(v.startswith("gold-a-golden") for v in virsh("vol-list", "vmlab").split()),

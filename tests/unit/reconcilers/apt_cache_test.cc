@@ -174,6 +174,108 @@ TEST_F(AptCacheTest, TheSecondNodeIsServedFromTheCache) {
               HasSubstr("BindAddress: 127.0.0.1\n"));
 }
 
+// Warming picks the pinned packages and the newest of what they depend on
+// from the repository's index (dpkg's version order).
+TEST(AptWarmTest, ChoosesThePinnedPackagesAndTheirNewestDependencies) {
+  const std::string index =
+      "Package: kubeadm\nVersion: 1.30.4-1.1\nDepends: cri-tools (>= 1.30.0), kubeadm-helper | "
+      "other, iptables\nFilename: pool/kubeadm-1.30.4.deb\n\n"
+      "Package: kubeadm\nVersion: 1.30.10-1.1\nFilename: pool/kubeadm-1.30.10.deb\n\n"
+      "Package: kubeadm\nVersion: 1.30.4-2.1\nFilename: pool/kubeadm-1.30.4-2.deb\n\n"
+      "Package: cri-tools\nVersion: 1.30.1-1.1\nFilename: pool/cri-tools-1.30.1.deb\n\n"
+      "Package: cri-tools\nVersion: 1.9.0-1.1\nFilename: pool/cri-tools-1.9.0.deb\n\n"
+      "Package: kubeadm-helper\nVersion: 1.0~rc1\nFilename: pool/helper-rc1.deb\n\n"
+      "Package: kubeadm-helper\nVersion: 1.0\nFilename: pool/helper-1.0.deb\n";
+  const auto files = ChoosePackages(index, {{"kubeadm", "1.30.4-"}});
+  ASSERT_TRUE(files) << files.error().message;
+  EXPECT_EQ(*files, (std::vector<std::string>{"pool/kubeadm-1.30.4-2.deb"}))
+      << "1.30.4-2.1 is the newest 1.30.4 (its entry has no dependencies)";
+  const auto first =
+      ChoosePackages(index.substr(0, index.find("Package: kubeadm\nVersion: 1.30.10")) +
+                         index.substr(index.find("Package: cri-tools")),
+                     {{"kubeadm", "1.30.4-"}});
+  ASSERT_TRUE(first);
+  EXPECT_EQ(*first, (std::vector<std::string>{"pool/kubeadm-1.30.4.deb",
+                                              "pool/cri-tools-1.30.1.deb", "pool/helper-1.0.deb"}))
+      << "dependencies at their newest (1.30.1 > 1.9.0, 1.0 > 1.0~rc1); iptables is Debian's";
+  const auto missing = ChoosePackages(index, {{"kubelet", "1.30.4-"}});
+  ASSERT_FALSE(missing);
+  EXPECT_THAT(missing.error().message, HasSubstr("kubelet 1.30.4-* is not in the repository"));
+}
+
+// The pinned packages are fetched into the cache while the nodes boot: a
+// node's download is then a hit, and the upstream served the file once.
+TEST_F(AptCacheTest, WarmingStoresThePinnedPackagesBeforeTheNodesAsk) {
+  const std::string d = dir_.path().string();
+  Shell(fmt::format(
+      "set -e; for v in 1.30.4-1.1 1.29.9-1.1; do p={d}/k-$v; mkdir -p $p/DEBIAN; printf "
+      "'Package: vmlab-kubeadm\nVersion: %s\nArchitecture: all\nMaintainer: vmlab "
+      "<vmlab@example.invalid>\nDepends: vmlab-cri\nDescription: warm test\n' $v "
+      ">$p/DEBIAN/control; dpkg-deb --build $p {d}/repo/pool/vmlab-kubeadm_${{v}}_all.deb "
+      ">/dev/null; done; p={d}/cri; mkdir -p $p/DEBIAN; printf 'Package: vmlab-cri\nVersion: "
+      "1.30.1-1.1\nArchitecture: all\nMaintainer: vmlab <vmlab@example.invalid>\nDescription: "
+      "warm test\n' >$p/DEBIAN/control; dpkg-deb --build $p {d}/repo/pool/vmlab-cri_1_all.deb "
+      ">/dev/null; cd {d}/repo && dpkg-scanpackages pool /dev/null 2>/dev/null >Packages",
+      fmt::arg("d", d)));
+  metrics::Registry registry;
+  metrics::CacheMetrics metrics(registry);
+  AptCache cache(options_, &metrics);
+  const auto proxy = cache.Serve("lab", "127.0.0.1");
+  ASSERT_TRUE(proxy) << proxy.error().message;
+  cache.Warm("lab", fmt::format("http://127.0.0.1:{}/", upstream_port_),
+             {{"vmlab-kubeadm", "1.30.4-"}});
+  AptWarmStatus status;
+  for (int i = 0; i < 300 && !status.done; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    status = cache.Warming("lab");
+  }
+  ASSERT_TRUE(status.done);
+  EXPECT_EQ(status.failure, "");
+  EXPECT_EQ(status.packages, 2) << "the pinned one and its dependency";
+  EXPECT_EQ(status.warmed, 2);
+  auto fetched = [&](const std::string& file) {
+    const std::string log = testing_support::ReadFile(dir_.path() / "upstream.log");
+    std::size_t count = 0;
+    for (auto at = log.find("GET /pool/" + file); at != std::string::npos;
+         at = log.find("GET /pool/" + file, at + 1)) {
+      ++count;
+    }
+    return count;
+  };
+  EXPECT_EQ(fetched("vmlab-kubeadm_1.30.4-1.1_all.deb"), 1u);
+  EXPECT_EQ(fetched("vmlab-cri_1_all.deb"), 1u);
+  EXPECT_EQ(fetched("vmlab-kubeadm_1.29.9-1.1_all.deb"), 0u) << "not the pinned version";
+  (void)cache.Poll();
+  // A node downloads the pinned package through the cache.
+  const auto before = cache.Poll();
+  const auto root = dir_.path() / "node";
+  for (const char* sub : {"etc/apt.conf.d", "etc/sources.list.d", "state/lists/partial",
+                          "cache/archives/partial", "download"}) {
+    std::filesystem::create_directories(root / sub);
+  }
+  std::ofstream(root / "etc/sources.list")
+      << fmt::format("deb [trusted=yes] http://127.0.0.1:{}/ ./\n", upstream_port_);
+  std::ofstream(root / "etc/apt.conf.d/90vmlab-proxy") << bootstrap::RenderAptProxyConfig(*proxy);
+  const std::string r = root.string();
+  const std::string apt = fmt::format(
+      "APT_CONFIG=/dev/null apt-get -q -c {r}/etc/apt.conf.d/90vmlab-proxy -o Dir::Etc={r}/etc "
+      "-o Dir::State={r}/state -o Dir::Cache={r}/cache -o Debug::NoLocking=1 "
+      "-o APT::Sandbox::User=root",
+      fmt::arg("r", r));
+  Shell(
+      fmt::format("cd {r}/download && {apt} update >/dev/null 2>&1 && {apt} download "
+                  "vmlab-kubeadm=1.30.4-1.1 >/dev/null 2>&1",
+                  fmt::arg("r", r), fmt::arg("apt", apt)));
+  EXPECT_TRUE(std::filesystem::exists(root / "download/vmlab-kubeadm_1.30.4-1.1_all.deb"));
+  AptCacheTotals after = cache.Poll();
+  for (int i = 0; i < 100 && after.hits == before.hits; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    after = cache.Poll();
+  }
+  EXPECT_EQ(after.hits, before.hits + 1) << "the node's package came from the cache";
+  EXPECT_EQ(fetched("vmlab-kubeadm_1.30.4-1.1_all.deb"), 1u) << "upstream served it once";
+}
+
 TEST_F(AptCacheTest, ListensOnEveryLabGatewayAndComesBackWhenItDies) {
   AptCache cache(options_, nullptr);
   ASSERT_TRUE(cache.Serve("a", "127.0.0.1"));
