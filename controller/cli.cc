@@ -100,6 +100,11 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       ->capture_default_str()
       ->check(CLI::Range(1, 32767));
   controller_cmd
+      ->add_option("--cache-warming", controller.cache_warming,
+                   "Fetch each lab's Kubernetes packages and images into the managed caches "
+                   "while its VMs boot (true|false)")
+      ->capture_default_str();
+  controller_cmd
       ->add_option("--image-cache", controller.image_cache,
                    "Container image cache for the labs' nodes: managed (vmlab runs a "
                    "docker-registry pull-through mirror per upstream: registry.k8s.io, docker.io, "

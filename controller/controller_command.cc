@@ -206,7 +206,7 @@ int RunController(const ControllerOptions& options) {
          return reconcilers::bootstrap::MakeEtcdClient(std::move(access));
        },
        2379, std::chrono::duration_cast<std::chrono::seconds>(options.drain_timeout), &apt_cache,
-       &archive_index, &registry_mirrors, &golden_images});
+       &archive_index, &registry_mirrors, &golden_images, options.cache_warming});
 
   auto all_keys = [&] {
     std::set<std::string> keys;

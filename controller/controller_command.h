@@ -22,14 +22,15 @@ struct ControllerOptions {
   Duration shutdown_timeout = std::chrono::seconds(30);
   Duration drain_timeout = std::chrono::minutes(10);  // a blocked drain is reported after this
   std::string log_level = "info";
-  int progress_port = 9441;             // nodes report on each lab's gateway; 0: not at all
-  bool simulate_guests = false;         // libvirt test driver only
-  double simulate_speed = 1;            // simulated phase durations divided by this; 0: instant
-  std::string apt_cache = "managed";    // managed | off | http://URL of an existing apt proxy
-  int apt_cache_port = 3142;            // managed: apt-cacher-ng's port on each lab gateway
-  std::string image_cache = "managed";  // managed | off: docker-registry mirrors per upstream
-  int image_cache_port = 5001;          // managed: first of three ports on each lab gateway
-  std::vector<std::string> registry_mirrors;    // UPSTREAM=URL of existing mirrors
+  int progress_port = 9441;           // nodes report on each lab's gateway; 0: not at all
+  bool simulate_guests = false;       // libvirt test driver only
+  double simulate_speed = 1;          // simulated phase durations divided by this; 0: instant
+  std::string apt_cache = "managed";  // managed | off | http://URL of an existing apt proxy
+  int apt_cache_port = 3142;          // managed: apt-cacher-ng's port on each lab gateway
+  bool cache_warming = true;          // fetch each lab's packages and images into the caches early
+  std::string image_cache = "managed";        // managed | off: docker-registry mirrors per upstream
+  int image_cache_port = 5001;                // managed: first of three ports on each lab gateway
+  std::vector<std::string> registry_mirrors;  // UPSTREAM=URL of existing mirrors
   std::vector<std::string> registry_upstreams;  // UPSTREAM=URL managed mirrors fetch from
   // Base of the Kubernetes package repositories (vM/deb/ is appended).
   std::string kubernetes_packages = "https://pkgs.k8s.io/core:/stable:/";

@@ -917,7 +917,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       if (converged) {
         outcome = std::move(*converged);
         if (wants_apt && outcome->network_active && !serve_apt().empty() &&
-            runtime_.apt_cache->Managed()) {
+            runtime_.apt_cache->Managed() && runtime_.warm_caches) {
           // Warming: the pinned Kubernetes packages (and what they depend on
           // from the same repository) into the cache while the VMs boot.
           bootstrap::NodeEnvironment env = environment_;
@@ -937,7 +937,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
           }
         }
         if (wants_mirrors && outcome->network_active && !serve_mirrors().empty() &&
-            runtime_.registry_mirrors->Managed()) {
+            runtime_.registry_mirrors->Managed() && runtime_.warm_caches) {
           // Warming: the lab's images into the mirrors while its VMs boot.
           std::set<std::string> images;
           auto files = ReadHostFiles(spec);

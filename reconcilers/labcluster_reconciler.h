@@ -79,6 +79,8 @@ struct BootstrapRuntime {
   cache::RegistryMirrors* registry_mirrors = nullptr;
   // Golden base images for labs with spec.cache.goldenImage (real guests; null: none).
   cache::GoldenImages* golden = nullptr;
+  // Managed caches are warmed with each lab's packages and images.
+  bool warm_caches = true;
 };
 
 class LabClusterReconciler final : public controller::Reconciler {

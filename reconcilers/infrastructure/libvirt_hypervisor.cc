@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 
 namespace vmlab::reconcilers::infrastructure {
@@ -275,6 +276,29 @@ Status LibvirtHypervisor::EnsurePool(const std::string& name, const std::string&
       if (virStoragePoolBuild(pool.get(), 0) != 0)
         return std::unexpected(LibvirtError("build pool"));
       virStoragePoolSetAutostart(pool.get(), 1);
+    } else if (CString xml(virStoragePoolGetXMLDesc(pool.get(), 0)); xml) {
+      // One pool per libvirt: a pool of this name in another folder belongs
+      // to another vmlab state dir, whose volumes this controller must not
+      // take for its own (nor write its own where it does not look).
+      const std::string text = xml.get();
+      const auto target = text.find("<target>");
+      const auto start = text.find("<path>", target);
+      const auto end = text.find("</path>", start);
+      if (target != std::string::npos && start != std::string::npos && end != std::string::npos) {
+        const std::string existing = text.substr(start + 6, end - start - 6);
+        std::error_code ec;
+        if (std::filesystem::weakly_canonical(existing, ec) !=
+            std::filesystem::weakly_canonical(path, ec)) {
+          return MakeError(
+              ErrorCode::kFailedPrecondition,
+              fmt::format("libvirt's storage pool {n} is at {existing}, not at {path}: another "
+                          "vmlab state dir uses this libvirt. Run one controller per libvirt, "
+                          "or remove the pool once none of its labs is left (virsh "
+                          "pool-destroy {n}; virsh pool-undefine {n})",
+                          fmt::arg("n", name), fmt::arg("existing", existing),
+                          fmt::arg("path", path)));
+        }
+      }
     }
     if (virStoragePoolIsActive(pool.get()) != 1 && virStoragePoolCreate(pool.get(), 0) != 0) {
       return std::unexpected(LibvirtError("start pool"));

@@ -95,7 +95,9 @@ class AptCacheTest : public testing::Test {
 
   // apt-get update and download of the package through `proxy`, as a node
   // would (its apt configuration is the one vmlab renders for nodes).
-  void AptGet(const std::string& proxy, const std::string& name) {
+  void AptGet(const std::string& proxy, const std::string& name,
+              const std::string& package = "vmlab-cache-test",
+              const std::string& file = "vmlab-cache-test_1.0_all.deb") {
     const auto root = dir_.path() / name;
     for (const char* sub : {"etc/apt.conf.d", "etc/sources.list.d", "state/lists/partial",
                             "cache/archives/partial", "download"}) {
@@ -116,13 +118,13 @@ class AptCacheTest : public testing::Test {
     for (int attempt = 0; attempt < 3; ++attempt) {
       failed = Shell(
           fmt::format("cd {r}/download && {apt} update >{r}/update.log 2>&1 && {apt} download "
-                      "vmlab-cache-test >{r}/download.log 2>&1 || cat {r}/*.log",
-                      fmt::arg("r", r), fmt::arg("apt", apt)));
+                      "{package} >{r}/download.log 2>&1 || cat {r}/*.log",
+                      fmt::arg("r", r), fmt::arg("apt", apt), fmt::arg("package", package)));
       if (failed.empty()) break;
       std::this_thread::sleep_for(std::chrono::seconds(1));
     }
     EXPECT_EQ(failed, "") << "apt-get through the cache failed";
-    EXPECT_TRUE(std::filesystem::exists(root / "download/vmlab-cache-test_1.0_all.deb")) << name;
+    EXPECT_TRUE(std::filesystem::exists(root / "download" / file)) << name;
   }
 
   ScratchDir dir_;
@@ -248,25 +250,7 @@ TEST_F(AptCacheTest, WarmingStoresThePinnedPackagesBeforeTheNodesAsk) {
   (void)cache.Poll();
   // A node downloads the pinned package through the cache.
   const auto before = cache.Poll();
-  const auto root = dir_.path() / "node";
-  for (const char* sub : {"etc/apt.conf.d", "etc/sources.list.d", "state/lists/partial",
-                          "cache/archives/partial", "download"}) {
-    std::filesystem::create_directories(root / sub);
-  }
-  std::ofstream(root / "etc/sources.list")
-      << fmt::format("deb [trusted=yes] http://127.0.0.1:{}/ ./\n", upstream_port_);
-  std::ofstream(root / "etc/apt.conf.d/90vmlab-proxy") << bootstrap::RenderAptProxyConfig(*proxy);
-  const std::string r = root.string();
-  const std::string apt = fmt::format(
-      "APT_CONFIG=/dev/null apt-get -q -c {r}/etc/apt.conf.d/90vmlab-proxy -o Dir::Etc={r}/etc "
-      "-o Dir::State={r}/state -o Dir::Cache={r}/cache -o Debug::NoLocking=1 "
-      "-o APT::Sandbox::User=root",
-      fmt::arg("r", r));
-  Shell(
-      fmt::format("cd {r}/download && {apt} update >/dev/null 2>&1 && {apt} download "
-                  "vmlab-kubeadm=1.30.4-1.1 >/dev/null 2>&1",
-                  fmt::arg("r", r), fmt::arg("apt", apt)));
-  EXPECT_TRUE(std::filesystem::exists(root / "download/vmlab-kubeadm_1.30.4-1.1_all.deb"));
+  AptGet(*proxy, "node", "vmlab-kubeadm=1.30.4-1.1", "vmlab-kubeadm_1.30.4-1.1_all.deb");
   AptCacheTotals after = cache.Poll();
   for (int i = 0; i < 100 && after.hits == before.hits; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

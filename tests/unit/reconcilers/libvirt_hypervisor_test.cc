@@ -92,6 +92,9 @@ TEST_F(LibvirtHypervisorTest, PoolAndVolumes) {
       hypervisor_.EnsurePool("vmlab-test-pool", (dir.path() / "pool").string()).has_value());
   ASSERT_TRUE(hypervisor_.EnsurePool("vmlab-test-pool", (dir.path() / "pool").string()).has_value())
       << "idempotent";
+  const auto elsewhere = hypervisor_.EnsurePool("vmlab-test-pool", (dir.path() / "other").string());
+  ASSERT_FALSE(elsewhere) << "the pool of another state dir is not taken";
+  EXPECT_THAT(elsewhere.error().message, testing::HasSubstr("another vmlab state dir"));
   ASSERT_TRUE(
       hypervisor_.CreateVolume("vmlab-test-pool", RenderVolumeXml("n1-root.qcow2", 20, "", ""))
           .has_value());
