@@ -814,7 +814,10 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         golden = {};
         golden_note.clear();
         golden_problem.clear();
-        if (!wants_golden) return;
+        if (!wants_golden) {
+          if (runtime_.golden) runtime_.golden->Release(name);
+          return;
+        }
         auto files = ReadHostFiles(spec);
         golden_key =
             cache::GoldenImageKey(spec, files ? *files : std::map<std::string, std::string>{},
@@ -850,6 +853,23 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
           infrastructure_.Converge(name, &spec, desired->spec_hash, false, known_nodes, user_data,
                                    scale.removable_control_planes, scale.held_workers, golden);
       if (converged && golden.builder) {
+        auto& builder_key = StateOf(name).builder_key;
+        if (std::find(converged->created.begin(), converged->created.end(), builder) !=
+            converged->created.end()) {
+          builder_key = golden_key;
+        } else if (converged->builder_state != "missing" && builder_key != golden_key) {
+          // A builder made for another key (the spec changed while it ran), or
+          // by an earlier controller: it goes; the next pass starts a new one.
+          golden.builder = false;
+          converged = infrastructure_.Converge(name, &spec, desired->spec_hash, false, known_nodes,
+                                               user_data, scale.removable_control_planes,
+                                               scale.held_workers, golden);
+          golden.builder = true;
+        }
+      }
+      if (converged && golden.builder &&
+          std::find(converged->deleted.begin(), converged->deleted.end(), builder) ==
+              converged->deleted.end()) {
         // The builder reports its phases, then seals itself and powers off.
         const auto reports = runtime_.progress ? runtime_.progress->Progress(name)
                                                : std::map<std::string, bootstrap::NodeProgress>{};

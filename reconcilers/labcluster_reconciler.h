@@ -159,6 +159,7 @@ class LabClusterReconciler final : public controller::Reconciler {
     bootstrap::CertAndKey etcd_identity;  // vmlab's etcd client certificate
     // node -> what serves its downloads (golden, caches, none), from its creation.
     std::map<std::string, std::string> node_caches;
+    std::string builder_key;  // the golden image key the running builder was made for
   };
   [[nodiscard]] KubernetesState& StateOf(const std::string& lab);
   std::mutex kubernetes_mutex_;

@@ -79,6 +79,7 @@ int CompareVersions(const std::string& a, const std::string& b) {
 }
 
 struct IndexEntry {
+  std::string architecture;
   std::string version;
   std::string filename;
   std::vector<std::string> depends;
@@ -109,6 +110,7 @@ Result<std::vector<std::string>> ChoosePackages(const std::string& packages_inde
     const std::string value = line.substr(colon + 2);
     if (key == "Package") name = value;
     if (key == "Version") entry.version = value;
+    if (key == "Architecture") entry.architecture = value;
     if (key == "Filename") entry.filename = value;
     if (key == "Depends" || key == "Pre-Depends") {
       std::istringstream items(value);
@@ -125,6 +127,8 @@ Result<std::vector<std::string>> ChoosePackages(const std::string& packages_inde
     const IndexEntry* best = nullptr;
     for (const auto& e : it->second) {
       if (!e.version.starts_with(prefix)) continue;
+      // vmlab's nodes are amd64 (the index lists other architectures too).
+      if (!e.architecture.empty() && e.architecture != "amd64" && e.architecture != "all") continue;
       if (!best || CompareVersions(e.version, best->version) > 0) best = &e;
     }
     return best;

@@ -57,8 +57,8 @@ struct AptWarmStatus {
 };
 
 // The index entries of a flat apt repository (its Packages file) warming
-// picks from: each of `pins` (name -> version prefix, "" for the newest) at
-// its newest matching version, and the newest version of every package they
+// picks from (amd64 or all): each of `pins` (name -> version prefix, "" for
+// the newest) at its newest matching version, and the newest version of every package they
 // depend on that the index has. Returns the Filename fields, or an error
 // naming a pinned package the index lacks.
 [[nodiscard]] Result<std::vector<std::string>> ChoosePackages(

@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
 
+#include <cerrno>
+
 #include "metrics/cache_metrics.h"
 #include "reconcilers/cache/managed_process.h"
 #include "reconcilers/infrastructure/lab_layout.h"
@@ -23,7 +25,17 @@ std::optional<fs::path> GoldenImages::Ready(const std::string& key) const {
 
 std::string GoldenImages::Claim(const std::string& key, const std::string& lab) {
   std::lock_guard guard(mutex_);
-  auto [it, inserted] = claims_.try_emplace(key, Claimed{lab, std::chrono::steady_clock::now()});
+  const auto now = std::chrono::steady_clock::now();
+  // A lab builds one key at a time: a claim on a key it no longer wants goes.
+  std::erase_if(claims_,
+                [&](const auto& claim) { return claim.second.lab == lab && claim.first != key; });
+  if (auto held = claims_.find(key); held != claims_.end() && held->second.lab != lab &&
+                                     now - held->second.since > options_.build_timeout) {
+    spdlog::warn("golden image {}: lab {} took over the build lab {} did not finish",
+                 key.substr(0, 12), lab, held->second.lab);
+    claims_.erase(held);
+  }
+  auto [it, inserted] = claims_.try_emplace(key, Claimed{lab, now});
   if (inserted && metrics_) metrics_->CountRequests("golden", 0, 1);  // a build: a miss
   return it->second.lab;
 }
@@ -64,9 +76,12 @@ Status GoldenImages::Finish(const std::string& key, const std::string& lab,
     made = std::unexpected(spawned.error());
   } else {
     int status = 0;
-    waitpid(*spawned, &status, 0);
+    pid_t waited = -1;
+    do {
+      waited = waitpid(*spawned, &status, 0);
+    } while (waited < 0 && errno == EINTR);
     std::error_code ec;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (waited != *spawned || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       made = MakeError(ErrorCode::kUnavailable,
                        fmt::format("qemu-img convert of {} failed ({}): {}", builder_disk.string(),
                                    DescribeExit(status), Tail(output, 400)));

@@ -38,8 +38,9 @@ class GoldenImages {
 
   // The image of `key`, when it has been built.
   [[nodiscard]] std::optional<std::filesystem::path> Ready(const std::string& key) const;
-  // Claims the build of `key` for `lab` unless another lab holds it; returns
-  // the lab that builds it.
+  // Claims the build of `key` for `lab` unless another lab holds it (for
+  // less than the build timeout); returns the lab that builds it. A claim of
+  // `lab` on another key is dropped.
   std::string Claim(const std::string& key, const std::string& lab);
   // How long `lab`'s claim on `key` has been held (zero when it holds none).
   [[nodiscard]] std::chrono::steady_clock::duration Building(const std::string& key,

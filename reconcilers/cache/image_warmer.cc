@@ -29,20 +29,28 @@ web::http::http_response Get(web::http::client::http_client& client, const std::
 
 }  // namespace
 
+std::pair<std::string, std::string> RepositoryAndReference(const std::string& reference) {
+  const std::string registry = RegistryOf(reference);
+  const std::string rest = reference.substr(registry.size() + 1);
+  if (const auto at = rest.find('@'); at != std::string::npos) {
+    std::string repository = rest.substr(0, at);
+    // NAME:TAG@DIGEST: the digest decides; the tag is not part of the repository.
+    if (const auto colon = repository.rfind(':');
+        colon != std::string::npos && repository.find('/', colon) == std::string::npos) {
+      repository.resize(colon);
+    }
+    return {repository, rest.substr(at + 1)};
+  }
+  const auto colon = rest.rfind(':');
+  if (colon == std::string::npos || rest.find('/', colon) != std::string::npos) {
+    return {rest, "latest"};
+  }
+  return {rest.substr(0, colon), rest.substr(colon + 1)};
+}
+
 Result<Warmed> WarmImage(const std::string& mirror_url, const std::string& reference,
                          std::chrono::seconds timeout) {
-  const std::string registry = RegistryOf(reference);
-  std::string rest = reference.substr(registry.size() + 1);
-  std::string repository;
-  std::string tag;
-  if (const auto at = rest.find('@'); at != std::string::npos) {
-    repository = rest.substr(0, at);
-    tag = rest.substr(at + 1);
-  } else {
-    const auto colon = rest.rfind(':');
-    repository = rest.substr(0, colon);
-    tag = colon == std::string::npos ? "latest" : rest.substr(colon + 1);
-  }
+  const auto [repository, tag] = RepositoryAndReference(reference);
   web::http::client::http_client_config config;
   config.set_timeout(timeout);
   Warmed warmed;

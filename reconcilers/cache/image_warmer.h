@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "crds/result.h"
 
@@ -18,6 +19,12 @@ struct Warmed {
   int blobs = 0;
   std::uint64_t bytes = 0;
 };
+
+// The repository path and the tag or digest of a normalised reference, as
+// the registry API names them: docker.io/calico/node:v3.28.1 -> (calico/node,
+// v3.28.1); REGISTRY/NAME:TAG@DIGEST -> (NAME, DIGEST).
+[[nodiscard]] std::pair<std::string, std::string> RepositoryAndReference(
+    const std::string& reference);
 
 // Fetches `reference` (normalised: REGISTRY/REPOSITORY:TAG or @DIGEST) from
 // the mirror at `mirror_url` (http://HOST:PORT, serving REGISTRY's images).

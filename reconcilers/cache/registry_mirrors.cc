@@ -338,6 +338,7 @@ Status RegistryMirrors::StartLocked(Registry& registry) {
   auto spawned = SpawnService({options_.binary, "serve", config.string()}, root / "registry.log");
   if (!spawned) return std::unexpected(spawned.error());
   registry.pid = *spawned;
+  registry.error.clear();
   registry.log_offset = 0;  // the log starts anew
   (void)controller::WriteFileAtomically(root / "registry.pid", fmt::format("{}\n", registry.pid));
   spdlog::info("image cache: docker-registry (pid {}) mirroring {} from {}", registry.pid,

@@ -111,8 +111,6 @@ class RegistryMirrors {
   void Stop();
   // The managed registry's process id for an upstream (0: not running).
   [[nodiscard]] pid_t Pid(const std::string& upstream);
-  // UPSTREAM -> why its managed mirror does not serve (starting, or why it
-  // exited or could not start); empty when every one serves.
   // UPSTREAM -> why its managed mirror is down (it exited, or could not
   // start, and waits to be started again); empty when every one runs.
   [[nodiscard]] std::map<std::string, std::string> Problems();

@@ -134,13 +134,14 @@ int ConnectUnix(const std::filesystem::path& path) {
   remote.sun_family = AF_UNIX;
   if (path.native().size() >= sizeof(remote.sun_path)) return -1;
   std::memcpy(remote.sun_path, path.c_str(), path.native().size());
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  // Non-blocking: a service whose backlog is full drops the connection
+  // (EAGAIN) instead of stalling every other one.
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -1;
   if (connect(fd, reinterpret_cast<const sockaddr*>(&remote), sizeof(remote)) != 0) {
     close(fd);
     return -1;
   }
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   return fd;
 }
 

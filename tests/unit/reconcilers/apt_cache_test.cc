@@ -184,7 +184,10 @@ TEST(AptWarmTest, ChoosesThePinnedPackagesAndTheirNewestDependencies) {
       "other, iptables\nFilename: pool/kubeadm-1.30.4.deb\n\n"
       "Package: kubeadm\nVersion: 1.30.10-1.1\nFilename: pool/kubeadm-1.30.10.deb\n\n"
       "Package: kubeadm\nVersion: 1.30.4-2.1\nFilename: pool/kubeadm-1.30.4-2.deb\n\n"
-      "Package: cri-tools\nVersion: 1.30.1-1.1\nFilename: pool/cri-tools-1.30.1.deb\n\n"
+      "Package: cri-tools\nVersion: 1.30.2-1.1\nArchitecture: arm64\nFilename: "
+      "pool/cri-tools-arm64.deb\n\n"
+      "Package: cri-tools\nVersion: 1.30.1-1.1\nArchitecture: amd64\nFilename: "
+      "pool/cri-tools-1.30.1.deb\n\n"
       "Package: cri-tools\nVersion: 1.9.0-1.1\nFilename: pool/cri-tools-1.9.0.deb\n\n"
       "Package: kubeadm-helper\nVersion: 1.0~rc1\nFilename: pool/helper-rc1.deb\n\n"
       "Package: kubeadm-helper\nVersion: 1.0\nFilename: pool/helper-1.0.deb\n";
@@ -199,7 +202,8 @@ TEST(AptWarmTest, ChoosesThePinnedPackagesAndTheirNewestDependencies) {
   ASSERT_TRUE(first);
   EXPECT_EQ(*first, (std::vector<std::string>{"pool/kubeadm-1.30.4.deb",
                                               "pool/cri-tools-1.30.1.deb", "pool/helper-1.0.deb"}))
-      << "dependencies at their newest (1.30.1 > 1.9.0, 1.0 > 1.0~rc1); iptables is Debian's";
+      << "dependencies at their newest amd64 version (1.30.1 > 1.9.0, 1.0 > 1.0~rc1; not "
+         "arm64's 1.30.2); iptables is Debian's";
   const auto missing = ChoosePackages(index, {{"kubelet", "1.30.4-"}});
   ASSERT_FALSE(missing);
   EXPECT_THAT(missing.error().message, HasSubstr("kubelet 1.30.4-* is not in the repository"));

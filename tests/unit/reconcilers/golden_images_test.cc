@@ -8,6 +8,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "../controller/scratch_dir.h"
 #include "metrics/cache_metrics.h"
 #include "metrics/registry.h"
@@ -99,6 +101,17 @@ TEST(GoldenImagesTest, AFailedBuildIsRememberedUntilItsRetryAndReleasedClaimsFre
   EXPECT_EQ(golden.Claim(key, "two"), "two");
   golden.Release("two");
   EXPECT_EQ(golden.Claim(key, "three"), "three") << "a deleted lab's claim is gone";
+  const std::string other(64, 'c');
+  EXPECT_EQ(golden.Claim(other, "three"), "three");
+  EXPECT_EQ(golden.Claim(key, "four"), "four") << "three's claim on its old key went";
+
+  GoldenImagesOptions quick = options;
+  quick.build_timeout = std::chrono::seconds(0);
+  GoldenImages stuck(quick, nullptr);
+  EXPECT_EQ(stuck.Claim(key, "one"), "one");
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_TRUE(stuck.TimedOut(key, "one"));
+  EXPECT_EQ(stuck.Claim(key, "two"), "two") << "a build past its timeout is taken over";
 }
 
 }  // namespace

@@ -29,6 +29,7 @@
 #include "metrics/cache_metrics.h"
 #include "metrics/registry.h"
 #include "reconcilers/bootstrap/node_config.h"
+#include "reconcilers/cache/image_warmer.h"
 #include "shell.h"
 
 namespace vmlab::reconcilers::cache {
@@ -309,6 +310,19 @@ TEST_F(RegistryMirrorsTest, RelaysWhileALabNeedsItAndRestartsARegistryThatDies) 
   EXPECT_EQ(mirrors.Pid("docker.io"), 0) << "no lab needs it";
   EXPECT_EQ(kill(last, 0), -1);
   EXPECT_FALSE(Connects("127.0.0.2", options_.port + 1));
+}
+
+TEST(ImageWarmerTest, RepositoryAndReferenceAsTheRegistryApiNamesThem) {
+  EXPECT_EQ(RepositoryAndReference("docker.io/calico/node:v3.28.1"),
+            (std::pair<std::string, std::string>{"calico/node", "v3.28.1"}));
+  EXPECT_EQ(RepositoryAndReference("registry.k8s.io/pause:3.9"),
+            (std::pair<std::string, std::string>{"pause", "3.9"}));
+  const std::string digest = "sha256:" + std::string(64, 'a');
+  EXPECT_EQ(RepositoryAndReference("quay.io/cilium/cilium:v1.16.1@" + digest),
+            (std::pair<std::string, std::string>{"cilium/cilium", digest}))
+      << "tag and digest: the digest decides";
+  EXPECT_EQ(RepositoryAndReference("quay.io/cilium/operator@" + digest),
+            (std::pair<std::string, std::string>{"cilium/operator", digest}));
 }
 
 TEST_F(RegistryMirrorsTest, GivenMirrorsOffAndFailuresAreClear) {
