@@ -779,13 +779,15 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       }
       return served ? *served : std::map<std::string, std::string>{};
     };
+    // Host files, read once per pass: an error is a seed's (that node's);
+    // the image sets and the golden key go without them.
+    const auto host_files = ReadHostFiles(spec);
+    const auto& readable_files = host_files ? *host_files : std::map<std::string, std::string>{};
     if (secrets) {
-      // Host files are read when a seed is made: their errors are that node's.
       auto user_data = [&](const crds::PlannedNode& node) -> Result<std::string> {
-        auto files = ReadHostFiles(spec);
-        if (!files) return std::unexpected(files.error());
+        if (!host_files) return std::unexpected(host_files.error());
         bootstrap::NodeEnvironment env = environment_;
-        env.host_files = std::move(*files);
+        env.host_files = *host_files;
         if (listen) env.progress_url = bootstrap::ProgressUrl(gateway, runtime_.progress_port);
         // The network is up when seeds are made; a node without the cache fetches directly.
         if (wants_apt) {
@@ -818,10 +820,8 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
           if (runtime_.golden) runtime_.golden->Release(name);
           return;
         }
-        auto files = ReadHostFiles(spec);
         golden_key =
-            cache::GoldenImageKey(spec, files ? *files : std::map<std::string, std::string>{},
-                                  BaseImageIdentity(spec.spec.image.path));
+            cache::GoldenImageKey(spec, readable_files, BaseImageIdentity(spec.spec.image.path));
         const std::string short_key = golden_key.substr(0, 12);
         if (auto ready = runtime_.golden->Ready(golden_key)) {
           golden.root_backing = ready->string();
@@ -959,14 +959,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
         if (wants_mirrors && outcome->network_active && !serve_mirrors().empty() &&
             runtime_.registry_mirrors->Managed() && runtime_.warm_caches) {
           // Warming: the lab's images into the mirrors while its VMs boot.
-          std::set<std::string> images;
-          auto files = ReadHostFiles(spec);
-          for (const auto role : {crds::NodeRole::kControlPlane, crds::NodeRole::kWorker}) {
-            const auto set =
-                cache::ImagesFor(spec, role, files ? *files : std::map<std::string, std::string>{});
-            images.insert(set.images.begin(), set.images.end());
-          }
-          runtime_.registry_mirrors->Warm(name, images);
+          runtime_.registry_mirrors->Warm(name, cache::LabImages(spec, readable_files));
           const auto warming = runtime_.registry_mirrors->Warming(name);
           const int mirrored = warming.images - warming.skipped;
           warm_note =

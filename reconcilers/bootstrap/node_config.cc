@@ -695,11 +695,7 @@ std::string RenderPhaseScript(Phase phase, const crds::LabCluster& lab,
       body = Fill(kJoinScript, {{"ENDPOINT", EndpointAddress(lab)}});
       break;
     case Phase::kGolden: {
-      std::set<std::string> images;
-      for (const auto role : {NodeRole::kControlPlane, NodeRole::kWorker}) {
-        const auto set = cache::ImagesFor(lab, role, env.host_files);
-        images.insert(set.images.begin(), set.images.end());
-      }
+      const auto images = cache::LabImages(lab, env.host_files);
       std::vector<std::string> quoted;
       for (const auto& image : images) quoted.push_back(Quote(image));
       body = Fill(kGoldenScript, {{"IMAGES", fmt::format("{}", fmt::join(quoted, " "))},

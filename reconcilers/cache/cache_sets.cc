@@ -151,18 +151,15 @@ std::string GoldenImageKey(const crds::LabCluster& lab,
       fmt::format("recipe {}\nbase {}\ndisk {} GiB\nkubernetes {}\nruntime containerd\n", kRecipe,
                   base_image, GoldenDiskGiB(lab), lab.spec.kubernetes.version);
   std::set<std::string> packages;
-  std::set<std::string> images;
   for (const auto role : {crds::NodeRole::kControlPlane, crds::NodeRole::kWorker}) {
     for (const auto& p : PackageSet(lab, role)) {
       packages.insert(
           fmt::format("{} {} {}", p.name, p.version,
                       p.source == PackageSource::kKubernetes ? "kubernetes" : "debian"));
     }
-    const auto set = ImagesFor(lab, role, host_files);
-    images.insert(set.images.begin(), set.images.end());
   }
   for (const auto& p : packages) text += "package " + p + "\n";
-  for (const auto& i : images) text += "image " + i + "\n";
+  for (const auto& i : LabImages(lab, host_files)) text += "image " + i + "\n";
   return crds::Sha256Hex(text);
 }
 
@@ -199,6 +196,16 @@ Result<std::set<std::string>> ManifestImages(const std::string& yaml) {
   } catch (const YAML::Exception& e) {
     return MakeError(ErrorCode::kInvalidArgument,
                      fmt::format("document {}: {}", index + 1, e.what()));
+  }
+  return images;
+}
+
+std::set<std::string> LabImages(const crds::LabCluster& lab,
+                                const std::map<std::string, std::string>& host_files) {
+  std::set<std::string> images;
+  for (const auto role : {crds::NodeRole::kControlPlane, crds::NodeRole::kWorker}) {
+    auto set = ImagesFor(lab, role, host_files);
+    images.merge(set.images);
   }
   return images;
 }

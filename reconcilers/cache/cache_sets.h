@@ -56,6 +56,10 @@ struct ImageSet {
 [[nodiscard]] ImageSet ImagesFor(const crds::LabCluster& lab, crds::NodeRole role,
                                  const std::map<std::string, std::string>& host_files);
 
+// Every image any node of `lab` pulls (both roles' ImagesFor).
+[[nodiscard]] std::set<std::string> LabImages(const crds::LabCluster& lab,
+                                              const std::map<std::string, std::string>& host_files);
+
 // The images named in a multi-document Kubernetes manifest (containers,
 // initContainers and ephemeralContainers of any workload), normalised;
 // errors name the document.

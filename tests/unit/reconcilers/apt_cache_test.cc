@@ -54,11 +54,6 @@ int FreePort() {
   return 0;
 }
 
-double Metric(const std::string& text, const std::string& series) {
-  const auto at = text.find(series + " ");
-  return at == std::string::npos ? -1 : std::stod(text.substr(at + series.size() + 1));
-}
-
 class AptCacheTest : public testing::Test {
  protected:
   void SetUp() override {
@@ -168,10 +163,12 @@ TEST_F(AptCacheTest, TheSecondNodeIsServedFromTheCache) {
   EXPECT_EQ(fetched, 1u) << "upstream saw the package once:\n" << upstream;
 
   const std::string text = registry.Serialize();
-  EXPECT_EQ(Metric(text, R"(vmlab_cache_requests_total{cache="apt",result="hit"})"),
-            static_cast<double>(second.hits));
-  EXPECT_EQ(Metric(text, R"(vmlab_cache_requests_total{cache="apt",result="miss"})"),
-            static_cast<double>(second.misses));
+  EXPECT_EQ(
+      testing_support::Metric(text, R"(vmlab_cache_requests_total{cache="apt",result="hit"})"),
+      static_cast<double>(second.hits));
+  EXPECT_EQ(
+      testing_support::Metric(text, R"(vmlab_cache_requests_total{cache="apt",result="miss"})"),
+      static_cast<double>(second.misses));
   EXPECT_THAT(testing_support::ReadFile(dir_.path() / "state/cache/apt/conf/acng.conf"),
               HasSubstr("BindAddress: 127.0.0.1\n"));
 }

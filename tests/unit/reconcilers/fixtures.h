@@ -50,4 +50,12 @@ inline void ExpectGolden(const std::string& relative, const std::string& actual)
       << relative << " differs; VMLAB_UPDATE_GOLDEN=1 rewrites it";
 }
 
+// The value of one sample (`series` as exposed, labels included) in a
+// Prometheus text exposition; -1 when absent. Matches whole lines only, so a
+// family's # HELP line is never taken for its sample.
+inline double Metric(const std::string& text, const std::string& series) {
+  const auto at = ("\n" + text).find("\n" + series + " ");
+  return at == std::string::npos ? -1 : std::stod(text.substr(at + series.size() + 1));
+}
+
 }  // namespace vmlab::testing_support

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "../controller/scratch_dir.h"
+#include "fixtures.h"
 #include "metrics/cache_metrics.h"
 #include "metrics/registry.h"
 #include "reconcilers/infrastructure/lab_layout.h"
@@ -22,11 +23,6 @@ namespace {
 using testing::HasSubstr;
 using testing_support::ScratchDir;
 using testing_support::Shell;
-
-double Metric(const std::string& text, const std::string& series) {
-  const auto at = ("\n" + text).find("\n" + series + " ");  // a sample, not its HELP line
-  return at == std::string::npos ? -1 : std::stod(text.substr(at + series.size() + 1));
-}
 
 TEST(GoldenImagesTest, OneBuildPerKeyMadeFromTheBuildersDisk) {
   ScratchDir dir;
@@ -67,12 +63,17 @@ TEST(GoldenImagesTest, OneBuildPerKeyMadeFromTheBuildersDisk) {
   golden.CountHits(3);
   golden.Poll();
   const std::string text = registry.Serialize();
-  EXPECT_EQ(Metric(text, R"(vmlab_cache_requests_total{cache="golden",result="miss"})"), 2)
+  EXPECT_EQ(
+      testing_support::Metric(text, R"(vmlab_cache_requests_total{cache="golden",result="miss"})"),
+      2)
       << "two builds claimed";
-  EXPECT_EQ(Metric(text, R"(vmlab_cache_requests_total{cache="golden",result="hit"})"), 3);
-  EXPECT_EQ(Metric(text, R"(vmlab_golden_image_builds_total{result="succeeded"})"), 1);
-  EXPECT_GT(Metric(text, R"(vmlab_cache_bytes{cache="golden"})"), 1e6);
-  EXPECT_GE(Metric(text, "vmlab_golden_image_age_seconds"), 0);
+  EXPECT_EQ(
+      testing_support::Metric(text, R"(vmlab_cache_requests_total{cache="golden",result="hit"})"),
+      3);
+  EXPECT_EQ(testing_support::Metric(text, R"(vmlab_golden_image_builds_total{result="succeeded"})"),
+            1);
+  EXPECT_GT(testing_support::Metric(text, R"(vmlab_cache_bytes{cache="golden"})"), 1e6);
+  EXPECT_GE(testing_support::Metric(text, "vmlab_golden_image_age_seconds"), 0);
 }
 
 TEST(GoldenImagesTest, AFailedBuildIsRememberedUntilItsRetryAndReleasedClaimsFree) {

@@ -80,11 +80,6 @@ bool Connects(const char* address, int port) {
   return ok;
 }
 
-double Metric(const std::string& text, const std::string& series) {
-  const auto at = text.find(series + " ");
-  return at == std::string::npos ? -1 : std::stod(text.substr(at + series.size() + 1));
-}
-
 bool WaitFor(const std::function<bool()>& done, std::chrono::seconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   while (!done()) {
@@ -232,9 +227,13 @@ TEST_F(RegistryMirrorsTest, TheSecondNodeIsServedFromTheMirror) {
   EXPECT_EQ(UpstreamBlobGets(), upstream_before);
 
   const std::string text = registry.Serialize();
-  EXPECT_EQ(Metric(text, R"(vmlab_cache_requests_total{cache="images",result="hit"})"), 2);
-  EXPECT_EQ(Metric(text, R"(vmlab_cache_requests_total{cache="images",result="miss"})"), 2);
-  EXPECT_GT(Metric(text, R"(vmlab_cache_served_bytes_total{cache="images"})"), 0);
+  EXPECT_EQ(
+      testing_support::Metric(text, R"(vmlab_cache_requests_total{cache="images",result="hit"})"),
+      2);
+  EXPECT_EQ(
+      testing_support::Metric(text, R"(vmlab_cache_requests_total{cache="images",result="miss"})"),
+      2);
+  EXPECT_GT(testing_support::Metric(text, R"(vmlab_cache_served_bytes_total{cache="images"})"), 0);
 }
 
 // Warming: the lab's images are fetched through its mirror ahead of the
@@ -276,8 +275,12 @@ TEST_F(RegistryMirrorsTest, WarmingStoresTheLabsImagesBeforeTheNodesPull) {
   EXPECT_EQ(totals.misses, 2u) << "the misses were warming's";
   EXPECT_EQ(UpstreamBlobGets(), upstream_before);
   const std::string text = registry.Serialize();
-  EXPECT_EQ(Metric(text, R"(vmlab_cache_warmed_images_total{cache="images",result="warmed"})"), 1);
-  EXPECT_EQ(Metric(text, R"(vmlab_cache_warmed_images_total{cache="images",result="failed"})"), 1);
+  EXPECT_EQ(testing_support::Metric(
+                text, R"(vmlab_cache_warmed_images_total{cache="images",result="warmed"})"),
+            1);
+  EXPECT_EQ(testing_support::Metric(
+                text, R"(vmlab_cache_warmed_images_total{cache="images",result="failed"})"),
+            1);
 }
 
 TEST_F(RegistryMirrorsTest, RelaysWhileALabNeedsItAndRestartsARegistryThatDies) {
