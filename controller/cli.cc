@@ -4,14 +4,20 @@
 #include <fmt/ostream.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
+#include <string>
+#include <vector>
 
 #include "controller/client_commands.h"
+#include "controller/config_file.h"
 #include "controller/controller_command.h"
 #include "controller/duration.h"
 #include "controller/render_command.h"
 #include "controller/validate_command.h"
 #include "controller/version.h"
 #include "crds/labcluster_types.h"
+#include "crds/suggest.h"
 
 namespace vmlab::controller {
 
@@ -63,6 +69,11 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   std::string drain_timeout = "10m";
   CLI::App* controller_cmd =
       app.add_subcommand("controller", "Run the controller on a watch folder of manifests");
+  std::string config_file;
+  controller_cmd->add_option(
+      "--config", config_file,
+      "Read these options from a YAML file of long option names and values (e.g. `watch: "
+      "/var/lib/vmlab/labs`, a list for a repeatable option); options given here override it");
   controller_cmd->add_option("--watch", controller.watch, "Folder of LabCluster manifests")
       ->required();
   controller_cmd->add_option("--libvirt", controller.libvirt_uri, "libvirt connection URI")
@@ -157,6 +168,12 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   controller_cmd->add_option("--log-level", controller.log_level, "trace, debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  controller_cmd
+      ->add_option("--log-format", controller.log_format,
+                   "logfmt or json: one record per line on stderr (ts, level, msg, and lab and "
+                   "reconcile on a reconcile's lines)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"logfmt", "json"}));
   controller_cmd->footer(
       "Durations: 200ms, 30s, 5m, 1h or sums such as 1m30s. The API serves GET "
       "/api/v1/labclusters[/NAME[/events]], /healthz, /readyz and /metrics.");
@@ -182,8 +199,69 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
 
   CLI::App* version_cmd = app.add_subcommand("version", "Print vmlab's version and build commit");
 
+  // `vmlab controller --config FILE`: the file's options go in front of the
+  // command line's, except those the command line gives itself.
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::vector<ConfigEntry> from_file;
+  std::string config_path;
+  if (!args.empty() && args[0] == "controller") {
+    for (std::size_t i = 1; i < args.size(); ++i) {
+      if (args[i] == "--config" && i + 1 < args.size()) config_path = args[i + 1];
+      if (args[i].starts_with("--config=")) config_path = args[i].substr(9);
+    }
+  }
+  if (!config_path.empty()) {
+    auto entries = ReadConfigFile(config_path);
+    if (!entries) {
+      fmt::print(err, "vmlab controller: {}\n", entries.error().message);
+      return kExitUsage;
+    }
+    const auto given = [&args](const std::string& name) {
+      return std::any_of(args.begin() + 1, args.end(), [&](const std::string& a) {
+        return a == name || a.starts_with(name + "=");
+      });
+    };
+    std::vector<std::string> expanded;
+    std::vector<std::string_view> names;
+    for (const CLI::Option* option : controller_cmd->get_options()) {
+      for (const auto& name : option->get_lnames()) names.push_back(name);
+    }
+    for (auto& entry : *entries) {
+      const std::string flag = "--" + entry.key;
+      const CLI::Option* option =
+          entry.key == "config" ? nullptr : controller_cmd->get_option_no_throw(flag);
+      const auto where =
+          fmt::format("{}:{}:{}: error: {}", config_path, entry.line, entry.column, entry.key);
+      if (option == nullptr || entry.key == "help") {
+        const auto hint = crds::SuggestClosest(entry.key, names);
+        fmt::print(
+            err, "vmlab controller: {}: not an option of `vmlab controller`{}\n", where,
+            hint ? fmt::format(" (did you mean `{}`?)", *hint) : "; see `vmlab controller --help`");
+        return kExitUsage;
+      }
+      if (given(flag)) continue;  // the command line wins
+      if (entry.sequence && option->get_expected_max() <= 1) {
+        fmt::print(err, "vmlab controller: {}: takes one value, not a list\n", where);
+        return kExitUsage;
+      }
+      if (option->get_type_size() == 0) {  // a flag: true or false
+        if (entry.values.size() != 1 || (entry.values[0] != "true" && entry.values[0] != "false")) {
+          fmt::print(err, "vmlab controller: {}: give true or false\n", where);
+          return kExitUsage;
+        }
+        if (entry.values[0] == "true") expanded.push_back(flag);
+        continue;
+      }
+      for (const auto& value : entry.values) expanded.push_back(flag + "=" + value);
+      from_file.push_back(std::move(entry));
+    }
+    args.insert(args.begin() + 1, expanded.begin(), expanded.end());
+  }
+
   try {
-    app.parse(argc, argv);
+    // CLI11 takes the arguments in reverse order.
+    std::vector<std::string> reversed(args.rbegin(), args.rend());
+    app.parse(reversed);
   } catch (const CLI::CallForHelp&) {
     out << app.help();  // the selected subcommand's help, if one was given
     return kExitValid;
@@ -191,7 +269,20 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
     out << app.help("", CLI::AppFormatMode::All);
     return kExitValid;
   } catch (const CLI::ParseError& e) {
-    fmt::print(err, "vmlab: {}\nRun `vmlab --help` for usage.\n", e.what());
+    // A bad value from the config file is reported at its line.
+    const std::string message = e.what();
+    for (const auto& entry : from_file) {
+      const std::string flag = "--" + entry.key;
+      const auto at = message.find(flag);
+      const auto after = at == std::string::npos ? '\0' : message[at + flag.size()];
+      if (at != std::string::npos && !std::isalnum(static_cast<unsigned char>(after)) &&
+          after != '-') {
+        fmt::print(err, "vmlab controller: {}:{}:{}: error: {}: {}\n", config_path, entry.line,
+                   entry.column, entry.key, message);
+        return kExitUsage;
+      }
+    }
+    fmt::print(err, "vmlab: {}\nRun `vmlab --help` for usage.\n", message);
     return kExitUsage;
   }
 

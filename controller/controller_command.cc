@@ -14,6 +14,7 @@
 
 #include "controller/api.h"
 #include "controller/http_server.h"
+#include "controller/logging.h"
 #include "controller/manager.h"
 #include "controller/manifest_source.h"
 #include "controller/state_dir.h"
@@ -85,15 +86,15 @@ class ConnectionKeeper {
   std::thread thread_;
 };
 
-void SetUpLogging(const std::string& level) {
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
-  spdlog::set_level(spdlog::level::from_str(level));
-}
-
 }  // namespace
 
 int RunController(const ControllerOptions& options) {
-  SetUpLogging(options.log_level);
+  LogFormat log_format = LogFormat::kLogfmt;
+  if (!ParseLogFormat(options.log_format, log_format)) {
+    spdlog::error("--log-format {}: give logfmt or json", options.log_format);
+    return 2;
+  }
+  SetUpLogging(log_format, options.log_level);
   // Signals are taken by sigwait below; block them before any thread starts.
   sigset_t signals;
   sigemptyset(&signals);

@@ -22,6 +22,7 @@ struct ControllerOptions {
   Duration shutdown_timeout = std::chrono::seconds(30);
   Duration drain_timeout = std::chrono::minutes(10);  // a blocked drain is reported after this
   std::string log_level = "info";
+  std::string log_format = "logfmt";  // logfmt | json
   int progress_port = 9441;           // nodes report on each lab's gateway; 0: not at all
   bool simulate_guests = false;       // libvirt test driver only
   double simulate_speed = 1;          // simulated phase durations divided by this; 0: instant

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <exception>
 
+#include "controller/logging.h"
 #include "metrics/controller_metrics.h"
 
 namespace vmlab::controller {
@@ -83,6 +84,9 @@ void Manager::HousekeepingLoop() {
 }
 
 void Manager::Handle(const std::string& key) {
+  // Every line this reconcile logs, on this thread and the ones it starts,
+  // names the lab and this reconcile.
+  const LogFields log_fields({{"lab", key}, {"reconcile", NewReconcileId()}});
   const int active = ++active_;
   if (metrics_) metrics_->SetActiveWorkers(active);
   const SteadyTime start = clock_.Now();
@@ -94,12 +98,12 @@ void Manager::Handle(const std::string& key) {
       outcome = ReconcileOutcome::kError;
       if (metrics_) metrics_->CountReconcileError(terminal);
       if (terminal) {
-        spdlog::error("reconcile {}: {} (not retried: {})", key, result.error().message,
+        spdlog::error("reconcile failed: {} (not retried: {})", result.error().message,
                       ErrorCodeName(result.error().code));
         queue_.Forget(key);
       } else {
         spdlog::warn(
-            "reconcile {}: {} (retry in {} ms)", key, result.error().message,
+            "reconcile failed: {} (retry in {} ms)", result.error().message,
             std::chrono::duration_cast<std::chrono::milliseconds>(queue_.NextBackoff(key)).count());
         queue_.AddRateLimited(key);
       }
@@ -115,7 +119,7 @@ void Manager::Handle(const std::string& key) {
     }
   } catch (const std::exception& e) {
     outcome = ReconcileOutcome::kError;
-    spdlog::error("reconcile {}: unexpected exception: {}; retrying", key, e.what());
+    spdlog::error("reconcile failed: unexpected exception: {}; retrying", e.what());
     if (metrics_) {
       metrics_->CountReconcilePanic();
       metrics_->CountReconcileError(false);
@@ -123,14 +127,16 @@ void Manager::Handle(const std::string& key) {
     queue_.AddRateLimited(key);
   } catch (...) {
     outcome = ReconcileOutcome::kError;
-    spdlog::error("reconcile {}: unexpected non-standard exception; retrying", key);
+    spdlog::error("reconcile failed: unexpected non-standard exception; retrying");
     if (metrics_) {
       metrics_->CountReconcilePanic();
       metrics_->CountReconcileError(false);
     }
     queue_.AddRateLimited(key);
   }
-  if (metrics_) metrics_->ObserveReconcile(outcome, Seconds(clock_.Now() - start));
+  const double seconds = Seconds(clock_.Now() - start);
+  if (metrics_) metrics_->ObserveReconcile(outcome, seconds);
+  spdlog::debug("reconcile done in {:.1f} ms", seconds * 1000);
   queue_.Done(key);
   const int remaining = --active_;
   if (metrics_) metrics_->SetActiveWorkers(remaining);

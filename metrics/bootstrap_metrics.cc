@@ -33,9 +33,22 @@ constexpr const char* kResults[] = {"accepted",  "unauthorized", "wrong_node",  
 struct BootstrapMetrics::Metrics {
   prometheus::Family<prometheus::Histogram>* phases;
   prometheus::Family<prometheus::Counter>* reports;
+  prometheus::Family<prometheus::Counter>* failures;
   std::mutex mutex;
   std::map<std::tuple<std::string, std::string, std::string>, prometheus::Histogram*> histograms;
   std::map<std::string, prometheus::Counter*, std::less<>> counters;
+  std::map<std::pair<std::string, std::string>, prometheus::Counter*> failure_counters;
+
+  prometheus::Counter& Failures(std::string_view role, std::string_view phase) {
+    const auto key = std::pair{std::string(role), std::string(phase)};
+    auto it = failure_counters.find(key);
+    if (it == failure_counters.end()) {
+      it = failure_counters
+               .emplace(key, &failures->Add({{"role", key.first}, {"phase", key.second}}))
+               .first;
+    }
+    return *it->second;
+  }
 
   prometheus::Histogram& Phase(std::string_view role, std::string_view phase,
                                std::string_view cache) {
@@ -65,8 +78,13 @@ BootstrapMetrics::BootstrapMetrics(Registry& registry) : m_(std::make_unique<Met
                      .Name("vmlab_progress_reports_total")
                      .Help("Node progress reports received, by verdict")
                      .Register(r);
+  m_->failures = &prometheus::BuildCounter()
+                      .Name("vmlab_bootstrap_phase_failures_total")
+                      .Help("Bootstrap phases nodes reported failed (each failed attempt), by role")
+                      .Register(r);
   for (const auto& [role, phase] : kPhases) {
     for (const char* cache : kCaches) m_->Phase(role, phase, cache);
+    m_->Failures(role, phase);
   }
   for (const char* result : kResults)
     m_->counters[result] = &m_->reports->Add({{"result", result}});
@@ -78,6 +96,11 @@ void BootstrapMetrics::ObservePhase(std::string_view role, std::string_view phas
                                     std::string_view cache, double seconds) {
   std::lock_guard guard(m_->mutex);
   m_->Phase(role, phase, cache).Observe(seconds);
+}
+
+void BootstrapMetrics::CountPhaseFailure(std::string_view role, std::string_view phase) {
+  std::lock_guard guard(m_->mutex);
+  m_->Failures(role, phase).Increment();
 }
 
 void BootstrapMetrics::CountReport(std::string_view result) {

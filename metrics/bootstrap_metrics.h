@@ -1,6 +1,7 @@
 // Metrics of node bootstrap: vmlab_bootstrap_phase_duration_seconds{role,phase,cache}
 // (a histogram of finished phases; cache: what served the node's downloads,
-// golden | caches | none | unknown) and vmlab_progress_reports_total{result}
+// golden | caches | none | unknown), vmlab_bootstrap_phase_failures_total{role,phase}
+// (phases nodes reported failed) and vmlab_progress_reports_total{result}
 // (node progress reports by verdict: accepted, unauthorized, wrong_node,
 // replay, malformed, oversized, rate_limited, unknown_lab). Every known
 // label combination exists from the start. Thread-safe.
@@ -22,6 +23,7 @@ class BootstrapMetrics {
 
   void ObservePhase(std::string_view role, std::string_view phase, std::string_view cache,
                     double seconds);
+  void CountPhaseFailure(std::string_view role, std::string_view phase);
   void CountReport(std::string_view result);
 
  private:

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "controller/logging.h"
 #include "reconcilers/infrastructure/identity.h"
 #include "reconcilers/infrastructure/lab_layout.h"
 #include "reconcilers/infrastructure/preflight.h"
@@ -254,7 +255,12 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
     std::vector<const std::vector<const Action*>*> groups;
     for (const auto& [node, actions] : by_node) groups.push_back(&actions);
     std::atomic<std::size_t> next{0};
+    // Helper threads log with the reconcile's fields (this thread has them already).
+    const auto log_fields = controller::LogFields::Current();
+    const auto caller = std::this_thread::get_id();
     auto worker = [&] {
+      const controller::LogFields fields(
+          std::this_thread::get_id() == caller ? std::vector<controller::LogField>{} : log_fields);
       for (std::size_t i = next++; i < groups.size(); i = next++) {
         for (const Action* action : *groups[i]) {
           if (!run(*action)) break;  // later steps of this node need the earlier ones

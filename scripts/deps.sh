@@ -36,6 +36,12 @@ packages=(
   # the e2e's stand-in Kubernetes package repository (stub kubelet, kubeadm and
   # kubectl packages, signed like pkgs.k8s.io): apt-ftparchive and gpg
   apt-utils gpg
+  # observability pack: promtool checks the shipped scrape config and alert rules
+  # (and runs their unit tests); the observability test scrapes a controller with it
+  prometheus
+  # packaging: `make package` (CPack's DEB generator uses dpkg-deb/dpkg-shlibdeps from
+  # dpkg-dev) and the unit file's checks (systemd-analyze)
+  systemd
 )
 
 missing=()

@@ -205,6 +205,9 @@ Verdict ProgressStore::Report(const std::string& lab, std::string_view authoriza
                              cache == lab_state.identity.caches.end() ? "unknown" : cache->second,
                              std::chrono::duration<double>(wall - progress.phase_started).count());
     }
+    if (*state == "failed" && metrics_) {
+      metrics_->CountPhaseFailure(lab_state.identity.roles[*node], *phase);
+    }
     progress.phase = *phase;
     progress.state = *state;
     progress.exit_code = static_cast<int>(*exit_code);

@@ -122,6 +122,13 @@ TEST_F(ProgressTest, AFailureKeepsItsExitCodeAttemptAndLogTail) {
   EXPECT_EQ(p.exit_code, 100);
   EXPECT_EQ(p.attempt, 2);
   EXPECT_EQ(p.log_tail.size(), kMaxLogTailBytes) << "only the end of a long log is kept";
+  const std::string text = registry_.Serialize();
+  EXPECT_EQ(
+      Metric(text,
+             R"(vmlab_bootstrap_phase_failures_total{phase="endpoint",role="control-plane"})"),
+      1);
+  EXPECT_EQ(Metric(text, R"(vmlab_bootstrap_phase_failures_total{phase="base",role="worker"})"), 0)
+      << "every (role, phase) is exported from the start";
 }
 
 TEST_F(ProgressTest, BadReportsAreRefusedAndCounted) {
