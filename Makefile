@@ -14,7 +14,7 @@ CTEST_FLAGS ?= --output-on-failure --timeout 600 -j $(JOBS)
 
 VMLAB := $(BUILD)/vmlab
 
-.PHONY: help deps build build-asan build-fuzz test test-unit e2e run bench bench-real bench-cache fuzz format clean
+.PHONY: install package help deps build build-asan build-fuzz test test-unit e2e run bench bench-real bench-cache fuzz format clean
 
 help:
 	@echo "make run    build vmlab and run the controller on a copy of the examples"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench  benchmarks (queue, parsing, edit latency, drift latency, idle CPU and memory)"
 	@echo "make bench-real  parallel creation on a real libvirtd (root; BENCH_REAL_REPS=$(BENCH_REAL_REPS))"
 	@echo "make bench-cache download phases: cold cache, warm cache, golden image (root; real libvirtd)"
+	@echo "make install [PREFIX=/usr/local DESTDIR=]   make package  (a .deb in build/package)"
 	@echo "make deps | build | fuzz (FUZZ_SECONDS=$(FUZZ_SECONDS)) | format | clean"
 
 deps:
@@ -71,6 +72,16 @@ e2e: build
 
 test-unit: build
 	ctest --test-dir $(BUILD) -L unit $(CTEST_FLAGS)
+
+# Installs vmlab, its unit, settings, CRD, examples, Prometheus and Grafana
+# files under PREFIX (settings in PREFIX/etc/vmlab, or /etc/vmlab for /usr).
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX) --strip
+
+# A Debian package of the same files (build/package/vmlab_VERSION_ARCH.deb).
+package: build
+	cd $(BUILD) && cpack --config CPackConfig.cmake -B package
 
 run: build
 	$(VMLAB) validate examples/
