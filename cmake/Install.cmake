@@ -19,7 +19,7 @@ install(FILES README.md docs/api.md docs/cli.md docs/deploy.md docs/manifest.md 
 
 # Decided at install time, when the prefix is known (cmake --install --prefix,
 # CPack's /usr): the settings file, the (empty) watch folder and the unit.
-install(CODE "set(VMLAB_SOURCE_DIR \"${PROJECT_SOURCE_DIR}\")")
+install(CODE "set(VMLAB_SOURCE_DIR \"${PROJECT_SOURCE_DIR}\")\nset(VMLAB_BINARY_DIR \"${PROJECT_BINARY_DIR}\")")
 install(CODE [[
   if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
     set(vmlab_etc "/etc/vmlab")
@@ -28,7 +28,7 @@ install(CODE [[
   endif()
   file(READ "${VMLAB_SOURCE_DIR}/deploy/vmlab/controller.yaml" settings)
   string(REPLACE "/etc/vmlab/" "${vmlab_etc}/" settings "${settings}")
-  set(settings_file "${CMAKE_CURRENT_BINARY_DIR}/controller.yaml.installed")
+  set(settings_file "${VMLAB_BINARY_DIR}/controller.yaml.installed")
   file(WRITE "${settings_file}" "${settings}")
   file(INSTALL DESTINATION "${vmlab_etc}" TYPE FILE FILES "${settings_file}"
        RENAME controller.yaml)
@@ -37,7 +37,7 @@ install(CODE [[
   string(REPLACE "/usr/bin/vmlab" "${CMAKE_INSTALL_PREFIX}/bin/vmlab" unit "${unit}")
   string(REPLACE "/etc/vmlab/" "${vmlab_etc}/" unit "${unit}")
   string(REPLACE "/usr/share/doc/vmlab/" "${CMAKE_INSTALL_PREFIX}/share/doc/vmlab/" unit "${unit}")
-  set(unit_file "${CMAKE_CURRENT_BINARY_DIR}/vmlab.service.installed")
+  set(unit_file "${VMLAB_BINARY_DIR}/vmlab.service.installed")
   file(WRITE "${unit_file}" "${unit}")
   file(INSTALL DESTINATION "${CMAKE_INSTALL_PREFIX}/lib/systemd/system" TYPE FILE
        FILES "${unit_file}" RENAME vmlab.service)

@@ -717,6 +717,12 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       if (!node.domain_state.empty() && node.domain_state != "missing")
         known_nodes.insert(node.name);
     }
+    // A node whose domain went missing under drift policy Report stays known:
+    // the drift stays reported (and is repaired as drift once the policy
+    // allows), it is not mistaken for a node never created.
+    for (const auto& d : before->drift) {
+      if (d.kind == "DomainMissing" && !d.remediated) known_nodes.insert(d.object);
+    }
   }
   std::optional<InfrastructureOutcome> outcome;
   std::optional<Error> infra_error;

@@ -242,6 +242,37 @@ TEST_F(LabClusterReconcilerTest, ReportPolicyOnlyReports) {
   EXPECT_EQ(Domains("rcrep").at("rcrep-worker-1").state, "shutoff") << "Report must not repair";
 }
 
+TEST_F(LabClusterReconcilerTest, ReportedMissingObjectsStayReportedUntilThePolicyAllowsRepair) {
+  // Found by the observability test: the pass after the one that reported a
+  // missing domain took the lab for a new one and silently recreated it.
+  desired_.labs["rcgone"] = Desired("rcgone", 1, 1, "Report");
+  Settle("rcgone");
+  ASSERT_TRUE(behind_.DeleteDomain("rcgone-worker-1").has_value());
+  ASSERT_TRUE(behind_.DeleteDomain("rcgone-cp-1").has_value());
+  ASSERT_TRUE(behind_.DeleteNetwork(infra::NetworkName("rcgone")).has_value());
+  for (int pass = 0; pass < 3; ++pass) ASSERT_TRUE(reconciler_.Reconcile("rcgone").has_value());
+  auto r = Record("rcgone");
+  EXPECT_TRUE(Domains("rcgone").empty()) << "Report must not repair, on any pass";
+  std::vector<std::string> kinds;
+  for (const auto& d : r.drift) kinds.push_back(d.kind + " " + d.object);
+  EXPECT_THAT(kinds, testing::UnorderedElementsAre("NetworkMissing vmlab-rcgone",
+                                                   "DomainMissing rcgone-cp-1",
+                                                   "DomainMissing rcgone-worker-1"));
+  EXPECT_EQ(Cond(r, "Drifted").status, "True");
+
+  desired_.labs["rcgone"] = Desired("rcgone", 1, 1, "Remediate");
+  Settle("rcgone");
+  r = Record("rcgone");
+  EXPECT_THAT(Cond(r, "Drifted").message, HasSubstr("repaired: NetworkMissing vmlab-rcgone"));
+  ASSERT_TRUE(reconciler_.Reconcile("rcgone").has_value());
+  EXPECT_EQ(Cond(Record("rcgone"), "Drifted").status, "False");
+  EXPECT_EQ(Domains("rcgone").size(), 2u);
+  EXPECT_NE(registry_.Serialize().find("vmlab_drift_remediations_total{kind=\"DomainMissing\",name="
+                                       "\"rcgone\",result=\"success\"} 2"),
+            std::string::npos)
+      << "the repair is counted as a remediation, not taken for a new lab";
+}
+
 TEST_F(LabClusterReconcilerTest, ScalesUpAndDownThenDeletesEverything) {
   desired_.labs["rcscale"] = Desired("rcscale", 1, 3);
   Settle("rcscale");
