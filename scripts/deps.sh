@@ -44,6 +44,11 @@ packages=(
   systemd
 )
 
+# Node.js and npm type-check the Grafana dashboards (@grafana/schema with
+# TypeScript); the machines come with them, Debian's packages otherwise.
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
+
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
