@@ -350,6 +350,22 @@ def main():
         print(f"scenario: {end - start:.0f} s (controller down from {down_at - start:.0f} s, "
               f"drift seen at {drift_seen_at - start:.0f} s)")
 
+        # --log-format json: one object per line; a reconcile's lines name the lab and reconcile
+        records = []
+        for n in (1, 2):
+            with open(os.path.join(scratch, f"controller-{n}.log")) as f:
+                for line in f:
+                    try:
+                        records.append(json.loads(line))
+                    except ValueError:
+                        check(False, f"a log line that is not JSON: {line!r}")
+        check(all({"ts", "level", "msg"} <= r.keys() for r in records) and len(records) > 20,
+              f"{len(records)} JSON log records, each with ts, level and msg")
+        events = [r for r in records if "event" in r]
+        check(events and all(r.get("lab") == "obs" and re.fullmatch(r"[0-9a-f]{16}", r.get("reconcile", ""))
+                             for r in events),
+              f"{len(events)} event records, each with lab and reconcile")
+
         # every dashboard query returns data over the scenario
         queries = dashboard_queries()
         check(len(queries) >= 20, f"the dashboards hold {len(queries)} queries")

@@ -184,7 +184,7 @@ def run(watch, state):
         check("spec.workers.replicas" in condition(lab, "SpecValid")["message"], "message names the field")
         check(lab["spec"]["workers"]["replicas"] == 1, "last good spec still served")
         check(lab["metadata"]["generation"] == 1, "generation unchanged by an invalid edit")
-    check(re.search(r"warning .*spk-lab\.yaml:\d+:\d+: error: spec\.workers\.replicas: .*\(lab spk\)",
+    check(re.search(r"level=warn msg=\".*spk-lab\.yaml:\d+:\d+: error: spec\.workers\.replicas: .*\(lab spk\)",
                     ctl.read_log()) is not None, "the log says what is wrong and where")
     with open(manifest, "w") as f:
         f.write(good.replace("    replicas: 1\n", "    replicas: 3\n"))
@@ -328,6 +328,23 @@ def simulated(watch, state):
           "phase durations observed")
     os.remove(os.path.join(watch, "spk-lab.yaml"))
     check(ctl.stop() == 0, "simulated controller exits 0")
+    check_log_lines(ctl.read_log())
+
+
+def check_log_lines(text):
+    """logfmt, one record per line; a reconcile's lines name the lab and the reconcile."""
+    lines = text.splitlines()
+    record = re.compile(r'^ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z level=(trace|debug|info|warn|error) '
+                        r'msg=("([^"\\]|\\.)*"|\S+)( [a-z_.-]+=("([^"\\]|\\.)*"|\S+))*$')
+    bad = [line for line in lines if not record.match(line)]
+    check(lines and not bad, f"{len(lines)} log lines, each a logfmt record: {bad[:3]}")
+    events = [line for line in lines if " event=" in line]
+    unnamed = [line for line in events
+               if not re.search(r" lab=spk reconcile=[0-9a-f]{16}( |$)", line)]
+    check(len(events) >= 10 and not unnamed,
+          f"{len(events)} event lines, each with the lab and a reconcile id: {unnamed[:3]}")
+    ids = set(re.findall(r" reconcile=([0-9a-f]{16})", text))
+    check(len(ids) >= 5, f"reconciles have ids of their own ({len(ids)} seen)")
 
 
 if __name__ == "__main__":
