@@ -79,5 +79,26 @@ expect "render an unknown node exits 1" 1 "$vmlab" render "$src/examples/spk-lab
 check "says which node is missing" '[[ $err == *"no node named spk-worker-99"* ]]'
 expect "render an unknown artifact exits 2" 2 "$vmlab" render "$src/examples/spk-lab.yaml" --what kernel
 
+# vmlab controller --config: errors name the file, line and column; nothing starts.
+cp "$src/deploy/vmlab/controller.yaml" "$scratch/controller.yaml"
+printf 'workerz: 3\n' >>"$scratch/controller.yaml"
+expect "config: an unknown option exits 2" 2 "$vmlab" controller --config "$scratch/controller.yaml"
+check "config: says where and suggests the option" \
+  '[[ $err == *"controller.yaml:$(wc -l <"$scratch/controller.yaml"):1: error: workerz: not an option of \`vmlab controller\` (did you mean \`workers\`?)"* ]]'
+sed -i '/^workerz: 3$/d; s/^workers: 2$/workers: 100/' "$scratch/controller.yaml"
+expect "config: a value out of range exits 2" 2 "$vmlab" controller --config "$scratch/controller.yaml"
+check "config: the value's line and the flag's check" \
+  '[[ $err == *"error: workers: --workers: Value 100 not in range 1 to 64"* ]]'
+expect "config: the command line overrides a bad value" 2 "$vmlab" controller --config "$scratch/controller.yaml" \
+  --workers 3 --log-format yaml
+check "config: only the command line's own mistake is left" '[[ $err == *"--log-format: yaml not in {logfmt,json}"* && $err != *workers* ]]'
+printf 'watch: [a\n' >"$scratch/broken.yaml"
+expect "config: not YAML exits 2" 2 "$vmlab" controller --config "$scratch/broken.yaml"
+check "config: the YAML error's position" '[[ $err == *"broken.yaml:2:1: error: end of sequence flow not found (the config file is YAML)"* ]]'
+expect "config: a missing file exits 2" 2 "$vmlab" controller --config "$scratch/none.yaml"
+check "config: says it cannot read it" '[[ $err == *"none.yaml: cannot read the config file"* ]]'
+expect "controller help exits 0" 0 "$vmlab" controller --help
+check "controller help names --config and --log-format" '[[ $out == *"--config"* && $out == *"--log-format"* ]]'
+
 echo "$passed passed, $failed failed"
 ((failed == 0))
