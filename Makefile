@@ -76,8 +76,9 @@ test-unit: build
 # Installs vmlab, its unit, settings, CRD, examples, Prometheus and Grafana
 # files under PREFIX (settings in PREFIX/etc/vmlab, or /etc/vmlab for /usr).
 PREFIX ?= /usr/local
+DESTDIR ?=
 install: build
-	cmake --install $(BUILD) --prefix $(PREFIX) --strip
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX) --strip
 
 # A Debian package of the same files (build/package/vmlab_VERSION_ARCH.deb).
 package: build

@@ -46,6 +46,20 @@ check() {  # check DESCRIPTION COMMAND...
   fi
 }
 
+echo "== make install: PREFIX and DESTDIR"
+DESTDIR="$scratch/stage" cmake --install "$build" --prefix /usr >/dev/null
+check "DESTDIR with the prefix /usr: settings in /etc, the unit names /usr/bin/vmlab" \
+  bash -c "test -x '$scratch/stage/usr/bin/vmlab' && test -s '$scratch/stage/etc/vmlab/controller.yaml' &&
+    test -d '$scratch/stage/etc/vmlab/labs' &&
+    grep -qx 'ExecStart=/usr/bin/vmlab controller --config /etc/vmlab/controller.yaml' \
+      '$scratch/stage/usr/lib/systemd/system/vmlab.service'"
+cmake --install "$build" --prefix "$scratch/local" >/dev/null
+check "another prefix: everything under it, the unit and settings name its paths" \
+  bash -c "test -x '$scratch/local/bin/vmlab' &&
+    grep -qx 'ExecStart=$scratch/local/bin/vmlab controller --config $scratch/local/etc/vmlab/controller.yaml' \
+      '$scratch/local/lib/systemd/system/vmlab.service' &&
+    grep -qx 'watch: $scratch/local/etc/vmlab/labs' '$scratch/local/etc/vmlab/controller.yaml'"
+
 echo "== make package (cpack)"
 (cd "$build" && cpack --config CPackConfig.cmake -B "$scratch/package" >"$scratch/cpack.log" 2>&1) ||
   { cat "$scratch/cpack.log"; exit 1; }
