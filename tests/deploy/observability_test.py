@@ -9,14 +9,17 @@ create -> Ready -> drift (a controller restart: the test driver lives in the
 controller process, so the new one finds the lab's domains, network and
 volumes gone; spec.drift.policy Report keeps the drift active) -> remediation
 (policy switched to Remediate) -> scale up, with a bootstrap phase failure
-injected -> an invalid edit -> fixed -> delete -> controller stopped.
+injected -> an invalid edit -> fixed -> delete -> controller stopped; meanwhile
+a second lab whose network clashes with the test driver's own is refused on
+every reconcile (reconcile errors), and a second vmlab whose libvirt is
+unreachable is a second target of the job (libvirt disconnected).
 
 Then every PromQL expression of both dashboards (Grafana variables substituted)
 and of the alert rules runs through Prometheus' HTTP API over the scenario's
 time range; each must return data. Alerts whose condition this scenario cannot
-bring about (libvirt disconnected, remediation failing, reconcile errors, cache
-unavailable, no target at all) must evaluate and every series they read must
-exist; those conditions are proven by the rules' promtool unit tests. The drift
+bring about (a failing repair, a cache down, no target at all) must evaluate
+and every series they read must exist; those conditions are proven by the
+rules' promtool unit tests. The drift
 alert's expression must be true while drift is active and false once repaired.
 
 Usage: observability_test.py VMLAB SOURCE_DIR
@@ -76,19 +79,22 @@ def http_get(url, timeout=10):
 
 
 class Controller:
-    def __init__(self, scratch, port, n):
+    def __init__(self, scratch, port, n, libvirt="test:///default", name="labs"):
         self.port = port
         self.log_path = os.path.join(scratch, f"controller-{n}.log")
         self.log = open(self.log_path, "w")
+        simulate = ["--simulate-guests", "--simulate-speed", "20"] if libvirt.startswith("test:") else []
+        os.makedirs(os.path.join(scratch, name), exist_ok=True)
         self.proc = subprocess.Popen(
-            [VMLAB, "controller", "--watch", os.path.join(scratch, "labs"),
-             "--state-dir", os.path.join(scratch, "state"), "--libvirt", "test:///default",
-             "--listen", f"127.0.0.1:{port}", "--simulate-guests", "--simulate-speed", "20",
+            [VMLAB, "controller", "--watch", os.path.join(scratch, name),
+             "--state-dir", os.path.join(scratch, "state-" + name), "--libvirt", libvirt,
+             "--listen", f"127.0.0.1:{port}", *simulate,
              "--resync", "5s", "--deletion-grace", "2s", "--apt-cache", "off",
              "--image-cache", "off", "--log-format", "json"],
             stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200,
-                 "the controller's /readyz", timeout=30)
+        probe = "/readyz" if simulate else "/healthz"  # without libvirt it never gets ready
+        wait_for(lambda: http_get(f"http://127.0.0.1:{port}{probe}")[0] == 200,
+                 f"the controller's {probe}", timeout=30)
 
     def lab(self, name):
         status, body = http_get(f"http://127.0.0.1:{self.port}/api/v1/labclusters/{name}")
@@ -113,7 +119,7 @@ def condition(lab, kind):
 
 
 class Prometheus:
-    def __init__(self, scratch, vmlab_port):
+    def __init__(self, scratch, vmlab_ports):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = yaml.safe_load(open(os.path.join(SOURCE, "deploy/prometheus/prometheus.yml")))
@@ -123,7 +129,7 @@ class Prometheus:
                                 for f in config["rule_files"]]
         jobs = [j for j in config["scrape_configs"] if j["job_name"] == "vmlab"]
         check(len(jobs) == 1, "the shipped config has one scrape job named vmlab")
-        jobs[0]["static_configs"] = [{"targets": [f"127.0.0.1:{vmlab_port}"]}]
+        jobs[0]["static_configs"] = [{"targets": [f"127.0.0.1:{p}" for p in vmlab_ports]}]
         path = os.path.join(scratch, "prometheus.yml")
         with open(path, "w") as f:
             yaml.safe_dump(config, f)
@@ -182,6 +188,18 @@ spec:
     replicas: {workers}
   drift:
     policy: {policy}
+"""
+
+
+CLASH = """apiVersion: vmlab.io/v1alpha1
+kind: LabCluster
+metadata:
+  name: clash
+spec:
+  kubernetes:
+    version: "1.30.4"
+  network:
+    cidr: 192.168.122.0/24
 """
 
 
@@ -262,15 +280,25 @@ def main():
     scratch = tempfile.mkdtemp(prefix="vmlab-observability-")
     os.makedirs(os.path.join(scratch, "labs"))
     vmlab_port = free_port()
+    cut_off_port = free_port()
     prometheus = None
     ctl = None
+    cut_off = None
     keep = False
+    up = f'up{{job="vmlab",instance="127.0.0.1:{vmlab_port}"}}'
     try:
         write_manifest(scratch)
         ctl = Controller(scratch, vmlab_port, 1)
-        prometheus = Prometheus(scratch, vmlab_port)
+        # A second vmlab, whose libvirt is unreachable, as a second target of the job.
+        cut_off = Controller(scratch, cut_off_port, "cut-off",
+                             libvirt="qemu+unix:///system?socket=/nonexistent/libvirt-sock",
+                             name="cut-off-labs")
+        prometheus = Prometheus(scratch, [vmlab_port, cut_off_port])
         start = time.time()
-        wait_for(lambda: prometheus.value('up{job="vmlab"}') == 1, "Prometheus scraping vmlab")
+        wait_for(lambda: prometheus.value(up) == 1, "Prometheus scraping vmlab")
+        wait_for(lambda: prometheus.value(
+            f'vmlab_libvirt_connected{{instance="127.0.0.1:{cut_off_port}"}}') == 0,
+            "Prometheus seeing the second vmlab without libvirt")
 
         # create -> Ready
         lab = wait_for(lambda: condition(ctl.lab("obs"), "Ready").get("status") == "True" and ctl.lab("obs"),
@@ -282,7 +310,7 @@ def main():
 
         # drift: a restarted controller finds the test driver empty; Report keeps it
         check(ctl.stop() == 0, "the controller stops on SIGTERM")
-        wait_for(lambda: prometheus.value('up{job="vmlab"}') == 0, "Prometheus seeing vmlab down")
+        wait_for(lambda: prometheus.value(up) == 0, "Prometheus seeing vmlab down")
         down_at = time.time()
         ctl = Controller(scratch, vmlab_port, 2)
         drifted = wait_for(lambda: condition(ctl.lab("obs"), "Drifted").get("status") == "True",
@@ -299,6 +327,18 @@ def main():
               f"{drift_name}: its expression is true while drift is active "
               f"({len(answer.get('data', {}).get('result', []))} series)")
         drift_seen_at = time.time()
+
+        # a lab whose network clashes with one libvirt has (the test driver's
+        # "default", 192.168.122.0/24): preflight refuses it, every reconcile fails
+        with open(os.path.join(scratch, "labs", "clash.yaml"), "w") as f:
+            f.write(CLASH)
+        wait_for(lambda: "clashes" in condition(ctl.lab("clash"), "InfrastructureReady").get("message", "")
+                 or condition(ctl.lab("clash"), "InfrastructureReady").get("reason") == "PreflightFailed",
+                 "the clashing lab refused", timeout=30)
+        wait_for(lambda: (prometheus.value(
+            'sum(controller_runtime_reconcile_errors_total{job="vmlab"})') or 0) > 0,
+            "Prometheus seeing reconcile errors", timeout=30)
+        time.sleep(3)
 
         # remediation
         write_manifest(scratch, policy="Remediate")
@@ -328,7 +368,7 @@ def main():
         write_manifest(scratch, workers=3, policy="Remediate", failure="obs-worker-3/base", broken=True)
         wait_for(lambda: condition(ctl.lab("obs"), "SpecValid").get("status") == "False",
                  "SpecValid False after an invalid edit")
-        wait_for(lambda: prometheus.value('vmlab_manifests{state="invalid"}') == 1,
+        wait_for(lambda: prometheus.value('sum(vmlab_manifests{state="invalid"})') == 1,
                  "Prometheus seeing the invalid manifest", timeout=30)
         time.sleep(2)
         write_manifest(scratch, workers=3, policy="Remediate")
@@ -336,6 +376,7 @@ def main():
                  "SpecValid True again")
 
         # delete
+        os.remove(os.path.join(scratch, "labs", "clash.yaml"))
         os.remove(os.path.join(scratch, "labs", "obs.yaml"))
         gone = wait_for(lambda: ctl.lab("obs") is None, "the lab deleted", timeout=60)
         check(bool(gone), "delete: the lab is gone after its manifest")
@@ -344,7 +385,7 @@ def main():
         # the controller stops
         check(ctl.stop() == 0, "the controller stops on SIGTERM")
         ctl = None
-        wait_for(lambda: prometheus.value('up{job="vmlab"}') == 0, "Prometheus seeing vmlab down")
+        wait_for(lambda: prometheus.value(up) == 0, "Prometheus seeing vmlab down")
         time.sleep(2)
         end = time.time()
         print(f"scenario: {end - start:.0f} s (controller down from {down_at - start:.0f} s, "
@@ -362,7 +403,7 @@ def main():
         check(all({"ts", "level", "msg"} <= r.keys() for r in records) and len(records) > 20,
               f"{len(records)} JSON log records, each with ts, level and msg")
         events = [r for r in records if "event" in r]
-        check(events and all(r.get("lab") == "obs" and re.fullmatch(r"[0-9a-f]{16}", r.get("reconcile", ""))
+        check(events and all(r.get("lab") in ("obs", "clash") and re.fullmatch(r"[0-9a-f]{16}", r.get("reconcile", ""))
                              for r in events),
               f"{len(events)} event records, each with lab and reconcile")
 
@@ -377,7 +418,8 @@ def main():
 
         # every alert expression evaluates; those the scenario brings about return data
         brought_about = {"vmlab_drift_active", "vmlab_manifests", "vmlab_bootstrap_phase_failures_total",
-                         "up", "vmlab_labcluster_status_condition"}
+                         "up", "vmlab_labcluster_status_condition", "vmlab_libvirt_connected",
+                         "controller_runtime_reconcile_errors_total"}
         for name, expr in sorted(alert_rules().items()):
             status, answer = prometheus.query_range(expr, start, end)
             check(status == 200 and answer.get("status") == "success", f"alert {name}: evaluates")
@@ -395,6 +437,8 @@ def main():
     finally:
         if ctl is not None:
             ctl.stop()
+        if cut_off is not None:
+            cut_off.stop()
         if prometheus is not None:
             prometheus.stop()
         if failures:
