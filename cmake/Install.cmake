@@ -30,8 +30,19 @@ install(CODE [[
   string(REPLACE "/etc/vmlab/" "${vmlab_etc}/" settings "${settings}")
   set(settings_file "${VMLAB_BINARY_DIR}/controller.yaml.installed")
   file(WRITE "${settings_file}" "${settings}")
-  file(INSTALL DESTINATION "${vmlab_etc}" TYPE FILE FILES "${settings_file}"
-       RENAME controller.yaml)
+  # Settings a user may have edited are kept; the shipped ones go beside them.
+  if(EXISTS "$ENV{DESTDIR}${vmlab_etc}/controller.yaml")
+    file(READ "$ENV{DESTDIR}${vmlab_etc}/controller.yaml" current)
+    if(NOT current STREQUAL settings)
+      message(STATUS "Keeping: $ENV{DESTDIR}${vmlab_etc}/controller.yaml (edited); "
+                     "the shipped settings are controller.yaml.dist beside it")
+      file(INSTALL DESTINATION "${vmlab_etc}" TYPE FILE FILES "${settings_file}"
+           RENAME controller.yaml.dist)
+    endif()
+  else()
+    file(INSTALL DESTINATION "${vmlab_etc}" TYPE FILE FILES "${settings_file}"
+         RENAME controller.yaml)
+  endif()
   file(MAKE_DIRECTORY "$ENV{DESTDIR}${vmlab_etc}/labs")
   file(READ "${VMLAB_SOURCE_DIR}/deploy/systemd/vmlab.service" unit)
   string(REPLACE "/usr/bin/vmlab" "${CMAKE_INSTALL_PREFIX}/bin/vmlab" unit "${unit}")

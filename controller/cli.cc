@@ -20,6 +20,88 @@
 #include "crds/suggest.h"
 
 namespace vmlab::controller {
+namespace {
+
+// The config file given to `vmlab controller` and the entries it supplied.
+struct ConfigSource {
+  std::string path;
+  std::vector<ConfigEntry> entries;  // those that became --KEY=VALUE arguments
+};
+
+// With `controller ... --config FILE` in `args`, inserts the file's options
+// as arguments after "controller", skipping those the command line gives
+// (it wins). Returns false after printing why the file cannot be used.
+bool ApplyConfigFile(const CLI::App& controller_cmd, std::vector<std::string>& args,
+                     ConfigSource& config, std::ostream& err) {
+  if (args.empty() || args[0] != "controller") return true;
+  bool given_config = false;
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    if (args[i] == "--help" || args[i] == "-h") return true;  // help whatever the file says
+    if (args[i] == "--config" && i + 1 < args.size()) {
+      config.path = args[i + 1];
+      given_config = true;
+    }
+    if (args[i].starts_with("--config=")) {
+      config.path = args[i].substr(9);
+      given_config = true;
+    }
+  }
+  if (!given_config) return true;
+  if (config.path.empty()) {
+    fmt::print(err, "vmlab controller: --config: give the path of a settings file\n");
+    return false;
+  }
+  auto entries = ReadConfigFile(config.path);
+  if (!entries) {
+    fmt::print(err, "vmlab controller: {}\n", entries.error().message);
+    return false;
+  }
+  const auto given = [&args](const std::string& name) {
+    return std::any_of(args.begin() + 1, args.end(), [&](const std::string& a) {
+      return a == name || a.starts_with(name + "=");
+    });
+  };
+  std::vector<std::string_view> names;  // what a file may set, for "did you mean"
+  for (const CLI::Option* option : controller_cmd.get_options()) {
+    for (const auto& name : option->get_lnames()) {
+      if (name != "config" && name != "help") names.push_back(name);
+    }
+  }
+  std::vector<std::string> expanded;
+  for (auto& entry : *entries) {
+    const std::string flag = "--" + entry.key;
+    const bool settable = std::find(names.begin(), names.end(), entry.key) != names.end();
+    const CLI::Option* option = settable ? controller_cmd.get_option_no_throw(flag) : nullptr;
+    const auto where =
+        fmt::format("{}:{}:{}: error: {}", config.path, entry.line, entry.column, entry.key);
+    if (option == nullptr) {
+      const auto hint = crds::SuggestClosest(entry.key, names);
+      fmt::print(
+          err, "vmlab controller: {}: not an option of `vmlab controller`{}\n", where,
+          hint ? fmt::format(" (did you mean `{}`?)", *hint) : "; see `vmlab controller --help`");
+      return false;
+    }
+    if (given(flag)) continue;  // the command line wins
+    if (entry.sequence && option->get_expected_max() <= 1) {
+      fmt::print(err, "vmlab controller: {}: takes one value, not a list\n", where);
+      return false;
+    }
+    if (option->get_expected_max() == 0) {  // a flag: true or false
+      if (entry.values[0] != "true" && entry.values[0] != "false") {
+        fmt::print(err, "vmlab controller: {}: give true or false\n", where);
+        return false;
+      }
+      if (entry.values[0] == "true") expanded.push_back(flag);
+      continue;
+    }
+    for (const auto& value : entry.values) expanded.push_back(flag + "=" + value);
+    config.entries.push_back(std::move(entry));
+  }
+  args.insert(args.begin() + 1, expanded.begin(), expanded.end());
+  return true;
+}
+
+}  // namespace
 
 int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
   CLI::App app{
@@ -202,61 +284,8 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   // `vmlab controller --config FILE`: the file's options go in front of the
   // command line's, except those the command line gives itself.
   std::vector<std::string> args(argv + 1, argv + argc);
-  std::vector<ConfigEntry> from_file;
-  std::string config_path;
-  if (!args.empty() && args[0] == "controller") {
-    for (std::size_t i = 1; i < args.size(); ++i) {
-      if (args[i] == "--config" && i + 1 < args.size()) config_path = args[i + 1];
-      if (args[i].starts_with("--config=")) config_path = args[i].substr(9);
-    }
-  }
-  if (!config_path.empty()) {
-    auto entries = ReadConfigFile(config_path);
-    if (!entries) {
-      fmt::print(err, "vmlab controller: {}\n", entries.error().message);
-      return kExitUsage;
-    }
-    const auto given = [&args](const std::string& name) {
-      return std::any_of(args.begin() + 1, args.end(), [&](const std::string& a) {
-        return a == name || a.starts_with(name + "=");
-      });
-    };
-    std::vector<std::string> expanded;
-    std::vector<std::string_view> names;
-    for (const CLI::Option* option : controller_cmd->get_options()) {
-      for (const auto& name : option->get_lnames()) names.push_back(name);
-    }
-    for (auto& entry : *entries) {
-      const std::string flag = "--" + entry.key;
-      const CLI::Option* option =
-          entry.key == "config" ? nullptr : controller_cmd->get_option_no_throw(flag);
-      const auto where =
-          fmt::format("{}:{}:{}: error: {}", config_path, entry.line, entry.column, entry.key);
-      if (option == nullptr || entry.key == "help") {
-        const auto hint = crds::SuggestClosest(entry.key, names);
-        fmt::print(
-            err, "vmlab controller: {}: not an option of `vmlab controller`{}\n", where,
-            hint ? fmt::format(" (did you mean `{}`?)", *hint) : "; see `vmlab controller --help`");
-        return kExitUsage;
-      }
-      if (given(flag)) continue;  // the command line wins
-      if (entry.sequence && option->get_expected_max() <= 1) {
-        fmt::print(err, "vmlab controller: {}: takes one value, not a list\n", where);
-        return kExitUsage;
-      }
-      if (option->get_type_size() == 0) {  // a flag: true or false
-        if (entry.values.size() != 1 || (entry.values[0] != "true" && entry.values[0] != "false")) {
-          fmt::print(err, "vmlab controller: {}: give true or false\n", where);
-          return kExitUsage;
-        }
-        if (entry.values[0] == "true") expanded.push_back(flag);
-        continue;
-      }
-      for (const auto& value : entry.values) expanded.push_back(flag + "=" + value);
-      from_file.push_back(std::move(entry));
-    }
-    args.insert(args.begin() + 1, expanded.begin(), expanded.end());
-  }
+  ConfigSource config;
+  if (!ApplyConfigFile(*controller_cmd, args, config, err)) return kExitUsage;
 
   try {
     // CLI11 takes the arguments in reverse order.
@@ -271,13 +300,13 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   } catch (const CLI::ParseError& e) {
     // A bad value from the config file is reported at its line.
     const std::string message = e.what();
-    for (const auto& entry : from_file) {
+    for (const auto& entry : config.entries) {
       const std::string flag = "--" + entry.key;
       const auto at = message.find(flag);
       const auto after = at == std::string::npos ? '\0' : message[at + flag.size()];
       if (at != std::string::npos && !std::isalnum(static_cast<unsigned char>(after)) &&
           after != '-') {
-        fmt::print(err, "vmlab controller: {}:{}:{}: error: {}: {}\n", config_path, entry.line,
+        fmt::print(err, "vmlab controller: {}:{}:{}: error: {}: {}\n", config.path, entry.line,
                    entry.column, entry.key, message);
         return kExitUsage;
       }

@@ -1,6 +1,7 @@
 #include "controller/config_file.h"
 
 #include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
@@ -17,13 +18,39 @@ Error At(const std::filesystem::path& path, const YAML::Mark& mark, std::string_
                       key.empty() ? "" : ": ", message)};
 }
 
+// Parser events, ignored but for where documents start.
+class Ignore : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { last = mark; }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { last = mark; }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    last = mark;
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    last = mark;
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    last = mark;
+  }
+  void OnMapEnd() override {}
+  YAML::Mark last;
+  std::vector<YAML::Mark> starts;
+};
+
 }  // namespace
 
 Result<std::vector<ConfigEntry>> ReadConfigFile(const std::filesystem::path& path) {
+  std::error_code ec;
   std::ifstream in(path);
   std::stringstream text;
   text << in.rdbuf();
-  if (!in) {
+  if (!in || !std::filesystem::is_regular_file(path, ec)) {
     return std::unexpected(
         Error{ErrorCode::kNotFound,
               fmt::format("{}: cannot read the config file: check the path and its permissions",
@@ -32,6 +59,15 @@ Result<std::vector<ConfigEntry>> ReadConfigFile(const std::filesystem::path& pat
   YAML::Node root;
   try {
     root = YAML::Load(text.str());
+    // Not LoadAll: yaml-cpp 0.7's never ends on some malformed streams (see
+    // crds/labcluster_parse.cc). A second document is found by the parser.
+    std::istringstream again(text.str());
+    YAML::Parser parser(again);
+    Ignore ignore;
+    if (parser.HandleNextDocument(ignore) && parser.HandleNextDocument(ignore)) {
+      return std::unexpected(At(path, ignore.starts.empty() ? ignore.last : ignore.starts.back(),
+                                "", "one YAML document expected; merge the documents into one"));
+    }
   } catch (const YAML::ParserException& e) {
     return std::unexpected(At(path, e.mark, "", e.msg + " (the config file is YAML)"));
   }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -200,8 +201,16 @@ std::string FormatLogLine(LogFormat format, std::string_view timestamp, std::str
   return out;
 }
 
+std::unique_ptr<spdlog::formatter> MakeLogFormatter(LogFormat format) {
+  return std::make_unique<StructuredFormatter>(format);
+}
+
 void SetUpLogging(LogFormat format, const std::string& level) {
-  spdlog::set_formatter(std::make_unique<StructuredFormatter>(format));
+  // spdlog's own default logger writes to stdout, in colour.
+  auto logger =
+      std::make_shared<spdlog::logger>("vmlab", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  logger->set_formatter(MakeLogFormatter(format));
+  spdlog::set_default_logger(std::move(logger));
   spdlog::set_level(spdlog::level::from_str(level));
 }
 

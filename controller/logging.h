@@ -11,6 +11,9 @@
 // is what makes the thread's fields the right ones.
 #pragma once
 
+#include <spdlog/formatter.h>
+
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -25,9 +28,12 @@ using LogField = std::pair<std::string, std::string>;
 // Parses "logfmt" or "json".
 [[nodiscard]] bool ParseLogFormat(std::string_view text, LogFormat& format);
 
-// Installs the formatter and level ("trace", "debug", "info", "warn",
-// "error") on spdlog's default logger.
+// Makes spdlog's default logger write records in `format` to stderr, at
+// `level` ("trace", "debug", "info", "warn", "error") and above.
 void SetUpLogging(LogFormat format, const std::string& level);
+
+// The formatter SetUpLogging installs, for a logger of one's own (tests).
+[[nodiscard]] std::unique_ptr<spdlog::formatter> MakeLogFormatter(LogFormat format);
 
 // Adds fields to every line this thread logs while the object lives.
 class LogFields {

@@ -126,22 +126,18 @@ bool SetCondition(LabRecord& record, Condition condition, WallTime now) {
 
 void AddEvent(LabRecord& record, std::string type, std::string reason, std::string message,
               WallTime now) {
+  auto same = std::find_if(record.events.begin(), record.events.end(), [&](const Event& e) {
+    return e.type == type && e.reason == reason && e.message == message;
+  });
   {
     // Events are log lines too (with the lab and reconcile of the thread);
     // repeats only at debug, so a condition that persists does not flood the log.
     const LogFields fields({{"event", reason}, {"type", type}});
-    const bool repeat =
-        std::any_of(record.events.begin(), record.events.end(), [&](const Event& e) {
-          return e.type == type && e.reason == reason && e.message == message;
-        });
-    const auto level = repeat              ? spdlog::level::debug
-                       : type == "Warning" ? spdlog::level::warn
-                                           : spdlog::level::info;
+    const auto level = same != record.events.end() ? spdlog::level::debug
+                       : type == "Warning"         ? spdlog::level::warn
+                                                   : spdlog::level::info;
     spdlog::log(level, "{}", message);
   }
-  auto same = std::find_if(record.events.begin(), record.events.end(), [&](const Event& e) {
-    return e.type == type && e.reason == reason && e.message == message;
-  });
   if (same != record.events.end()) {
     Event merged = *same;
     ++merged.count;

@@ -717,11 +717,11 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
       if (!node.domain_state.empty() && node.domain_state != "missing")
         known_nodes.insert(node.name);
     }
-    // A node whose domain went missing under drift policy Report stays known:
-    // the drift stays reported (and is repaired as drift once the policy
-    // allows), it is not mistaken for a node never created.
+    // A node whose domain went missing stays known until it is back: under
+    // drift policy Report the drift stays reported, and a repair that failed is
+    // tried again as a repair; neither is mistaken for a node never created.
     for (const auto& d : before->drift) {
-      if (d.kind == "DomainMissing" && !d.remediated) known_nodes.insert(d.object);
+      if (d.kind == "DomainMissing") known_nodes.insert(d.object);
     }
   }
   std::optional<InfrastructureOutcome> outcome;

@@ -40,8 +40,8 @@ packages=(
   # (and runs their unit tests); the observability test scrapes a controller with it
   prometheus
   # packaging: `make package` (CPack's DEB generator uses dpkg-deb/dpkg-shlibdeps from
-  # dpkg-dev) and the unit file's checks (systemd-analyze)
-  systemd
+  # dpkg-dev, and file) and the unit file's checks (systemd-analyze)
+  systemd file
 )
 
 # Node.js and npm type-check the Grafana dashboards (@grafana/schema with

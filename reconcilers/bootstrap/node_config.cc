@@ -198,6 +198,7 @@ for image in @IMAGES@; do
     pulled=$((pulled + 1))
   else
     echo "not pulled: $image" >&2
+    echo "vmlab: golden image: not pulled: $image" >/dev/ttyS0 2>/dev/null || true
   fi
 done
 echo "images pulled: $pulled of @COUNT@"

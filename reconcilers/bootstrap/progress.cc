@@ -7,6 +7,7 @@
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <regex>
 
 #include "metrics/bootstrap_metrics.h"
 
@@ -22,6 +23,29 @@ bool ConstantTimeEqual(std::string_view a, std::string_view b) {
 }
 
 }  // namespace
+
+std::string RedactSecrets(std::string_view log) {
+  static const std::regex kPrivateKey(
+      "-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\\s\\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)");
+  static const std::regex kToken("\\b[a-z0-9]{6}\\.[a-z0-9]{16}\\b");
+  static const std::regex kCertificateKey("\\b[0-9a-f]{64}\\b");
+  std::string out = std::regex_replace(std::string(log), kPrivateKey, "<redacted private key>");
+  out = std::regex_replace(out, kToken, "<redacted token>");
+  // A sha256 discovery hash (sha256:HEX64) is public; any other 64 hex digits
+  // may be a certificate key.
+  std::string result;
+  auto begin = std::sregex_iterator(out.begin(), out.end(), kCertificateKey);
+  std::size_t copied = 0;
+  for (auto it = begin; it != std::sregex_iterator(); ++it) {
+    const auto at = static_cast<std::size_t>(it->position());
+    const bool hash = at >= 7 && out.compare(at - 7, 7, "sha256:") == 0;
+    result.append(out, copied, at - copied);
+    result += hash ? it->str() : "<redacted key>";
+    copied = at + static_cast<std::size_t>(it->length());
+  }
+  result.append(out, copied, std::string::npos);
+  return result;
+}
 
 std::string NodeToken(const std::string& progress_key, const std::string& node) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -212,8 +236,8 @@ Verdict ProgressStore::Report(const std::string& lab, std::string_view authoriza
     progress.state = *state;
     progress.exit_code = static_cast<int>(*exit_code);
     progress.attempt = static_cast<int>(*attempt);
-    progress.log_tail =
-        log->size() > kMaxLogTailBytes ? log->substr(log->size() - kMaxLogTailBytes) : *log;
+    progress.log_tail = RedactSecrets(
+        log->size() > kMaxLogTailBytes ? log->substr(log->size() - kMaxLogTailBytes) : *log);
     progress.seq = static_cast<std::uint64_t>(*seq);
     progress.simulated = simulated;
     progress.updated = wall;

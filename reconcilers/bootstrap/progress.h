@@ -33,11 +33,17 @@ inline constexpr std::size_t kMaxLogTailBytes = 4 * 1024;
 // name under the lab's progress key, hex. Derived, so nothing more is stored.
 [[nodiscard]] std::string NodeToken(const std::string& progress_key, const std::string& node);
 
+// A node's log text with what kubeadm and openssl print that must not travel
+// further (status, events, the controller's log) replaced: bootstrap tokens
+// (abcdef.0123456789abcdef), certificate keys (--certificate-key HEX64) and
+// PEM private key blocks.
+[[nodiscard]] std::string RedactSecrets(std::string_view log);
+
 struct NodeProgress {
   std::string phase;     // the phase last reported
   std::string state;     // started | done | failed
   int exit_code = 0;     // of a failed phase
-  std::string log_tail;  // of a failed phase
+  std::string log_tail;  // of a failed phase, secrets redacted
   int attempt = 1;       // of the phase (the runner retries failed phases)
   bool bootstrap_done = false;
   bool simulated = false;

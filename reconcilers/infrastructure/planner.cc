@@ -127,10 +127,13 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
 
     if (desired.hold_new_nodes && !exists) continue;  // created from the golden image, later
 
+    // A node that existed (its domain, or a domain known to be gone) has its
+    // missing volumes reported as drift; a new node's are simply created.
+    const bool existed = exists || known;
     auto volume = [&](const std::string& name, int gib, const std::string& backing) {
       if (name.empty() || observed.volumes.contains(name)) return;
-      if (exists && !drift("VolumeMissing", name,
-                           fmt::format("volume {} of {} is gone", name, node.name), true)) {
+      if (existed && !drift("VolumeMissing", name,
+                            fmt::format("volume {} of {} is gone", name, node.name), true)) {
         return;
       }
       plan.actions.push_back({ActionKind::kCreateVolume, name,
@@ -141,7 +144,7 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
            desired.root_backing.empty() ? lab.spec.image.path : desired.root_backing);
     volume(files.extra_volume, lab.spec.workers.extra_disk_gib, "");
     if (!observed.volumes.contains(files.seed_volume) &&
-        (!exists ||
+        (!existed ||
          drift("VolumeMissing", files.seed_volume,
                fmt::format("seed {} of {} is gone", files.seed_volume, node.name), true))) {
       plan.actions.push_back({ActionKind::kCreateSeed, files.seed_volume, "", "", node.name});

@@ -97,6 +97,14 @@ expect "config: not YAML exits 2" 2 "$vmlab" controller --config "$scratch/broke
 check "config: the YAML error's position" '[[ $err == *"broken.yaml:2:1: error: end of sequence flow not found (the config file is YAML)"* ]]'
 expect "config: a missing file exits 2" 2 "$vmlab" controller --config "$scratch/none.yaml"
 check "config: says it cannot read it" '[[ $err == *"none.yaml: cannot read the config file"* ]]'
+printf 'simulate-guests: yes\n' >"$scratch/flag.yaml"
+expect "config: a flag's value other than true or false exits 2" 2 "$vmlab" controller --config "$scratch/flag.yaml"
+check "config: a flag takes true or false" '[[ $err == *"flag.yaml:1:1: error: simulate-guests: give true or false"* ]]'
+printf 'config: other.yaml\n' >"$scratch/nested.yaml"
+expect "config: a config key exits 2" 2 "$vmlab" controller --config "$scratch/nested.yaml"
+check "config: config is not a setting, and not suggested" \
+  '[[ $err == *"nested.yaml:1:1: error: config: not an option of \`vmlab controller\`"* && $err != *"did you mean \`config\`"* ]]'
+expect "config: --help shows help whatever the file says" 0 "$vmlab" controller --config "$scratch/broken.yaml" --help
 expect "controller help exits 0" 0 "$vmlab" controller --help
 check "controller help names --config and --log-format" '[[ $out == *"--config"* && $out == *"--log-format"* ]]'
 

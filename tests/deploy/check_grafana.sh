@@ -117,9 +117,9 @@ SUBST = {"lab": ".*", "controller": ".*", "__rate_interval": "1m", "__interval":
 BUILTIN = {"__rate_interval", "__interval", "__range"}
 EXPECTED_UIDS = {"vmlab-overview.json": "vmlab-overview",
                  "controller-runtime.json": "vmlab-controller-runtime"}
-KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
-            "unless", "bool", "offset", "inf", "nan", "atan2"}
-VAR_RE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
+sys.path.insert(0, os.path.join(src, "tests", "deploy"))
+from promql import selectors, substitute  # noqa: E402
+from promql import variables as expr_variables  # noqa: E402
 
 problems = []
 exprs = []  # (where, expr with variables substituted)
@@ -143,36 +143,11 @@ def documented_metric(name):
     return False
 
 
-def selectors(expr):
-    """(metric name, its {matchers} or None) for each vector selector of `expr`."""
-    # Mask string literals, then {..} and [..] contents, keeping offsets.
-    masked = re.sub(r'"(?:[^"\\]|\\.)*"', lambda m: '"' + " " * (len(m.group(0)) - 2) + '"', expr)
-    masked = re.sub(r"\{[^}]*\}", lambda m: "{" + " " * (len(m.group(0)) - 2) + "}", masked)
-    masked = re.sub(r"\[[^\]]*\]", lambda m: "[" + " " * (len(m.group(0)) - 2) + "]", masked)
-    masked = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)",
-                    lambda m: " " * len(m.group(0)), masked)
-    out = []
-    for m in re.finditer(r"(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)", masked):
-        name = m.group(1)
-        rest = masked[m.end():]
-        if re.match(r"\s*\(", rest) or name in KEYWORDS:
-            continue  # a function or keyword
-        b = re.match(r"\s*\{", rest)
-        if b:
-            start = m.end() + b.end() - 1
-            end = masked.index("}", start)
-            out.append((name, expr[start + 1:end]))
-        else:
-            out.append((name, None))
-    return out
-
-
 def check_expr(where, expr, defined_vars):
     if not isinstance(expr, str) or not expr.strip():
         problem(f"{where}: no expr")
         return None
-    for m in VAR_RE.finditer(expr):
-        name = m.group(1) or m.group(2)
+    for name in expr_variables(expr):
         if name not in SUBST:
             problem(f"{where}: Grafana variable ${name} is not allowed in an expr: {expr!r}")
         elif name not in BUILTIN and name not in defined_vars:
@@ -189,7 +164,7 @@ def check_expr(where, expr, defined_vars):
             problem(f"{where}: {name} is not a metric of docs/metrics.md")
         job_selectors.append((where, name, matchers is not None
                               and re.search(r'(^|,)\s*job\s*=\s*"vmlab"', matchers) is not None))
-    substituted = VAR_RE.sub(lambda m: SUBST.get(m.group(1) or m.group(2), m.group(0)), expr)
+    substituted = substitute(expr, SUBST)
     if "$" in substituted:
         problem(f"{where}: a $ is left after substituting the variables: {substituted!r}")
     return substituted

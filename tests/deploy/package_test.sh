@@ -4,10 +4,9 @@
 # version, vmlab validate on the shipped examples, the controller started on
 # the shipped settings), checked (unit, conffiles, Prometheus files), then
 # removed and purged without leftovers. Needs root (dpkg).
-# Usage: package_test.sh BUILD_DIR SOURCE_DIR
+# Usage: package_test.sh BUILD_DIR
 set -euo pipefail
 build=$1
-source=$2
 
 if ((EUID != 0)); then
   if [[ "${CI:-}" == true ]]; then
@@ -108,20 +107,48 @@ check "promtool check config on the installed Prometheus config" \
 # with the places overridden by flags (the test driver, a scratch folder).
 mkdir -p "$scratch/labs"
 cp /usr/share/vmlab/examples/minimal.yaml "$scratch/labs/"
-/usr/bin/vmlab controller --config /etc/vmlab/controller.yaml --watch "$scratch/labs" \
+start_controller() {  # start_controller ARGS...: logs in controller.log, stdout in controller.out
+  /usr/bin/vmlab controller "$@" >"$scratch/controller.out" 2>"$scratch/controller.log" &
+  controller_pid=$!
+  for _ in $(seq 100); do
+    grep -q 'msg="API on' "$scratch/controller.log" && break
+    sleep 0.1
+  done
+}
+stop_controller() {
+  kill -TERM "$controller_pid"
+  check "the controller stops cleanly on SIGTERM" wait "$controller_pid"
+  controller_pid=
+}
+start_controller --config /etc/vmlab/controller.yaml --watch "$scratch/labs" \
   --state-dir "$scratch/state" --libvirt test:///default --listen 127.0.0.1:0 \
-  --apt-cache off --image-cache off >"$scratch/controller.log" 2>&1 &
-controller_pid=$!
-for _ in $(seq 100); do
-  grep -q 'msg="API on' "$scratch/controller.log" && break
-  sleep 0.1
-done
+  --apt-cache off --image-cache off
 check "the controller starts on the shipped settings (logfmt, flags override the file)" \
   grep -E "^ts=[^ ]+ level=info msg=\"vmlab .* starting: watch $scratch/labs, state dir $scratch/state, libvirt test:///default\"" \
   "$scratch/controller.log"
-kill -TERM "$controller_pid"
-check "the controller stops cleanly on SIGTERM" wait "$controller_pid"
-controller_pid=
+check "logs go to stderr, nothing to stdout" test ! -s "$scratch/controller.out"
+stop_controller
+
+# Everything from the file alone, as the unit starts it: places, a flag, lists.
+sed -e "s|^watch: .*|watch: $scratch/labs|" -e "s|^state-dir: .*|state-dir: $scratch/state|" \
+  -e "s|^libvirt: .*|libvirt: test:///default|" -e "s|^listen: .*|listen: 127.0.0.1:0|" \
+  -e "s|^apt-cache: .*|apt-cache: off|" -e "s|^image-cache: .*|image-cache: off|" \
+  -e "s|^log-format: .*|log-format: json|" \
+  /etc/vmlab/controller.yaml >"$scratch/controller.yaml"
+printf 'simulate-guests: true\nregistry-mirror:\n  - docker.io=http://127.0.0.1:1\n  - quay.io=http://127.0.0.1:2\n' \
+  >>"$scratch/controller.yaml"
+start_controller --config "$scratch/controller.yaml"
+check "the controller starts on settings from the file alone (watch, places, JSON logs)" \
+  grep -F "\"msg\":\"vmlab $(/usr/bin/vmlab version | cut -d' ' -f2) (commit" "$scratch/controller.log"
+check "the file's places, flag and lists are used" \
+  bash -c "grep -qF 'starting: watch $scratch/labs, state dir $scratch/state, libvirt test:///default' '$scratch/controller.log' &&
+    grep -qF 'guests are simulated' '$scratch/controller.log'"
+for _ in $(seq 100); do
+  [[ -e "$scratch/state/labs/solo.json" ]] && break
+  sleep 0.1
+done
+check "the lab from the watch folder is reconciled" test -e "$scratch/state/labs/solo.json"
+stop_controller
 
 echo "== remove"
 check "dpkg -r" dpkg -r vmlab

@@ -62,6 +62,12 @@ TEST_F(ConfigFileTest, ErrorsNameFileLineColumnAndOption) {
             Path() + ":2:10: error: illegal map value (the config file is YAML)");
   EXPECT_THAT(ReadConfigFile(dir_.path() / "absent.yaml").error().message,
               HasSubstr("absent.yaml: cannot read the config file"));
+  EXPECT_THAT(ReadConfigFile(dir_.path()).error().message,
+              HasSubstr(": cannot read the config file"))
+      << "a folder is not a config file";
+  EXPECT_EQ(Read("watch: /a\n---\nworkers: 2\n").error().message,
+            Path() + ":2:1: error: one YAML document expected; merge the documents into one");
+  EXPECT_FALSE(Read(",").has_value()) << "a stream yaml-cpp 0.7's LoadAll never finishes";
 }
 
 }  // namespace

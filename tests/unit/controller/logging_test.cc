@@ -59,9 +59,10 @@ TEST(LoggingTest, SpdlogLinesCarryLevelMessageAndTheThreadsFields) {
   std::ostringstream out;
   auto logger = std::make_shared<spdlog::logger>(
       "test", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  logger->set_formatter(MakeLogFormatter(LogFormat::kJson));
+  logger->set_level(spdlog::level::info);
   const auto previous = spdlog::default_logger();
   spdlog::set_default_logger(logger);
-  SetUpLogging(LogFormat::kJson, "info");
   {
     const LogFields fields({{"lab", "spk"}, {"reconcile", NewReconcileId()}});
     spdlog::warn("drift: {} stopped", "spk-worker-1");
@@ -69,7 +70,6 @@ TEST(LoggingTest, SpdlogLinesCarryLevelMessageAndTheThreadsFields) {
   }
   spdlog::info("idle");
   spdlog::set_default_logger(previous);
-  spdlog::set_level(spdlog::level::info);
   const std::string text = out.str();
   EXPECT_THAT(text, ::testing::MatchesRegex(
                         R"(\{"ts":"20[0-9-]+T[0-9:.]+Z","level":"warn","msg":"drift: spk-worker-1 )"

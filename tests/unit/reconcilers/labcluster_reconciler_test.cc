@@ -250,14 +250,18 @@ TEST_F(LabClusterReconcilerTest, ReportedMissingObjectsStayReportedUntilThePolic
   ASSERT_TRUE(behind_.DeleteDomain("rcgone-worker-1").has_value());
   ASSERT_TRUE(behind_.DeleteDomain("rcgone-cp-1").has_value());
   ASSERT_TRUE(behind_.DeleteNetwork(infra::NetworkName("rcgone")).has_value());
+  ASSERT_TRUE(behind_.DeleteVolume(infra::kPoolName, "rcgone-worker-1-root.qcow2").has_value());
   for (int pass = 0; pass < 3; ++pass) ASSERT_TRUE(reconciler_.Reconcile("rcgone").has_value());
   auto r = Record("rcgone");
   EXPECT_TRUE(Domains("rcgone").empty()) << "Report must not repair, on any pass";
+  EXPECT_THAT(Volumes("rcgone"), testing::Not(testing::Contains("rcgone-worker-1-root.qcow2")))
+      << "nor a missing node's volume";
   std::vector<std::string> kinds;
   for (const auto& d : r.drift) kinds.push_back(d.kind + " " + d.object);
   EXPECT_THAT(kinds, testing::UnorderedElementsAre("NetworkMissing vmlab-rcgone",
                                                    "DomainMissing rcgone-cp-1",
-                                                   "DomainMissing rcgone-worker-1"));
+                                                   "DomainMissing rcgone-worker-1",
+                                                   "VolumeMissing rcgone-worker-1-root.qcow2"));
   EXPECT_EQ(Cond(r, "Drifted").status, "True");
 
   desired_.labs["rcgone"] = Desired("rcgone", 1, 1, "Remediate");

@@ -111,6 +111,24 @@ TEST_F(ProgressTest, AnHonestNodesPhasesAreRecordedAndTimed) {
   EXPECT_EQ(Metric(text, R"(vmlab_progress_reports_total{result="accepted"})"), 4);
 }
 
+TEST(RedactSecretsTest, TokensCertificateKeysAndPrivateKeysDoNotTravel) {
+  const std::string hash(64, 'c');
+  const std::string key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  EXPECT_EQ(RedactSecrets("kubeadm join 172.42.42.10:16443 --token abcdef.0123456789abcdef \\\n"
+                          "  --discovery-token-ca-cert-hash sha256:" +
+                          hash + " --control-plane --certificate-key " + key + "\n"),
+            "kubeadm join 172.42.42.10:16443 --token <redacted token> \\\n"
+            "  --discovery-token-ca-cert-hash sha256:" +
+                hash + " --control-plane --certificate-key <redacted key>\n");
+  EXPECT_EQ(RedactSecrets("before\n-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\nxyz\n"
+                          "-----END EC PRIVATE KEY-----\nafter"),
+            "before\n<redacted private key>\nafter");
+  EXPECT_EQ(RedactSecrets("cut: -----BEGIN PRIVATE KEY-----\nMIIEv"), "cut: <redacted private key>")
+      << "a key cut by the tail's end";
+  EXPECT_EQ(RedactSecrets("E: Unable to locate package kubelet=1.30.4-1.1"),
+            "E: Unable to locate package kubelet=1.30.4-1.1");
+}
+
 TEST_F(ProgressTest, AFailureKeepsItsExitCodeAttemptAndLogTail) {
   const std::string log(10000, 'x');
   ASSERT_EQ(store_.Report("lab", Bearer("lab-cp-1"),
@@ -122,11 +140,19 @@ TEST_F(ProgressTest, AFailureKeepsItsExitCodeAttemptAndLogTail) {
   EXPECT_EQ(p.exit_code, 100);
   EXPECT_EQ(p.attempt, 2);
   EXPECT_EQ(p.log_tail.size(), kMaxLogTailBytes) << "only the end of a long log is kept";
+  ASSERT_EQ(
+      store_.Report("lab", Bearer("lab-cp-1"),
+                    Body("lab-cp-1", "endpoint", "failed", 8,
+                         R"(,"exitCode":1,"attempt":3,"log":"--token abcdef.0123456789abcdef")")),
+      Verdict::kAccepted);
+  EXPECT_EQ(store_.Progress("lab").at("lab-cp-1").log_tail, "--token <redacted token>")
+      << "what a node sends is redacted before status, events and logs see it";
   const std::string text = registry_.Serialize();
   EXPECT_EQ(
       Metric(text,
              R"(vmlab_bootstrap_phase_failures_total{phase="endpoint",role="control-plane"})"),
-      1);
+      2)
+      << "each failed attempt";
   EXPECT_EQ(Metric(text, R"(vmlab_bootstrap_phase_failures_total{phase="base",role="worker"})"), 0)
       << "every (role, phase) is exported from the start";
 }
