@@ -615,9 +615,17 @@ def run_golden(args, virsh, ctl, watch, state):
             figures["golden image built to node's agent up"] = time.monotonic() - started - figures["manifest to golden image built"]
             code, out = virsh.guest_exec(node, "/usr/bin/dpkg-query", "-W", "-f=${Version}", "kubeadm")
             check(code == 0 and out == "1.30.4-1.1", f"{node} has kubeadm 1.30.4 from the image: {out!r}")
-            code, out = virsh.guest_exec(node, "/usr/bin/ctr", "-n", "k8s.io", "images", "ls", "-q")
+            # containerd may be starting, or restarting for the base phase's
+            # configuration, when the agent answers: ask until it does.
+            listing = {}
+
+            def images():
+                listing["result"] = virsh.guest_exec(node, "/usr/bin/ctr", "-n", "k8s.io", "images", "ls", "-q")
+                return listing["result"][0] == 0
+            wait_for(images, f"{node}'s containerd to answer", 120)
+            code, out = listing.get("result", (None, ""))
             check(code == 0 and "docker.io/library/tools:2" in out.split(),
-                  f"{node} has the add-on's image from the image: {out!r}")
+                  f"{node} has the add-on's image from the image: exit {code}, {out!r}")
             ok = wait_for(lambda: "installed already" in virsh.guest_exec(node, "/bin/cat", "/var/log/vmlab/kubernetes.log")[1],
                           f"{node}'s kubernetes phase", 300)
             check(ok, f"{node}'s kubernetes phase downloads nothing (packages installed already)")
