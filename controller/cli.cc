@@ -149,6 +149,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   std::string grace = "30s";
   std::string shutdown_timeout = "30s";
   std::string drain_timeout = "10m";
+  std::string reconcile_timeout = "10m";
   CLI::App* controller_cmd =
       app.add_subcommand("controller", "Run the controller on a watch folder of manifests");
   std::string config_file;
@@ -168,6 +169,10 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       ->add_option("--listen", controller.listen,
                    "HOST:PORT of the HTTP API and /metrics (port 0: any free port)")
       ->capture_default_str();
+  controller_cmd->add_option(
+      "--api-token-file", controller.api_token_file,
+      "A file whose first line is a bearer token every API and /metrics request must carry "
+      "(/healthz and /readyz excepted); needed to listen on a non-loopback address");
   controller_cmd->add_option("--workers", controller.workers, "Labs reconciled at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
@@ -235,6 +240,12 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                    "How long a worker's drain may be blocked (PodDisruptionBudget) before it is "
                    "reported as timed out; the VM is kept either way")
       ->capture_default_str();
+  controller_cmd
+      ->add_option("--reconcile-timeout", reconcile_timeout,
+                   "A reconcile running longer is reported (log, Warning event, "
+                   "controller_runtime_reconcile_timeouts_total) and another worker takes the "
+                   "other labs meanwhile")
+      ->capture_default_str();
   controller_cmd->add_option("--resync", resync, "Reconcile every lab this often")
       ->capture_default_str();
   controller_cmd
@@ -268,12 +279,17 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       ->capture_default_str()
       ->check(CLI::IsMember({"table", "json", "yaml"}));
   get_cmd->add_option("--server", get.server, "The controller's API")->capture_default_str();
+  get_cmd->add_option("--token-file", get.token_file,
+                      "The controller's bearer token (its --api-token-file), if it requires one");
   get_cmd->footer("Exit status: 0 done, 1 no such lab or an API error, 2 controller unreachable.");
 
   DescribeOptions describe;
   CLI::App* describe_cmd =
       app.add_subcommand("describe", "Show a lab's spec, conditions, nodes and recent events");
   describe_cmd->add_option("NAME", describe.name, "The lab")->required();
+  describe_cmd->add_option("--token-file", describe.token_file,
+                           "The controller's bearer token (its --api-token-file), if it requires "
+                           "one");
   describe_cmd->add_option("--server", describe.server, "The controller's API")
       ->capture_default_str();
   describe_cmd->footer(
@@ -321,7 +337,8 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
          {std::pair{&resync, &controller.resync}, std::pair{&debounce, &controller.debounce},
           std::pair{&grace, &controller.deletion_grace},
           std::pair{&shutdown_timeout, &controller.shutdown_timeout},
-          std::pair{&drain_timeout, &controller.drain_timeout}}) {
+          std::pair{&drain_timeout, &controller.drain_timeout},
+          std::pair{&reconcile_timeout, &controller.reconcile_timeout}}) {
       auto parsed = ParseDuration(*text);
       if (!parsed) {
         fmt::print(err, "vmlab controller: {}\n", parsed.error().message);

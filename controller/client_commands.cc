@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <optional>
 #include <vector>
 
+#include "controller/http_server.h"
 #include "controller/status_store.h"
 
 namespace vmlab::controller {
@@ -23,15 +25,29 @@ struct Fetched {
   std::string error;
 };
 
-Fetched Fetch(const std::string& server, const std::string& path) {
+Fetched Fetch(const std::string& server, const std::string& path, const std::string& token) {
   Fetched result;
   try {
     web::http::client::http_client_config config;
     config.set_timeout(std::chrono::seconds(10));
     web::http::client::http_client client(server, config);
-    web::http::http_response response = client.request(web::http::methods::GET, path).get();
+    web::http::http_request request(web::http::methods::GET);
+    request.set_request_uri(path);
+    if (!token.empty()) {
+      request.headers().add(web::http::header_names::authorization, "Bearer " + token);
+    }
+    web::http::http_response response = client.request(request).get();
     result.code = response.status_code();
-    result.body = response.extract_json(/*ignore_content_type=*/true).get();
+    const std::string text = response.extract_string(/*ignore_content_type=*/true).get();
+    try {
+      result.body = value::parse(text);
+    } catch (const web::json::json_exception&) {  // e.g. a plain-text refusal
+      result.body = value::object();
+      std::string message = text;
+      while (!message.empty() && message.back() == '\n') message.pop_back();
+      if (result.code == 401) message += "; give --token-file FILE with the controller's token";
+      result.body["message"] = value::string(message);
+    }
   } catch (const std::exception& e) {
     result.code = 0;
     result.error = e.what();
@@ -148,12 +164,26 @@ void PrintYaml(const value& v, std::ostream& out) {
   fmt::print(out, "{}\n", emitter.c_str());
 }
 
+// The bearer token in `file`, or "" without one; nullopt (after saying why)
+// when the file cannot be used.
+std::optional<std::string> TokenFrom(const std::string& file, std::ostream& err) {
+  if (file.empty()) return "";
+  auto token = ReadBearerToken(file);
+  if (!token) {
+    fmt::print(err, "vmlab: --token-file: {}\n", token.error().message);
+    return std::nullopt;
+  }
+  return *token;
+}
+
 }  // namespace
 
 int RunGet(const GetOptions& options, std::ostream& out, std::ostream& err) {
+  const auto token = TokenFrom(options.token_file, err);
+  if (!token) return 2;
   const std::string path =
       options.name.empty() ? "/api/v1/labclusters" : "/api/v1/labclusters/" + options.name;
-  const Fetched fetched = Fetch(options.server, path);
+  const Fetched fetched = Fetch(options.server, path, *token);
   if (fetched.code == 0) return Unreachable(options.server, fetched, err);
   if (fetched.code != 200) {
     fmt::print(err, "vmlab: {}\n", Str(fetched.body, "message"));
@@ -184,13 +214,16 @@ int RunGet(const GetOptions& options, std::ostream& out, std::ostream& err) {
 }
 
 int RunDescribe(const DescribeOptions& options, std::ostream& out, std::ostream& err) {
-  const Fetched lab = Fetch(options.server, "/api/v1/labclusters/" + options.name);
+  const auto token = TokenFrom(options.token_file, err);
+  if (!token) return 2;
+  const Fetched lab = Fetch(options.server, "/api/v1/labclusters/" + options.name, *token);
   if (lab.code == 0) return Unreachable(options.server, lab, err);
   if (lab.code != 200) {
     fmt::print(err, "vmlab: {}\n", Str(lab.body, "message"));
     return 1;
   }
-  const Fetched events = Fetch(options.server, "/api/v1/labclusters/" + options.name + "/events");
+  const Fetched events =
+      Fetch(options.server, "/api/v1/labclusters/" + options.name + "/events", *token);
   const value& v = lab.body;
   const value& metadata = v.at("metadata");
   fmt::print(out, "Name:         {}\n", Str(metadata, "name"));

@@ -13,11 +13,13 @@ struct GetOptions {
   std::string name;              // empty: all labs
   std::string output = "table";  // table | json | yaml
   std::string server = kDefaultServer;
+  std::string token_file;  // the controller's bearer token, if it requires one
 };
 
 struct DescribeOptions {
   std::string name;
   std::string server = kDefaultServer;
+  std::string token_file;
 };
 
 // Exit codes: 0 done, 1 the lab does not exist or the controller answered an

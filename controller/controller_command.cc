@@ -136,6 +136,28 @@ int RunController(const ControllerOptions& options) {
         options.libvirt_uri);
     return 2;
   }
+  // The API: on this host only, unless clients must present a token.
+  HttpServerLimits http_limits;
+  auto listen = ParseListenAddress(options.listen);
+  if (!listen) {
+    spdlog::error("--listen: {}", listen.error().message);
+    return 2;
+  }
+  if (!options.api_token_file.empty()) {
+    auto token = ReadBearerToken(options.api_token_file);
+    if (!token) {
+      spdlog::error("--api-token-file: {}", token.error().message);
+      return 2;
+    }
+    http_limits.bearer_token = *token;
+  } else if (!IsLoopbackHost(listen->first)) {
+    spdlog::error(
+        "--listen {}: the API and /metrics would be reachable from other hosts without "
+        "authentication; give --api-token-file FILE (clients then present that bearer token), "
+        "or listen on 127.0.0.1",
+        options.listen);
+    return 2;
+  }
   auto lock = StateDirLock::Acquire(options.state_dir);
   if (!lock) {
     spdlog::error("{}", lock.error().message);
@@ -218,6 +240,21 @@ int RunController(const ControllerOptions& options) {
   ManagerOptions manager_options;
   manager_options.workers = options.workers;
   manager_options.resync = options.resync;
+  manager_options.reconcile_timeout = options.reconcile_timeout;
+  manager_options.on_timeout = [&store, &clock, &options](const std::string& key,
+                                                          Duration running) {
+    const auto updated = store.Update(key, [&](LabRecord& r) {
+      AddEvent(
+          r, "Warning", "ReconcileTimedOut",
+          fmt::format(
+              "a reconcile has been running for {} s (deadline {} s, "
+              "--reconcile-timeout); the other labs go on meanwhile",
+              std::chrono::duration_cast<std::chrono::seconds>(running).count(),
+              std::chrono::duration_cast<std::chrono::seconds>(options.reconcile_timeout).count()),
+          clock.WallNow());
+    });
+    if (!updated) spdlog::error("{}", updated.error().message);
+  };
   Manager manager(clock, queue, reconciler, &controller_metrics, manager_options, all_keys);
 
   std::atomic<bool> shutting_down{false};
@@ -235,9 +272,12 @@ int RunController(const ControllerOptions& options) {
       return fmt::format("not connected to libvirt at {}", options.libvirt_uri);
     return std::nullopt;
   };
-  HttpServer http(options.listen, [&api](std::string_view method, std::string_view path) {
-    return HandleApiRequest(api, method, path);
-  });
+  HttpServer http(
+      options.listen,
+      [&api](std::string_view method, std::string_view path) {
+        return HandleApiRequest(api, method, path);
+      },
+      http_limits);
   if (auto started = http.Start(); !started) {
     spdlog::error("{}", started.error().message);
     return 1;

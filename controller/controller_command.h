@@ -14,13 +14,17 @@ struct ControllerOptions {
   std::string libvirt_uri = "qemu:///system";
   std::filesystem::path state_dir = "/var/lib/vmlab";
   std::string listen = "127.0.0.1:9440";
+  // A bearer token every API and /metrics request must carry (/healthz and
+  // /readyz excepted); required to listen beyond loopback.
+  std::filesystem::path api_token_file;
   int workers = 2;
   int parallel_nodes = 8;  // nodes of one lab created or changed at once
   Duration resync = std::chrono::seconds(60);
   Duration debounce = std::chrono::milliseconds(200);
   Duration deletion_grace = std::chrono::seconds(30);
   Duration shutdown_timeout = std::chrono::seconds(30);
-  Duration drain_timeout = std::chrono::minutes(10);  // a blocked drain is reported after this
+  Duration drain_timeout = std::chrono::minutes(10);      // a blocked drain is reported after this
+  Duration reconcile_timeout = std::chrono::minutes(10);  // a longer reconcile is reported
   std::string log_level = "info";
   std::string log_format = "logfmt";  // logfmt | json
   int progress_port = 9441;           // nodes report on each lab's gateway; 0: not at all

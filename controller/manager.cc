@@ -31,6 +31,10 @@ Manager::~Manager() {
 }
 
 void Manager::Start() {
+  {
+    std::lock_guard guard(mutex_);
+    workers_ = options_.workers;
+  }
   for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { WorkerLoop(); });
   threads_.emplace_back([this] { HousekeepingLoop(); });
   spdlog::info("started {} workers; resync every {} s", options_.workers,
@@ -56,7 +60,32 @@ bool Manager::Stop(Duration timeout) {
 }
 
 void Manager::WorkerLoop() {
-  while (auto key = queue_.Get()) Handle(*key);
+  while (auto key = queue_.Get()) {
+    Handle(*key);
+    std::lock_guard guard(mutex_);
+    if (workers_ > options_.workers + stuck_) {  // added for a stuck reconcile that ended
+      --workers_;
+      return;
+    }
+  }
+}
+
+std::vector<Manager::InFlight> Manager::CheckDeadlines() {
+  std::vector<InFlight> late;
+  const SteadyTime now = clock_.Now();
+  for (auto& [id, work] : in_flight_) {
+    if (work.timed_out || now - work.started < options_.reconcile_timeout) continue;
+    work.timed_out = true;
+    ++stuck_;
+    late.push_back(work);
+    // The stuck reconcile keeps its worker (nothing can stop it safely); the
+    // other labs get one more, up to twice the configured number.
+    if (!stopping_ && workers_ < 2 * options_.workers) {
+      ++workers_;
+      threads_.emplace_back([this] { WorkerLoop(); });
+    }
+  }
+  return late;
 }
 
 bool Manager::ProcessNextItem() {
@@ -74,6 +103,22 @@ void Manager::HousekeepingLoop() {
     clock_.WaitUntil(cv_, lock, next_tick);
     if (stopping_) break;
     queue_.UpdateUnfinishedWorkMetrics();
+    const auto late = CheckDeadlines();
+    if (!late.empty()) {
+      lock.unlock();
+      for (const auto& work : late) {
+        const LogFields fields({{"lab", work.key}, {"reconcile", work.reconcile_id}});
+        const auto running = clock_.Now() - work.started;
+        spdlog::warn(
+            "reconcile still running after {} s, past its deadline of {} s; the other labs "
+            "go on with another worker",
+            std::chrono::duration_cast<std::chrono::seconds>(running).count(),
+            std::chrono::duration_cast<std::chrono::seconds>(options_.reconcile_timeout).count());
+        if (metrics_) metrics_->CountReconcileTimeout();
+        if (options_.on_timeout) options_.on_timeout(work.key, running);
+      }
+      lock.lock();
+    }
     if (clock_.Now() >= next_resync) {
       lock.unlock();
       for (const auto& key : all_keys_()) queue_.Add(key);
@@ -86,7 +131,14 @@ void Manager::HousekeepingLoop() {
 void Manager::Handle(const std::string& key) {
   // Every line this reconcile logs, on this thread and the ones it starts,
   // names the lab and this reconcile.
-  const LogFields log_fields({{"lab", key}, {"reconcile", NewReconcileId()}});
+  const std::string reconcile_id = NewReconcileId();
+  const LogFields log_fields({{"lab", key}, {"reconcile", reconcile_id}});
+  std::uint64_t in_flight_id = 0;
+  {
+    std::lock_guard guard(mutex_);
+    in_flight_id = next_in_flight_++;
+    in_flight_[in_flight_id] = {key, reconcile_id, clock_.Now(), false};
+  }
   const int active = ++active_;
   if (metrics_) metrics_->SetActiveWorkers(active);
   const SteadyTime start = clock_.Now();
@@ -136,7 +188,18 @@ void Manager::Handle(const std::string& key) {
   }
   const double seconds = Seconds(clock_.Now() - start);
   if (metrics_) metrics_->ObserveReconcile(outcome, seconds);
-  spdlog::debug("reconcile done in {:.1f} ms", seconds * 1000);
+  bool was_late = false;
+  {
+    std::lock_guard guard(mutex_);
+    was_late = in_flight_[in_flight_id].timed_out;
+    in_flight_.erase(in_flight_id);
+    if (was_late) --stuck_;
+  }
+  if (was_late) {
+    spdlog::warn("reconcile done after {:.0f} s, past its deadline", seconds);
+  } else {
+    spdlog::debug("reconcile done in {:.1f} ms", seconds * 1000);
+  }
   queue_.Done(key);
   const int remaining = --active_;
   if (metrics_) metrics_->SetActiveWorkers(remaining);

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -28,8 +29,15 @@ namespace vmlab::controller {
 struct ManagerOptions {
   int workers = 2;
   Duration resync = std::chrono::seconds(60);
-  // How often workqueue_unfinished_work_seconds is refreshed.
+  // How often workqueue_unfinished_work_seconds is refreshed (and stuck
+  // reconciles looked for).
   Duration housekeeping = std::chrono::seconds(1);
+  // A reconcile running longer is reported (log, on_timeout, the timeouts
+  // counter) and a worker is added for the other labs while it runs on, up
+  // to `workers` added workers.
+  Duration reconcile_timeout = std::chrono::minutes(10);
+  // Called (on the housekeeping thread) once per reconcile past its deadline.
+  std::function<void(const std::string& key, Duration running)> on_timeout;
 };
 
 class Manager {
@@ -54,9 +62,19 @@ class Manager {
   bool ProcessNextItem();
 
  private:
+  struct InFlight {
+    std::string key;
+    std::string reconcile_id;
+    SteadyTime started;
+    bool timed_out = false;
+  };
+
   void WorkerLoop();
   void HousekeepingLoop();
   void Handle(const std::string& key);
+  // Marks reconciles past their deadline and adds a worker for each (under
+  // mutex_); returns them, to be reported without the lock.
+  std::vector<InFlight> CheckDeadlines();
 
   Clock& clock_;
   WorkQueue& queue_;
@@ -70,6 +88,10 @@ class Manager {
   std::mutex mutex_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  std::uint64_t next_in_flight_ = 0;
+  std::map<std::uint64_t, InFlight> in_flight_;  // guarded by mutex_
+  int workers_ = 0;                              // worker threads running, guarded by mutex_
+  int stuck_ = 0;  // reconciles past their deadline still running, guarded by mutex_
 };
 
 }  // namespace vmlab::controller

@@ -35,6 +35,7 @@ struct ControllerMetrics::Metrics {
   prometheus::Counter* errors;
   prometheus::Counter* terminal_errors;
   prometheus::Counter* panics;
+  prometheus::Counter* timeouts;
   prometheus::Histogram* reconcile_time;
   prometheus::Gauge* max_concurrent;
   prometheus::Gauge* active_workers;
@@ -78,6 +79,12 @@ ControllerMetrics::ControllerMetrics(Registry& registry, std::string controller)
                     .Help("Total number of reconciliation panics per controller")
                     .Register(r)
                     .Add(by_controller);
+  m_->timeouts =
+      &prometheus::BuildCounter()
+           .Name("controller_runtime_reconcile_timeouts_total")
+           .Help("Total number of reconciles that ran past their deadline per controller")
+           .Register(r)
+           .Add(by_controller);
   m_->reconcile_time = &prometheus::BuildHistogram()
                             .Name("controller_runtime_reconcile_time_seconds")
                             .Help("Length of time per reconciliation per controller")
@@ -170,6 +177,7 @@ void ControllerMetrics::CountReconcileError(bool terminal) {
   if (terminal) m_->terminal_errors->Increment();
 }
 void ControllerMetrics::CountReconcilePanic() { m_->panics->Increment(); }
+void ControllerMetrics::CountReconcileTimeout() { m_->timeouts->Increment(); }
 
 void ControllerMetrics::QueueAdded() { m_->adds->Increment(); }
 void ControllerMetrics::SetQueueDepth(std::size_t depth) {

@@ -30,6 +30,8 @@ class ControllerMetrics {
   void ObserveReconcile(ReconcileOutcome outcome, double seconds);
   void CountReconcileError(bool terminal);
   void CountReconcilePanic();
+  // A reconcile ran past its deadline (vmlab's addition, in the same namespace).
+  void CountReconcileTimeout();
 
   // workqueue_*
   void QueueAdded();

@@ -268,6 +268,45 @@ def run(watch, state):
     check(not os.path.exists(os.path.join(state, "pki", "spk")), "the lab's secrets removed with it")
 
     simulated(watch, state)
+    protected_api(watch, state)
+
+
+def protected_api(watch, state):
+    """The API beyond loopback needs a token; with one, every client must present it."""
+    refused = subprocess.run([VMLAB, "controller", "--watch", watch, "--state-dir", state + "-open",
+                              "--libvirt", "test:///default", "--listen", "0.0.0.0:0"],
+                             capture_output=True, text=True, timeout=30)
+    check(refused.returncode == 2 and "--api-token-file" in refused.stdout + refused.stderr,
+          f"a non-loopback listen address without a token is refused: {refused.stderr[-300:]}")
+    check(not os.path.exists(state + "-open"), "nothing is started or written before that check")
+    token_file = state + "-token"
+    with open(token_file, "w") as f:
+        f.write("vmlab-test-token-0123456789\n")
+    os.chmod(token_file, 0o600)
+    ctl = Controller(watch, state, ["--api-token-file", token_file])
+    for path in ("/healthz", "/readyz"):
+        check(wait_for(lambda: ctl.get(path)[0] == 200, f"{path} open without a token") is not None,
+              f"{path} needs no token")
+    for path in ("/metrics", "/api/v1/labclusters"):
+        try:
+            ctl.get(path)
+            check(False, f"{path} answered without the token")
+        except urllib.error.HTTPError as e:
+            check(e.code == 401 and e.headers.get("WWW-Authenticate") == 'Bearer realm="vmlab"',
+                  f"{path} without the token: 401 with WWW-Authenticate ({e.code})")
+    request = urllib.request.Request(ctl.url + "/metrics",
+                                     headers={"Authorization": "Bearer vmlab-test-token-0123456789"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        check(response.status == 200 and "controller_runtime_reconcile_total" in response.read().decode(),
+              "/metrics with the token")
+    plain = subprocess.run([VMLAB, "get", "--server", ctl.url], capture_output=True, text=True, timeout=30)
+    check(plain.returncode == 1 and "give --token-file FILE" in plain.stderr,
+          f"vmlab get without the token says what to do: {plain.stderr.strip()}")
+    with_token = subprocess.run([VMLAB, "get", "--server", ctl.url, "--token-file", token_file],
+                                capture_output=True, text=True, timeout=30)
+    check(with_token.returncode == 0 and "NAME" in with_token.stdout,
+          f"vmlab get --token-file lists the labs: {with_token.stderr.strip()}")
+    check(ctl.stop() == 0, "the controller with a token exits 0")
 
 
 def simulated(watch, state):

@@ -6,9 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <thread>
+#include <vector>
 
 #include "controller/fake_clock.h"
 #include "controller/http_server.h"
@@ -22,6 +25,7 @@
 namespace vmlab::controller {
 namespace {
 
+using testing::AllOf;
 using testing::HasSubstr;
 
 using testing_support::FakeDesiredState;
@@ -154,6 +158,95 @@ TEST_F(ApiTest, RealListenerOnAFreePortServesTheApi) {
   EXPECT_THAT(Curl(server.url() + "/" + std::string(3000, 'a')), HasSubstr(" 414"));
   server.Stop();
   EXPECT_THAT(Curl("--max-time 2 " + server.url() + "/healthz"), HasSubstr(" 000"));
+}
+
+TEST(HttpServerTest, ABearerTokenGuardsAllButHealthAndReadiness) {
+  HttpServerLimits limits;
+  limits.bearer_token = "0123456789abcdef0123";
+  HttpServer server(
+      "127.0.0.1:0",
+      [](std::string_view, std::string_view path) {
+        return ApiResponse{200, "text/plain", std::string(path) + "\n"};
+      },
+      limits);
+  ASSERT_TRUE(server.Start().has_value());
+  EXPECT_THAT(Curl(server.url() + "/metrics"), HasSubstr("bearer token is required"));
+  EXPECT_THAT(Curl(server.url() + "/metrics"), HasSubstr(" 401"));
+  EXPECT_THAT(Curl("-H 'Authorization: Bearer wrong-token-of-20ch' " + server.url() + "/metrics"),
+              HasSubstr(" 401"));
+  EXPECT_THAT(Curl("-H 'Authorization: Bearer 0123456789abcdef012' " + server.url() + "/metrics"),
+              HasSubstr(" 401"))
+      << "a prefix of the token is not the token";
+  EXPECT_THAT(Curl("-H 'Authorization: Bearer 0123456789abcdef0123' " + server.url() + "/metrics"),
+              HasSubstr("/metrics\n 200"));
+  EXPECT_THAT(Curl(server.url() + "/healthz"), HasSubstr(" 200"));
+  EXPECT_THAT(Curl(server.url() + "/readyz"), HasSubstr(" 200"));
+  EXPECT_THAT(Curl("-D - " + server.url() + "/api/v1/labclusters"),
+              HasSubstr("WWW-Authenticate: Bearer realm=\"vmlab\""));
+}
+
+TEST(HttpServerTest, AClientOverItsRateIsToldToSlowDown) {
+  HttpServerLimits limits;
+  limits.requests_per_second = 0.01;  // nothing refills during the test, however slow
+  limits.burst = 5;
+  HttpServer server(
+      "127.0.0.1:0", [](std::string_view, std::string_view) { return ApiResponse{}; }, limits);
+  ASSERT_TRUE(server.Start().has_value());
+  std::string codes;
+  for (int i = 0; i < 8; ++i) {
+    const std::string answer = Curl(server.url() + "/healthz");
+    codes += answer.substr(answer.size() - 3) + " ";
+  }
+  EXPECT_EQ(codes, "200 200 200 200 200 429 429 429 ") << "a burst of 5, then the refill rate";
+}
+
+TEST(HttpServerTest, MoreRequestsAtOnceThanTheBoundAreRefused) {
+  HttpServerLimits limits;
+  limits.max_in_flight = 2;
+  std::atomic<int> waiting{0};
+  std::atomic<bool> release{false};
+  HttpServer server(
+      "127.0.0.1:0",
+      [&](std::string_view, std::string_view) {
+        ++waiting;
+        while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        return ApiResponse{};
+      },
+      limits);
+  ASSERT_TRUE(server.Start().has_value());
+  std::vector<std::thread> slow;
+  std::vector<std::string> answers(2);
+  for (int i = 0; i < 2; ++i) {
+    slow.emplace_back([&, i] { answers[static_cast<std::size_t>(i)] = Curl(server.url() + "/x"); });
+  }
+  while (waiting < 2) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_THAT(Curl("-D - " + server.url() + "/y"),
+              AllOf(HasSubstr(" 503"), HasSubstr("Retry-After: 1")));
+  release = true;
+  for (auto& t : slow) t.join();
+  EXPECT_THAT(answers[0], HasSubstr(" 200"));
+  EXPECT_THAT(answers[1], HasSubstr(" 200"));
+  EXPECT_THAT(Curl(server.url() + "/z"), HasSubstr(" 200")) << "slots are given back";
+}
+
+TEST(HttpServerTest, LoopbackHostsAndTokenFiles) {
+  EXPECT_TRUE(IsLoopbackHost("127.0.0.1"));
+  EXPECT_TRUE(IsLoopbackHost("127.1.2.3"));
+  EXPECT_TRUE(IsLoopbackHost("localhost"));
+  EXPECT_TRUE(IsLoopbackHost("::1"));
+  EXPECT_FALSE(IsLoopbackHost("0.0.0.0"));
+  EXPECT_FALSE(IsLoopbackHost("192.0.2.10"));
+  EXPECT_FALSE(IsLoopbackHost("lab.example"));
+  testing_support::ScratchDir dir;
+  dir.Write("token", "  0123456789abcdef0123 \nsecond line\n");
+  EXPECT_EQ(ReadBearerToken(dir.path() / "token").value(), "0123456789abcdef0123");
+  dir.Write("short", "abc\n");
+  EXPECT_THAT(ReadBearerToken(dir.path() / "short").error().message,
+              HasSubstr("at least 16 printable characters"));
+  dir.Write("spaced", "0123456789 abcdef0123\n");
+  EXPECT_FALSE(ReadBearerToken(dir.path() / "spaced").has_value());
+  EXPECT_THAT(ReadBearerToken(dir.path() / "absent").error().message,
+              HasSubstr("cannot read the token file"));
 }
 
 TEST(HttpServerTest, RejectsMalformedListenAddresses) {

@@ -4,6 +4,7 @@
 
 #include <deque>
 #include <map>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -177,6 +178,49 @@ TEST_F(ManagerTest, StopWaitsForInFlightReconcile) {
   stopper.join();
   EXPECT_TRUE(drained);
   EXPECT_TRUE(finished);
+}
+
+TEST_F(ManagerTest, AStuckReconcileIsReportedAndTheOtherLabsGoOn) {
+  std::atomic<bool> release{false};
+  reconciler_.Script("stuck", {[&]() -> Result<ReconcileResult> {
+                       while (!release) std::this_thread::yield();
+                       return ReconcileResult{};
+                     }});
+  std::mutex mutex;
+  std::vector<std::string> timed_out;
+  ManagerOptions options;
+  options.workers = 1;
+  options.reconcile_timeout = seconds(10);
+  options.on_timeout = [&](const std::string& key, Duration running) {
+    std::lock_guard guard(mutex);
+    timed_out.push_back(key);
+    EXPECT_GE(running, seconds(10));
+  };
+  Manager manager(clock_, queue_, reconciler_, &metrics_, options,
+                  [] { return std::vector<std::string>{}; });
+  manager.Start();
+  queue_.Add("stuck");
+  while (reconciler_.Calls("stuck") < 1) std::this_thread::yield();
+  queue_.Add("other");
+  clock_.Advance(seconds(9));
+  std::this_thread::sleep_for(milliseconds(50));
+  EXPECT_EQ(reconciler_.Calls("other"), 0) << "one worker, busy: the other lab waits";
+  EXPECT_TRUE(
+      Contains(R"(controller_runtime_reconcile_timeouts_total{controller="labcluster"} 0)"));
+  // Past the deadline (the housekeeping thread looks every second).
+  for (int i = 0; i < 1000 && reconciler_.Calls("other") < 1; ++i) {
+    clock_.Advance(seconds(1));
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  EXPECT_EQ(reconciler_.Calls("other"), 1) << "another worker took the other lab";
+  {
+    std::lock_guard guard(mutex);
+    EXPECT_EQ(timed_out, std::vector<std::string>{"stuck"}) << "reported once";
+  }
+  EXPECT_TRUE(
+      Contains(R"(controller_runtime_reconcile_timeouts_total{controller="labcluster"} 1)"));
+  release = true;
+  EXPECT_TRUE(manager.Stop(seconds(10)));
 }
 
 }  // namespace
