@@ -150,7 +150,8 @@ struct HttpServer::Impl {
   // The answer to a request that must not reach the handler, if any.
   std::optional<ApiResponse> Refusal(const web::http::http_request& request,
                                      const std::string& path) {
-    if (!rates.Allow(request.remote_address())) {
+    const std::string client = request.remote_address();
+    if ((limits.rate_limit_loopback || !IsLoopbackHost(client)) && !rates.Allow(client)) {
       return ApiResponse{429, "text/plain", "too many requests; slow down\n"};
     }
     if (!limits.bearer_token.empty() && !limits.open_paths.contains(path)) {

@@ -27,6 +27,9 @@ struct HttpServerLimits {
   int max_in_flight = 64;           // requests handled at once; more get 503
   double requests_per_second = 50;  // per client address, refilled continuously
   double burst = 200;               // a client's bucket size
+  // Loopback clients (this host's tools: the CLI, Prometheus, benchmarks)
+  // are not rate limited unless this is set; they could read the state dir.
+  bool rate_limit_loopback = false;
 };
 
 class HttpServer {

@@ -189,6 +189,7 @@ TEST(HttpServerTest, AClientOverItsRateIsToldToSlowDown) {
   HttpServerLimits limits;
   limits.requests_per_second = 0.01;  // nothing refills during the test, however slow
   limits.burst = 5;
+  limits.rate_limit_loopback = true;  // curl is on this host
   HttpServer server(
       "127.0.0.1:0", [](std::string_view, std::string_view) { return ApiResponse{}; }, limits);
   ASSERT_TRUE(server.Start().has_value());
