@@ -51,6 +51,7 @@ value ToJson(const LabRecord& r) {
   out["nodes"] = ArrayJson(r.nodes);
   out["drift"] = ArrayJson(r.drift);
   out["retainVolumes"] = value::boolean(r.retain_volumes);
+  if (!r.trusted_ca.empty()) out["trustedCA"] = value::string(r.trusted_ca);
   out["events"] = ArrayJson(r.events);
   return out;
 }
@@ -87,6 +88,7 @@ LabRecord FromJson(const value& in) {
     }
   }
   r.retain_volumes = in.has_boolean_field("retainVolumes") && in.at("retainVolumes").as_bool();
+  r.trusted_ca = StringFrom(in, "trustedCA");
   if (in.has_array_field("events")) {
     for (const value& item : in.at("events").as_array()) {
       r.events.push_back({StringFrom(item, "type"), StringFrom(item, "reason"),

@@ -68,7 +68,10 @@ struct LabRecord {
   std::string kubeconfig;
   std::vector<DriftStatus> drift;
   bool retain_volumes = false;  // deletionPolicy Retain of the last applied spec
-  std::vector<Event> events;    // oldest first
+  // The discovery hash (sha256 of the public key) of the CA the lab's nodes
+  // were given; its secrets are never made anew while it is set.
+  std::string trusted_ca;
+  std::vector<Event> events;  // oldest first
 
   [[nodiscard]] const Condition* FindCondition(std::string_view type) const;
 };

@@ -727,6 +727,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   std::optional<InfrastructureOutcome> outcome;
   std::optional<Error> infra_error;
   std::optional<Error> secrets_error;
+  std::string trusted_ca;  // the CA the lab's seeds carry, once its secrets exist
   std::map<std::string, bootstrap::NodeProgress> progress;
   std::string listener_error;
   std::map<std::string, bool> api_ready;  // from the Kubernetes API
@@ -750,7 +751,9 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   std::string golden_problem;  // CacheReady reason when the image cannot be used
   if (desired->spec) {
     const crds::LabCluster& spec = *desired->spec;
-    auto secrets = secrets_.LoadOrCreate(spec, clock_.WallNow());
+    auto secrets =
+        secrets_.LoadOrCreate(spec, clock_.WallNow(), before ? before->trusted_ca : std::string());
+    if (secrets) trusted_ca = secrets->discovery_hash;
     // Nodes report to a listener on the lab network's gateway (real guests only).
     const bool listen =
         runtime_.listeners && runtime_.progress_port > 0 && infrastructure_.Driver() != "TEST";
@@ -1169,6 +1172,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
     if (desired->spec) {
       r.endpoint = fmt::format("https://{}", bootstrap::EndpointAddress(*desired->spec));
       r.kubeconfig = secrets_error ? "" : secrets_.KubeconfigPath(name).string();
+      if (!trusted_ca.empty()) r.trusted_ca = trusted_ca;
     }
     if (outcome) {
       r.observed_generation = generation;

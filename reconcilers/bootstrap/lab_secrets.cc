@@ -254,14 +254,36 @@ Result<std::optional<LabSecrets>> SecretStore::Load(const std::string& lab) cons
 }
 
 Result<LabSecrets> SecretStore::LoadOrCreate(const crds::LabCluster& lab,
-                                             std::chrono::system_clock::time_point now) {
+                                             std::chrono::system_clock::time_point now,
+                                             const std::string& trusted_ca) {
   const std::string& name = lab.metadata.name;
+  const auto other_ca = [&](const LabSecrets& s) -> Result<LabSecrets> {
+    if (trusted_ca.empty() || s.discovery_hash == trusted_ca) return s;
+    return std::unexpected(Failed(
+        ErrorCode::kFailedPrecondition,
+        fmt::format("lab {}'s secrets in {} carry another CA ({}) than the one its nodes trust "
+                    "({}): put the lab's own folder back from a backup of the state dir, or "
+                    "delete the lab (remove its manifest) and create it anew",
+                    name, Dir(name).string(), s.discovery_hash, trusted_ca)));
+  };
   {
     std::lock_guard guard(mutex_);
-    if (auto it = cache_.find(name); it != cache_.end()) return it->second;
+    if (auto it = cache_.find(name); it != cache_.end()) return other_ca(it->second);
   }
   auto loaded = Load(name);
   if (!loaded) return std::unexpected(loaded.error());
+  if (!*loaded && !trusted_ca.empty()) {
+    return std::unexpected(Failed(
+        ErrorCode::kFailedPrecondition,
+        fmt::format("lab {}'s secrets are gone from {}, and its nodes trust the CA {}: new ones "
+                    "would lock them out, so none are made. Put the folder back from a backup "
+                    "of the state dir, or delete the lab (remove its manifest) and create it "
+                    "anew",
+                    name, Dir(name).string(), trusted_ca)));
+  }
+  if (*loaded) {
+    if (auto same = other_ca(**loaded); !same) return same;
+  }
   auto secrets = *loaded ? Result<LabSecrets>(std::move(**loaded)) : Create(lab, now);
   if (secrets) {
     std::lock_guard guard(mutex_);

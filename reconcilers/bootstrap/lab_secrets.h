@@ -45,8 +45,12 @@ class SecretStore {
 
   // The lab's secrets, made on first use, read from disk once and then kept
   // in memory (every reconcile asks). `now` stamps the token. Thread-safe.
+  // `trusted_ca` is the discovery hash of the CA the lab's nodes were given
+  // (empty for a new lab): secrets that are gone or carry another CA are an
+  // error then, never made anew (the nodes would not trust them).
   [[nodiscard]] Result<LabSecrets> LoadOrCreate(const crds::LabCluster& lab,
-                                                std::chrono::system_clock::time_point now);
+                                                std::chrono::system_clock::time_point now,
+                                                const std::string& trusted_ca = "");
   // The lab's secrets if it has any (nullopt when there is no folder).
   [[nodiscard]] Result<std::optional<LabSecrets>> Load(const std::string& lab) const;
   // Replaces the lab's bootstrap token (already created in its cluster), its

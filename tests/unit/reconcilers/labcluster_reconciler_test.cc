@@ -277,6 +277,54 @@ TEST_F(LabClusterReconcilerTest, ReportedMissingObjectsStayReportedUntilThePolic
       << "the repair is counted as a remediation, not taken for a new lab";
 }
 
+TEST_F(LabClusterReconcilerTest, SecretsItsNodesTrustAreNeverMadeAnew) {
+  namespace fs = std::filesystem;
+  desired_.labs["rcpki"] = Desired("rcpki", 1, 1);
+  desired_.labs["rcother"] = Desired("rcother", 1, 0);
+  Settle("rcpki");
+  Settle("rcother");
+  const std::string trusted = Record("rcpki").trusted_ca;
+  ASSERT_TRUE(trusted.starts_with("sha256:")) << trusted;
+  const fs::path pki = secrets_.Dir("rcpki");
+  const fs::path backup = dir_.path() / "pki-backup";
+  fs::copy(pki, backup, fs::copy_options::recursive);
+
+  // The folder is gone (a restore that forgot it, a wrong state dir copy).
+  ASSERT_TRUE(secrets_.Remove("rcpki").has_value());
+  const auto refused = reconciler_.Reconcile("rcpki");
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kFailedPrecondition) << "terminal: a person must act";
+  EXPECT_THAT(refused.error().message, HasSubstr("secrets are gone from"));
+  EXPECT_FALSE(secrets_.Load("rcpki").value().has_value()) << "no new secrets were made";
+  auto r = Record("rcpki");
+  EXPECT_EQ(Cond(r, "InfrastructureReady").reason, "SecretsUnavailable");
+  EXPECT_THAT(Cond(r, "InfrastructureReady").message, HasSubstr(trusted));
+  EXPECT_EQ(r.trusted_ca, trusted);
+  EXPECT_EQ(Domains("rcpki").size(), 2u) << "the lab's VMs are left as they are";
+
+  // Another lab's secrets in its place: refused as well.
+  fs::copy(secrets_.Dir("rcother"), pki, fs::copy_options::recursive);
+  const auto other = reconciler_.Reconcile("rcpki");
+  ASSERT_FALSE(other.has_value());
+  EXPECT_THAT(other.error().message, HasSubstr("carry another CA"));
+
+  // Its own folder back: the lab goes on with the CA its nodes trust.
+  ASSERT_TRUE(secrets_.Remove("rcpki").has_value());
+  fs::copy(backup, pki, fs::copy_options::recursive);
+  Settle("rcpki");
+  r = Record("rcpki");
+  EXPECT_EQ(Cond(r, "InfrastructureReady").status, "True");
+  EXPECT_EQ(r.trusted_ca, trusted);
+
+  // Deleting the lab forgets its CA: created anew, it gets new secrets.
+  desired_.labs.erase("rcpki");
+  Settle("rcpki");
+  desired_.labs["rcpki"] = Desired("rcpki", 1, 0);
+  Settle("rcpki");
+  EXPECT_NE(Record("rcpki").trusted_ca, trusted);
+  EXPECT_TRUE(Record("rcpki").trusted_ca.starts_with("sha256:"));
+}
+
 TEST_F(LabClusterReconcilerTest, ScalesUpAndDownThenDeletesEverything) {
   desired_.labs["rcscale"] = Desired("rcscale", 1, 3);
   Settle("rcscale");
