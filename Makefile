@@ -14,7 +14,7 @@ CTEST_FLAGS ?= --output-on-failure --timeout 600 -j $(JOBS)
 
 VMLAB := $(BUILD)/vmlab
 
-.PHONY: install package help deps build build-asan build-fuzz test test-unit e2e run bench bench-real bench-cache fuzz format clean
+.PHONY: soak install package help deps build build-asan build-fuzz test test-unit e2e run bench bench-real bench-cache fuzz format clean
 
 help:
 	@echo "make run    build vmlab and run the controller on a copy of the examples"
@@ -22,6 +22,7 @@ help:
 	@echo "make e2e    the end-to-end test on a real libvirtd with booting guests (root; part of make test)"
 	@echo "make bench  benchmarks (queue, parsing, edit latency, drift latency, idle CPU and memory)"
 	@echo "make bench-real  parallel creation on a real libvirtd (root; BENCH_REAL_REPS=$(BENCH_REAL_REPS))"
+	@echo "make soak   100 labs / 1000 simulated nodes under random edits (SOAK_SECONDS=$(SOAK_SECONDS))"
 	@echo "make bench-cache download phases: cold cache, warm cache, golden image (root; real libvirtd)"
 	@echo "make install [PREFIX=/usr/local DESTDIR=]   make package  (a .deb in build/package)"
 	@echo "make deps | build | fuzz (FUZZ_SECONDS=$(FUZZ_SECONDS)) | format | clean"
@@ -106,6 +107,13 @@ bench: build
 	bash tests/e2e/with_sandbox.sh python3 bench/cache_bench.py $(VMLAB) $(BENCH_CACHE_PAYLOAD_MB) $(BENCH_CACHE_RATE_MB)
 
 # Parallel creation on a real libvirtd with booting guests (root; minutes per round).
+# 100 labs of 10 simulated nodes under random edits for SOAK_SECONDS, then drift
+# in every lab at once; not part of make test (docs/benchmarks.md).
+SOAK_SECONDS ?= 600
+SOAK_LABS ?= 100
+soak: build
+	python3 bench/soak.py $(VMLAB) $(SOAK_SECONDS) $(SOAK_LABS)
+
 bench-real: build
 	bash tests/e2e/with_sandbox.sh python3 bench/real_libvirt_bench.py $(VMLAB) $(BENCH_REAL_REPS)
 
