@@ -106,7 +106,6 @@ bench: build
 	bash tests/e2e/with_sandbox.sh python3 bench/real_libvirt_bench.py $(VMLAB) $(BENCH_REAL_REPS)
 	bash tests/e2e/with_sandbox.sh python3 bench/cache_bench.py $(VMLAB) $(BENCH_CACHE_PAYLOAD_MB) $(BENCH_CACHE_RATE_MB)
 
-# Parallel creation on a real libvirtd with booting guests (root; minutes per round).
 # 100 labs of 10 simulated nodes under random edits for SOAK_SECONDS, then drift
 # in every lab at once; not part of make test (docs/benchmarks.md).
 SOAK_SECONDS ?= 600
@@ -114,6 +113,7 @@ SOAK_LABS ?= 100
 soak: build
 	python3 bench/soak.py $(VMLAB) $(SOAK_SECONDS) $(SOAK_LABS)
 
+# Parallel creation on a real libvirtd with booting guests (root; minutes per round).
 bench-real: build
 	bash tests/e2e/with_sandbox.sh python3 bench/real_libvirt_bench.py $(VMLAB) $(BENCH_REAL_REPS)
 

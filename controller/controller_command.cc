@@ -243,6 +243,7 @@ int RunController(const ControllerOptions& options) {
   manager_options.reconcile_timeout = options.reconcile_timeout;
   manager_options.on_timeout = [&store, &clock, &options](const std::string& key,
                                                           Duration running) {
+    if (!store.Get(key)) return;  // a lab being deleted: its record is not made again
     const auto updated = store.Update(key, [&](LabRecord& r) {
       AddEvent(
           r, "Warning", "ReconcileTimedOut",

@@ -97,6 +97,7 @@ bool SameToken(std::string_view given, std::string_view expected) {
 
 bool IsLoopbackHost(std::string_view host) {
   if (host == "localhost" || host == "::1" || host == "[::1]") return true;
+  if (host.starts_with("::ffff:")) host.remove_prefix(7);  // an IPv4 client of an IPv6 listener
   in_addr address{};
   const std::string text(host);
   return inet_pton(AF_INET, text.c_str(), &address) == 1 && (ntohl(address.s_addr) >> 24) == 127;

@@ -24,7 +24,7 @@ struct HttpServerLimits {
   // "Authorization: Bearer TOKEN".
   std::string bearer_token;
   std::set<std::string, std::less<>> open_paths = {"/healthz", "/readyz"};
-  int max_in_flight = 64;           // requests handled at once; more get 503
+  int max_in_flight = 32;  // requests handled at once (cpprestsdk has 40 threads); more get 503
   double requests_per_second = 50;  // per client address, refilled continuously
   double burst = 200;               // a client's bucket size
   // Loopback clients (this host's tools: the CLI, Prometheus, benchmarks)

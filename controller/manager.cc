@@ -65,12 +65,23 @@ void Manager::WorkerLoop() {
     std::lock_guard guard(mutex_);
     if (workers_ > options_.workers + stuck_) {  // added for a stuck reconcile that ended
       --workers_;
+      retired_.push_back(std::this_thread::get_id());  // joined by the housekeeping thread
       return;
     }
   }
 }
 
 std::vector<Manager::InFlight> Manager::CheckDeadlines() {
+  // Retired workers have returned (or are returning: they hold no lock).
+  for (const auto id : retired_) {
+    const auto it = std::find_if(threads_.begin(), threads_.end(),
+                                 [id](const std::thread& t) { return t.get_id() == id; });
+    if (it != threads_.end()) {
+      it->join();
+      threads_.erase(it);
+    }
+  }
+  retired_.clear();
   std::vector<InFlight> late;
   const SteadyTime now = clock_.Now();
   for (auto& [id, work] : in_flight_) {

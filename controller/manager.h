@@ -92,6 +92,7 @@ class Manager {
   std::map<std::uint64_t, InFlight> in_flight_;  // guarded by mutex_
   int workers_ = 0;                              // worker threads running, guarded by mutex_
   int stuck_ = 0;  // reconciles past their deadline still running, guarded by mutex_
+  std::vector<std::thread::id> retired_;  // workers that returned, to join; guarded by mutex_
 };
 
 }  // namespace vmlab::controller

@@ -179,7 +179,7 @@ Status WriteFileAtomically(const fs::path& path, std::string_view content) {
   const int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
     return MakeError(errno == ENOSPC ? ErrorCode::kResourceExhausted : ErrorCode::kUnavailable,
-                     fmt::format("cannot write {}: {}", temp.string(), std::strerror(errno)));
+                     fmt::format("cannot write {}: {}", path.string(), std::strerror(errno)));
   }
   std::size_t written = 0;
   int error = 0;

@@ -751,8 +751,15 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   std::string golden_problem;  // CacheReady reason when the image cannot be used
   if (desired->spec) {
     const crds::LabCluster& spec = *desired->spec;
-    auto secrets =
-        secrets_.LoadOrCreate(spec, clock_.WallNow(), before ? before->trusted_ca : std::string());
+    // A lab whose status lists nodes that existed has been given secrets,
+    // whether or not its status (older than the field) recorded their CA.
+    const bool had_nodes =
+        before && std::any_of(before->nodes.begin(), before->nodes.end(),
+                              [](const controller::NodeStatus& n) {
+                                return !n.domain_state.empty() && n.domain_state != "missing";
+                              });
+    auto secrets = secrets_.LoadOrCreate(spec, clock_.WallNow(),
+                                         before ? before->trusted_ca : std::string(), had_nodes);
     if (secrets) trusted_ca = secrets->discovery_hash;
     // Nodes report to a listener on the lab network's gateway (real guests only).
     const bool listen =

@@ -216,8 +216,8 @@ Result<std::optional<LabSecrets>> SecretStore::Load(const std::string& lab) cons
     return std::unexpected(Failed(
         ErrorCode::kFailedPrecondition,
         fmt::format("the lab's secrets in {} are incomplete (missing {}); vmlab does not make new "
-                    "ones while nodes may trust the old CA: restore the files, or remove the "
-                    "folder to start the lab's PKI afresh",
+                    "ones while nodes may trust the old CA: restore the files from a backup of the "
+                    "state dir, or delete the lab (remove its manifest) and create it anew",
                     dir.string(), fmt::join(missing, ", "))));
   }
   LabSecrets s;
@@ -255,7 +255,7 @@ Result<std::optional<LabSecrets>> SecretStore::Load(const std::string& lab) cons
 
 Result<LabSecrets> SecretStore::LoadOrCreate(const crds::LabCluster& lab,
                                              std::chrono::system_clock::time_point now,
-                                             const std::string& trusted_ca) {
+                                             const std::string& trusted_ca, bool existing) {
   const std::string& name = lab.metadata.name;
   const auto other_ca = [&](const LabSecrets& s) -> Result<LabSecrets> {
     if (trusted_ca.empty() || s.discovery_hash == trusted_ca) return s;
@@ -272,14 +272,15 @@ Result<LabSecrets> SecretStore::LoadOrCreate(const crds::LabCluster& lab,
   }
   auto loaded = Load(name);
   if (!loaded) return std::unexpected(loaded.error());
-  if (!*loaded && !trusted_ca.empty()) {
+  if (!*loaded && (!trusted_ca.empty() || existing)) {
     return std::unexpected(Failed(
         ErrorCode::kFailedPrecondition,
-        fmt::format("lab {}'s secrets are gone from {}, and its nodes trust the CA {}: new ones "
+        fmt::format("lab {}'s secrets are gone from {}, and its nodes trust {}: new ones "
                     "would lock them out, so none are made. Put the folder back from a backup "
                     "of the state dir, or delete the lab (remove its manifest) and create it "
                     "anew",
-                    name, Dir(name).string(), trusted_ca)));
+                    name, Dir(name).string(),
+                    trusted_ca.empty() ? std::string("the old CA") : "the CA " + trusted_ca)));
   }
   if (*loaded) {
     if (auto same = other_ca(**loaded); !same) return same;

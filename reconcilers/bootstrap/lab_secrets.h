@@ -47,10 +47,13 @@ class SecretStore {
   // in memory (every reconcile asks). `now` stamps the token. Thread-safe.
   // `trusted_ca` is the discovery hash of the CA the lab's nodes were given
   // (empty for a new lab): secrets that are gone or carry another CA are an
-  // error then, never made anew (the nodes would not trust them).
+  // error then, never made anew (the nodes would not trust them). `existing`:
+  // the lab has had nodes (a status from before the CA was recorded), so
+  // missing secrets are an error too.
   [[nodiscard]] Result<LabSecrets> LoadOrCreate(const crds::LabCluster& lab,
                                                 std::chrono::system_clock::time_point now,
-                                                const std::string& trusted_ca = "");
+                                                const std::string& trusted_ca = "",
+                                                bool existing = false);
   // The lab's secrets if it has any (nullopt when there is no folder).
   [[nodiscard]] Result<std::optional<LabSecrets>> Load(const std::string& lab) const;
   // Replaces the lab's bootstrap token (already created in its cluster), its

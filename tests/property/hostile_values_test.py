@@ -3,13 +3,13 @@
 
 Each case is a manifest generated from a seeded random stream with values at
 the edges of what the validator allows: every character a path, a kernel
-command line or a URL may hold, SSH key comments full of shell and XML
-metacharacters and non-ASCII text, names and integers at their limits. For
+command line or a URL may hold, SSH key comments full of shell, XML and YAML
+metacharacters, names and integers at their limits. For
 each, `vmlab validate` must accept it, and what `vmlab render` makes must pass
 the tools that read it on a real host: virt-xml-validate (network, domains),
 cloud-init's schema (user-data), bash -n and shellcheck (every script), and the
-values must arrive intact (parsed back from the XML and YAML, not merely
-present), so that no value reached XML, YAML or shell unescaped.
+kernel path, command line and SSH keys must arrive intact (parsed back from
+the XML and YAML, not merely present).
 
 Usage: hostile_values_test.py VMLAB [CASES]   (VMLAB_PROPERTY_SEED sets the seed)
 """

@@ -235,6 +235,8 @@ TEST(HttpServerTest, LoopbackHostsAndTokenFiles) {
   EXPECT_TRUE(IsLoopbackHost("127.1.2.3"));
   EXPECT_TRUE(IsLoopbackHost("localhost"));
   EXPECT_TRUE(IsLoopbackHost("::1"));
+  EXPECT_TRUE(IsLoopbackHost("::ffff:127.0.0.1")) << "an IPv4 client of an IPv6 listener";
+  EXPECT_FALSE(IsLoopbackHost("::ffff:192.0.2.10"));
   EXPECT_FALSE(IsLoopbackHost("0.0.0.0"));
   EXPECT_FALSE(IsLoopbackHost("192.0.2.10"));
   EXPECT_FALSE(IsLoopbackHost("lab.example"));

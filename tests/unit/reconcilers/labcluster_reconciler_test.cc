@@ -285,6 +285,11 @@ TEST_F(LabClusterReconcilerTest, SecretsItsNodesTrustAreNeverMadeAnew) {
   Settle("rcother");
   const std::string trusted = Record("rcpki").trusted_ca;
   ASSERT_TRUE(trusted.starts_with("sha256:")) << trusted;
+  {
+    controller::StatusStore reread(dir_.path());
+    ASSERT_TRUE(reread.Load().has_value());
+    EXPECT_EQ(reread.Get("rcpki")->trusted_ca, trusted) << "kept in the status file";
+  }
   const fs::path pki = secrets_.Dir("rcpki");
   const fs::path backup = dir_.path() / "pki-backup";
   fs::copy(pki, backup, fs::copy_options::recursive);
@@ -315,6 +320,17 @@ TEST_F(LabClusterReconcilerTest, SecretsItsNodesTrustAreNeverMadeAnew) {
   r = Record("rcpki");
   EXPECT_EQ(Cond(r, "InfrastructureReady").status, "True");
   EXPECT_EQ(r.trusted_ca, trusted);
+
+  // A status from before the CA was recorded: its nodes still protect the secrets.
+  ASSERT_TRUE(store_.Update("rcpki", [](controller::LabRecord& rec) { rec.trusted_ca.clear(); })
+                  .has_value());
+  ASSERT_TRUE(secrets_.Remove("rcpki").has_value());
+  const auto old_status = reconciler_.Reconcile("rcpki");
+  ASSERT_FALSE(old_status.has_value());
+  EXPECT_THAT(old_status.error().message, HasSubstr("trust the old CA"));
+  fs::copy(backup, pki, fs::copy_options::recursive);
+  Settle("rcpki");
+  EXPECT_EQ(Record("rcpki").trusted_ca, trusted) << "recorded again from the folder put back";
 
   // Deleting the lab forgets its CA: created anew, it gets new secrets.
   desired_.labs.erase("rcpki");
