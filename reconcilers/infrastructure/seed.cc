@@ -150,6 +150,7 @@ Result<std::string> BuildSeedIso(const SeedFiles& files) {
   iso_write_opts_set_default_file_mode(opts.get(), 0444);
   iso_write_opts_set_default_uid(opts.get(), 0);
   iso_write_opts_set_default_gid(opts.get(), 0);
+  iso_write_opts_set_replace_timestamps(opts.get(), 2);  // the default below, not the clock
   iso_write_opts_set_default_timestamp(opts.get(), 0);
   iso_write_opts_set_always_gmt(opts.get(), 1);
   char uuid[] = "1970010100000000";
