@@ -30,6 +30,7 @@
 #include "reconcilers/cache/apt_cache.h"
 #include "reconcilers/cache/golden_images.h"
 #include "reconcilers/cache/registry_mirrors.h"
+#include "reconcilers/infrastructure/fault_injection.h"
 #include "reconcilers/infrastructure/libvirt_connection.h"
 #include "reconcilers/infrastructure/libvirt_hypervisor.h"
 #include "reconcilers/labcluster_reconciler.h"
@@ -165,6 +166,12 @@ int RunController(const ControllerOptions& options) {
   }
   spdlog::info("vmlab {} (commit {}) starting: watch {}, state dir {}, libvirt {}", kVersion,
                kGitCommit, options.watch.string(), options.state_dir.string(), options.libvirt_uri);
+  if (const long n = reconcilers::infrastructure::KillAfterMutation(); n > 0) {
+    spdlog::warn(
+        "fault injection: this process kills itself after its libvirt change {} "
+        "(VMLAB_FAULT_KILL_AFTER_MUTATION; for tests only)",
+        n);
+  }
 
   RealClock clock;
   metrics::Registry registry;

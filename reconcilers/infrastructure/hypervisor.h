@@ -28,14 +28,19 @@ struct DomainInfo {
   int vcpus = 0;
   int memory_mib = 0;  // maximum memory
   std::optional<Ownership> owner;
+  // What a running domain runs with now (0 when not running). After a
+  // redefinition these lag behind vcpus and memory_mib until a restart.
+  int live_vcpus = 0;
+  int live_memory_mib = 0;
 };
 
 struct NetworkInfo {
   std::string name;
   bool active = false;
   std::optional<Ownership> owner;
-  std::map<std::string, std::string> dhcp_hosts;  // static DHCP entries: host name -> IP
-  std::vector<std::string> cidrs;                 // its IPv4 subnets, "a.b.c.d/n"
+  std::map<std::string, std::string> dhcp_hosts;   // static DHCP entries: host name -> IP
+  std::vector<std::string> cidrs;                  // its IPv4 subnets, "a.b.c.d/n"
+  std::map<std::string, std::string> dns_hosts{};  // DNS host entries: first host name -> IP
 };
 
 struct HostInfo {
@@ -72,7 +77,7 @@ class Hypervisor {
   [[nodiscard]] virtual Status StartNetwork(const std::string& name) = 0;
   [[nodiscard]] virtual Status DeleteNetwork(const std::string& name) = 0;  // destroy + undefine
   // Adds or removes one node's static DHCP entry and DNS host entry, live and
-  // in the persistent definition.
+  // in the persistent definition; an empty XML leaves that section alone.
   [[nodiscard]] virtual Status UpdateNetworkHost(const std::string& network, bool add,
                                                  const std::string& dhcp_host_xml,
                                                  const std::string& dns_host_xml) = 0;

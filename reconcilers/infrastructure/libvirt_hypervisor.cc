@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <memory>
 
+#include "reconcilers/infrastructure/fault_injection.h"
+
 namespace vmlab::reconcilers::infrastructure {
 namespace {
 
@@ -151,8 +153,13 @@ Result<std::vector<DomainInfo>> LibvirtHypervisor::ListDomains(std::string_view 
                   info.name = virDomainGetName(domain.get());
                   if (!info.name.starts_with(name_prefix)) continue;
                   virDomainInfo state{};
-                  if (virDomainGetInfo(domain.get(), &state) == 0)
+                  if (virDomainGetInfo(domain.get(), &state) == 0) {
                     info.state = StateName(state.state);
+                    if (virDomainIsActive(domain.get()) == 1) {
+                      info.live_vcpus = state.nrVirtCpu;
+                      info.live_memory_mib = static_cast<int>(state.maxMem / 1024);
+                    }
+                  }
                   const std::string xml = InactiveXml(domain.get());
                   info.owner = ParseOwnership(xml);
                   if (const auto resources = ParseDomainResources(xml)) {
@@ -183,6 +190,7 @@ Result<std::vector<NetworkInfo>> LibvirtHypervisor::ListNetworks(std::string_vie
                   if (CString xml(virNetworkGetXMLDesc(network.get(), 0)); xml) {
                     info.owner = ParseOwnership(xml.get());
                     info.dhcp_hosts = ParseDhcpHosts(xml.get());
+                    info.dns_hosts = ParseDnsHosts(xml.get());
                     info.cidrs = ParseNetworkCidrs(xml.get());
                   }
                   out.push_back(std::move(info));
@@ -212,7 +220,9 @@ Status LibvirtHypervisor::DefineNetwork(const std::string& xml) {
   return Call(connection_, "define_network", [&](virConnectPtr conn) -> Status {
     Network network(virNetworkDefineXML(conn, xml.c_str()));
     if (!network) return std::unexpected(LibvirtError("define network"));
+    MutationDone("define network", virNetworkGetName(network.get()));
     virNetworkSetAutostart(network.get(), 1);
+    MutationDone("autostart network", virNetworkGetName(network.get()));
     return {};
   });
 }
@@ -223,6 +233,7 @@ Status LibvirtHypervisor::StartNetwork(const std::string& name) {
     if (!network) return std::unexpected(LibvirtError("look up network"));
     if (virNetworkIsActive(network.get()) == 1) return {};
     if (virNetworkCreate(network.get()) != 0) return std::unexpected(LibvirtError("start network"));
+    MutationDone("start network", name);
     return {};
   });
 }
@@ -231,11 +242,14 @@ Status LibvirtHypervisor::DeleteNetwork(const std::string& name) {
   return Call(connection_, "delete_network", [&](virConnectPtr conn) -> Status {
     Network network(virNetworkLookupByName(conn, name.c_str()));
     if (!network) return std::unexpected(LibvirtError("look up network"));
-    if (virNetworkIsActive(network.get()) == 1 && virNetworkDestroy(network.get()) != 0) {
-      return std::unexpected(LibvirtError("stop network"));
+    if (virNetworkIsActive(network.get()) == 1) {
+      if (virNetworkDestroy(network.get()) != 0)
+        return std::unexpected(LibvirtError("stop network"));
+      MutationDone("stop network", name);
     }
     if (virNetworkUndefine(network.get()) != 0)
       return std::unexpected(LibvirtError("undefine network"));
+    MutationDone("undefine network", name);
     return {};
   });
 }
@@ -254,9 +268,11 @@ Status LibvirtHypervisor::UpdateNetworkHost(const std::string& name, bool add,
         add ? VIR_NETWORK_UPDATE_COMMAND_ADD_LAST : VIR_NETWORK_UPDATE_COMMAND_DELETE;
     for (const auto& [section, xml] : {std::pair{VIR_NETWORK_SECTION_IP_DHCP_HOST, &dhcp_host_xml},
                                        std::pair{VIR_NETWORK_SECTION_DNS_HOST, &dns_host_xml}}) {
+      if (xml->empty()) continue;  // that section is as it should be already
       if (virNetworkUpdate(network.get(), command, section, -1, xml->c_str(), flags) != 0) {
         return std::unexpected(LibvirtError(add ? "add network host" : "remove network host"));
       }
+      MutationDone(add ? "add network host" : "remove network host", *xml);
     }
     return {};
   });
@@ -273,9 +289,12 @@ Status LibvirtHypervisor::EnsurePool(const std::string& name, const std::string&
           name, path);
       pool.reset(virStoragePoolDefineXML(conn, xml.c_str(), 0));
       if (!pool) return std::unexpected(LibvirtError("define pool"));
+      MutationDone("define pool", name);
       if (virStoragePoolBuild(pool.get(), 0) != 0)
         return std::unexpected(LibvirtError("build pool"));
+      MutationDone("build pool", name);
       virStoragePoolSetAutostart(pool.get(), 1);
+      MutationDone("autostart pool", name);
     } else if (CString xml(virStoragePoolGetXMLDesc(pool.get(), 0)); xml) {
       // One pool per libvirt: a pool of this name in another folder belongs
       // to another vmlab state dir, whose volumes this controller must not
@@ -300,8 +319,10 @@ Status LibvirtHypervisor::EnsurePool(const std::string& name, const std::string&
         }
       }
     }
-    if (virStoragePoolIsActive(pool.get()) != 1 && virStoragePoolCreate(pool.get(), 0) != 0) {
-      return std::unexpected(LibvirtError("start pool"));
+    if (virStoragePoolIsActive(pool.get()) != 1) {
+      if (virStoragePoolCreate(pool.get(), 0) != 0)
+        return std::unexpected(LibvirtError("start pool"));
+      MutationDone("start pool", name);
     }
     return {};
   });
@@ -338,6 +359,7 @@ Status LibvirtHypervisor::CreateVolume(const std::string& pool_name, const std::
                 if (!pool) return std::unexpected(LibvirtError("look up pool"));
                 Vol vol(virStorageVolCreateXML(pool.get(), xml.c_str(), 0));
                 if (!vol) return std::unexpected(LibvirtError("create volume"));
+                MutationDone("create volume", virStorageVolGetName(vol.get()));
                 if (content.empty()) return {};
                 // From here on a failure removes the volume again: never a half-written seed.
                 auto fail = [&](const char* op) {
@@ -366,6 +388,7 @@ Status LibvirtHypervisor::CreateVolume(const std::string& pool_name, const std::
                   sent += static_cast<std::size_t>(n);
                 }
                 if (virStreamFinish(stream.get()) != 0) return fail("finish upload");
+                MutationDone("upload volume", virStorageVolGetName(vol.get()));
                 return {};
               });
 }
@@ -378,6 +401,7 @@ Status LibvirtHypervisor::DeleteVolume(const std::string& pool_name, const std::
     if (!vol) return std::unexpected(LibvirtError("look up volume"));
     if (virStorageVolDelete(vol.get(), 0) != 0)
       return std::unexpected(LibvirtError("delete volume"));
+    MutationDone("delete volume", name);
     return {};
   });
 }
@@ -386,6 +410,7 @@ Status LibvirtHypervisor::DefineDomain(const std::string& xml) {
   return Call(connection_, "define_domain", [&](virConnectPtr conn) -> Status {
     Domain domain(virDomainDefineXML(conn, xml.c_str()));
     if (!domain) return std::unexpected(LibvirtError("define domain"));
+    MutationDone("define domain", virDomainGetName(domain.get()));
     return {};
   });
 }
@@ -399,8 +424,10 @@ Status LibvirtHypervisor::StartDomain(const std::string& name) {
       // A paused or crashed domain is stopped first, then started anew.
       if (virDomainGetInfo(domain.get(), &info) == 0 && info.state == VIR_DOMAIN_RUNNING) return {};
       if (virDomainDestroy(domain.get()) != 0) return std::unexpected(LibvirtError("stop domain"));
+      MutationDone("stop domain", name);
     }
     if (virDomainCreate(domain.get()) != 0) return std::unexpected(LibvirtError("start domain"));
+    MutationDone("start domain", name);
     return {};
   });
 }
@@ -409,8 +436,9 @@ Status LibvirtHypervisor::StopDomain(const std::string& name) {
   return Call(connection_, "stop_domain", [&](virConnectPtr conn) -> Status {
     Domain domain(virDomainLookupByName(conn, name.c_str()));
     if (!domain) return std::unexpected(LibvirtError("look up domain"));
-    if (virDomainIsActive(domain.get()) == 1 && virDomainDestroy(domain.get()) != 0) {
-      return std::unexpected(LibvirtError("stop domain"));
+    if (virDomainIsActive(domain.get()) == 1) {
+      if (virDomainDestroy(domain.get()) != 0) return std::unexpected(LibvirtError("stop domain"));
+      MutationDone("stop domain", name);
     }
     return {};
   });
@@ -420,12 +448,14 @@ Status LibvirtHypervisor::DeleteDomain(const std::string& name) {
   return Call(connection_, "delete_domain", [&](virConnectPtr conn) -> Status {
     Domain domain(virDomainLookupByName(conn, name.c_str()));
     if (!domain) return std::unexpected(LibvirtError("look up domain"));
-    if (virDomainIsActive(domain.get()) == 1 && virDomainDestroy(domain.get()) != 0) {
-      return std::unexpected(LibvirtError("stop domain"));
+    if (virDomainIsActive(domain.get()) == 1) {
+      if (virDomainDestroy(domain.get()) != 0) return std::unexpected(LibvirtError("stop domain"));
+      MutationDone("stop domain", name);
     }
     if (virDomainUndefine(domain.get()) != 0) {
       return std::unexpected(LibvirtError("undefine domain"));
     }
+    MutationDone("undefine domain", name);
     return {};
   });
 }

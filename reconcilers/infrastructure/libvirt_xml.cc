@@ -192,6 +192,25 @@ std::map<std::string, std::string> ParseDhcpHosts(const std::string& xml) {
   return out;
 }
 
+std::map<std::string, std::string> ParseDnsHosts(const std::string& xml) {
+  std::map<std::string, std::string> out;
+  const XmlDocPtr doc = ParseXml(xml);
+  if (!doc) return out;
+  ForEachElement(xmlDocGetRootElement(doc.get()), "dns", [&](const xmlNode* dns) {
+    ForEachElement(dns, "host", [&](const xmlNode* host) {
+      bool first = true;
+      ForEachElement(host, "hostname", [&](const xmlNode* name) {
+        if (!first) return;
+        first = false;
+        xmlChar* text = xmlNodeGetContent(name);
+        if (text) out[reinterpret_cast<const char*>(text)] = Prop(host, "ip");
+        xmlFree(text);
+      });
+    });
+  });
+  return out;
+}
+
 std::string RenderDomainXml(const crds::LabCluster& lab, const crds::PlannedNode& node,
                             const DomainHostConfig& host, const std::string& spec_hash) {
   const auto& spec = lab.spec;

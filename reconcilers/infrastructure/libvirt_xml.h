@@ -64,6 +64,8 @@ struct Ownership {
 
 // The static DHCP entries of a network definition: host name -> IP.
 [[nodiscard]] std::map<std::string, std::string> ParseDhcpHosts(const std::string& xml);
+// The DNS host entries of a network definition: first host name -> IP.
+[[nodiscard]] std::map<std::string, std::string> ParseDnsHosts(const std::string& xml);
 
 // The IPv4 subnets of a network definition (<ip address= prefix=|netmask=>), "a.b.c.d/n".
 [[nodiscard]] std::vector<std::string> ParseNetworkCidrs(const std::string& xml);

@@ -103,10 +103,14 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
   if (observed.network) {
     // Nodes added or removed since the network was defined: its DHCP and DNS
     // entries follow, live, so a new node gets its address at first boot.
+    // Each section on its own: a crash between the two updates leaves one.
     for (const crds::PlannedNode& node : crds::PlanNodes(lab)) {
-      if (!observed.network->dhcp_hosts.contains(node.name)) {
-        plan.actions.push_back({ActionKind::kAddNetworkHost, network, RenderDhcpHostXml(lab, node),
-                                RenderDnsHostXml(lab, node), ""});
+      const bool dhcp = observed.network->dhcp_hosts.contains(node.name);
+      const bool dns = observed.network->dns_hosts.contains(node.name);
+      if (!dhcp || !dns) {
+        plan.actions.push_back({ActionKind::kAddNetworkHost, network,
+                                dhcp ? "" : RenderDhcpHostXml(lab, node),
+                                dns ? "" : RenderDnsHostXml(lab, node), ""});
       }
     }
   }
@@ -143,10 +147,16 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
     volume(files.root_volume, disk,
            desired.root_backing.empty() ? lab.spec.image.path : desired.root_backing);
     volume(files.extra_volume, lab.spec.workers.extra_disk_gib, "");
-    if (!observed.volumes.contains(files.seed_volume) &&
-        (!existed ||
-         drift("VolumeMissing", files.seed_volume,
-               fmt::format("seed {} of {} is gone", files.seed_volume, node.name), true))) {
+    if (!observed.volumes.contains(files.seed_volume)) {
+      if (!existed ||
+          drift("VolumeMissing", files.seed_volume,
+                fmt::format("seed {} of {} is gone", files.seed_volume, node.name), true)) {
+        plan.actions.push_back({ActionKind::kCreateSeed, files.seed_volume, "", "", node.name});
+      }
+    } else if (!existed) {
+      // A seed before its domain: left by a creation cut short, maybe in the
+      // middle of its upload. It holds nothing of the user's: made anew.
+      plan.actions.push_back({ActionKind::kDeleteVolume, files.seed_volume, "", "", node.name});
       plan.actions.push_back({ActionKind::kCreateSeed, files.seed_volume, "", "", node.name});
     }
 
@@ -168,6 +178,23 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
     const int memory =
         control_plane ? lab.spec.control_plane.memory_mib : lab.spec.workers.memory_mib;
     const bool resized = observed_domain.vcpus != cpus || observed_domain.memory_mib != memory;
+    // Defined with the spec's resources but still running with others: a
+    // resize whose restart never happened (vmlab stopped in between), or a
+    // live change behind vmlab's back.
+    const bool restart_pending =
+        !resized && observed_domain.live_vcpus > 0 &&
+        (observed_domain.live_vcpus != cpus || observed_domain.live_memory_mib != memory);
+    if (restart_pending) {
+      const std::string what = fmt::format(
+          "{} runs with {} vCPUs and {} MiB; its definition and the spec say {} and {} (a restart "
+          "is pending)",
+          node.name, observed_domain.live_vcpus, observed_domain.live_memory_mib, cpus, memory);
+      if (drift("ResourceMismatch", node.name, what, true) && !restart_planned) {
+        restart_planned = true;
+        plan.actions.push_back({ActionKind::kRestartDomain, node.name, "", "", node.name});
+        continue;
+      }
+    }
     if (resized) {
       const bool spec_changed =
           !observed_domain.owner || observed_domain.owner->spec_hash != desired.spec_hash;
@@ -191,8 +218,11 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
         plan.actions.push_back({ActionKind::kStartDomain, node.name, "", "", node.name});
       }
     } else if (observed_domain.state != "running" && observed_domain.state != "blocked") {
-      if (drift("DomainStopped", node.name,
-                fmt::format("domain {} is {}", node.name, observed_domain.state), true)) {
+      // Defined but never seen running: a creation cut short, finished now.
+      if (!known && observed_domain.state == "shutoff") {
+        plan.actions.push_back({ActionKind::kStartDomain, node.name, "", "", node.name});
+      } else if (drift("DomainStopped", node.name,
+                       fmt::format("domain {} is {}", node.name, observed_domain.state), true)) {
         plan.actions.push_back({ActionKind::kStartDomain, node.name, "", "", node.name});
       }
     }
@@ -215,9 +245,11 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
              RenderVolumeXml(files.root_volume, disk, lab.spec.image.path, "qcow2"), "",
              builder.name});
       }
-      if (!observed.volumes.contains(files.seed_volume)) {
-        plan.actions.push_back({ActionKind::kCreateSeed, files.seed_volume, "", "", builder.name});
+      if (observed.volumes.contains(files.seed_volume)) {  // possibly cut short: made anew
+        plan.actions.push_back(
+            {ActionKind::kDeleteVolume, files.seed_volume, "", "", builder.name});
       }
+      plan.actions.push_back({ActionKind::kCreateSeed, files.seed_volume, "", "", builder.name});
       plan.actions.push_back({ActionKind::kDefineDomain, builder.name,
                               RenderDomainXml(builder_lab, builder,
                                               HostConfigFor(desired.state_dir, builder_lab, builder,
@@ -260,13 +292,18 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
   std::sort(plan.refused.begin(), plan.refused.end());
   std::sort(plan.held.begin(), plan.held.end());
   if (observed.network) {
-    for (const auto& [host, ip] : observed.network->dhcp_hosts) {
+    std::map<std::string, std::string> hosts = observed.network->dns_hosts;
+    for (const auto& [host, ip] : observed.network->dhcp_hosts) hosts[host] = ip;
+    for (const auto& [host, ip] : hosts) {
       if (planned_names.contains(host) || kept.contains(host)) continue;
       const auto address = crds::ParseIpv4Address(ip);
       if (!address) continue;
       const crds::PlannedNode gone{host, crds::NodeRole::kWorker, 0, address->value};
-      plan.actions.push_back({ActionKind::kRemoveNetworkHost, network, RenderDhcpHostXml(lab, gone),
-                              RenderDnsHostXml(lab, gone), ""});
+      const bool dhcp = observed.network->dhcp_hosts.contains(host);
+      const bool dns = observed.network->dns_hosts.contains(host);
+      plan.actions.push_back({ActionKind::kRemoveNetworkHost, network,
+                              dhcp ? RenderDhcpHostXml(lab, gone) : "",
+                              dns ? RenderDnsHostXml(lab, gone) : "", ""});
     }
   }
   for (const auto& volume : observed.volumes) {

@@ -351,7 +351,10 @@ TEST_F(LabClusterReconcilerTest, ScalesUpAndDownThenDeletesEverything) {
   auto dhcp_hosts = [&] {
     const auto networks = hypervisor_.ListNetworks();
     for (const auto& n : networks.value()) {
-      if (n.name == infra::NetworkName("rcscale")) return n.dhcp_hosts.size();
+      if (n.name == infra::NetworkName("rcscale")) {
+        EXPECT_EQ(n.dns_hosts.size(), n.dhcp_hosts.size()) << "DNS entries follow DHCP's";
+        return n.dhcp_hosts.size();
+      }
     }
     return std::size_t{0};
   };

@@ -45,6 +45,7 @@ Observed Built(const crds::LabCluster& lab, const std::string& hash) {
     o.known_nodes.insert(node.name);
     o.network->dhcp_hosts[node.name] =
         crds::Ipv4Address{static_cast<std::uint32_t>(node.address)}.ToString();
+    o.network->dns_hosts[node.name] = o.network->dhcp_hosts[node.name];
   }
   return o;
 }
@@ -293,6 +294,79 @@ TEST(PlannerTest, NetworkHostEntriesFollowTheNodes) {
   }
   EXPECT_THAT(dns, ElementsAre(R"(<host ip="172.42.42.102"><hostname>lab-worker-2</hostname>)"
                                R"(<hostname>lab-worker-2.lab.local</hostname></host>)"));
+}
+
+// What a crash (SIGKILL) between two libvirt calls leaves behind is finished
+// on the next pass, never taken for drift (tests/e2e/crash_test.py kills the
+// controller after each call on a real libvirtd).
+TEST(PlannerTest, ASeedBeforeItsDomainIsMadeAnew) {
+  Observed o = Built(Lab(1, 1), "h");
+  o.volumes.insert("lab-worker-2-root.qcow2");
+  o.volumes.insert("lab-worker-2-seed.iso");  // maybe cut short in its upload
+  o.network->dhcp_hosts["lab-worker-2"] = "172.42.42.102";
+  o.network->dns_hosts["lab-worker-2"] = "172.42.42.102";
+  const auto plan = PlanFor(Lab(1, 2), o);
+  EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "DeleteVolume lab-worker-2-seed.iso",
+                                       "CreateSeed lab-worker-2-seed.iso",
+                                       "DefineDomain lab-worker-2", "StartDomain lab-worker-2"));
+  EXPECT_THAT(plan.drift, IsEmpty());
+}
+
+TEST(PlannerTest, ADomainDefinedButNeverStartedIsStartedWithoutDrift) {
+  for (const std::string policy : {"Remediate", "Report"}) {
+    const auto lab = Lab(1, 1, policy);
+    Observed o = Built(lab, "h");
+    o.domains[1].state = "shutoff";
+    o.known_nodes.erase("lab-worker-1");  // never seen running
+    auto plan = PlanFor(lab, o);
+    EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "StartDomain lab-worker-1")) << policy;
+    EXPECT_THAT(plan.drift, IsEmpty()) << policy;
+    // Known (it ran before): stopped behind vmlab's back, drift.
+    o.known_nodes.insert("lab-worker-1");
+    plan = PlanFor(lab, o);
+    EXPECT_THAT(DriftKinds(plan),
+                ElementsAre(policy == "Remediate" ? "DomainStopped lab-worker-1 (repaired)"
+                                                  : "DomainStopped lab-worker-1"));
+  }
+}
+
+TEST(PlannerTest, ARedefinedDomainStillRunningTheOldResourcesIsRestarted) {
+  for (const std::string policy : {"Remediate", "Report"}) {
+    const auto lab = Lab(1, 2, policy, 4);
+    Observed o = Built(lab, "h");  // defined with 4 vCPUs (the spec's)...
+    for (auto& d : o.domains) {
+      d.live_vcpus = d.vcpus;
+      d.live_memory_mib = d.memory_mib;
+    }
+    o.domains[1].live_vcpus = 2;  // ...still running with 2: the restart never came
+    o.domains[2].live_vcpus = 2;
+    const auto plan = PlanFor(lab, o);
+    if (policy == "Remediate") {
+      EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "RestartDomain lab-worker-1"))
+          << "one node per pass, as for a spec resize";
+      EXPECT_THAT(DriftKinds(plan), ElementsAre("ResourceMismatch lab-worker-1 (repaired)",
+                                                "ResourceMismatch lab-worker-2 (repaired)"));
+    } else {
+      EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab"));
+      EXPECT_THAT(DriftKinds(plan),
+                  ElementsAre("ResourceMismatch lab-worker-1", "ResourceMismatch lab-worker-2"));
+    }
+    EXPECT_THAT(plan.drift[0].message, testing::HasSubstr("runs with 2 vCPUs"));
+  }
+}
+
+TEST(PlannerTest, AHalfUpdatedNetworkHostGetsOnlyTheMissingSection) {
+  const auto lab = Lab(1, 1);
+  Observed o = Built(lab, "h");
+  o.network->dns_hosts.erase("lab-worker-1");               // DHCP added, the crash came before DNS
+  o.network->dhcp_hosts["lab-worker-2"] = "172.42.42.102";  // removed from DNS, not DHCP
+  const auto plan = PlanFor(lab, o);
+  ASSERT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "AddNetworkHost vmlab-lab",
+                                       "RemoveNetworkHost vmlab-lab"));
+  EXPECT_EQ(plan.actions[1].xml, "") << "the DHCP entry is there already";
+  EXPECT_THAT(plan.actions[1].extra_xml, testing::HasSubstr("<hostname>lab-worker-1</hostname>"));
+  EXPECT_THAT(plan.actions[2].xml, testing::HasSubstr("lab-worker-2"));
+  EXPECT_EQ(plan.actions[2].extra_xml, "") << "the DNS entry is gone already";
 }
 
 TEST(PlannerTest, DeletionTearsDownEverythingOwned) {
