@@ -166,6 +166,9 @@ int RunController(const ControllerOptions& options) {
   }
   spdlog::info("vmlab {} (commit {}) starting: watch {}, state dir {}, libvirt {}", kVersion,
                kGitCommit, options.watch.string(), options.state_dir.string(), options.libvirt_uri);
+  for (const auto& leftover : RemoveLeftoverTempFiles(options.state_dir)) {
+    spdlog::info("removed {}: a write cut short when vmlab last stopped", leftover.string());
+  }
   if (const long n = reconcilers::infrastructure::KillAfterMutation(); n > 0) {
     spdlog::warn(
         "fault injection: this process kills itself after its libvirt change {} "

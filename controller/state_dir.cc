@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <regex>
 #include <string>
 
 namespace vmlab::controller {
@@ -46,6 +47,31 @@ Result<StateDirLock> StateDirLock::Acquire(const std::filesystem::path& dir) {
 
 StateDirLock::~StateDirLock() {
   if (fd_ >= 0) close(fd_);  // releases the flock
+}
+
+std::vector<std::filesystem::path> RemoveLeftoverTempFiles(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  static const std::regex kTempFile(R"(.+\.tmp\.[0-9]+)");
+  static const std::regex kTempFolder(R"(\..+\.new\.[0-9]+)");
+  std::vector<fs::path> removed;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec);
+  for (const fs::recursive_directory_iterator end; !ec && it != end; it.increment(ec)) {
+    const fs::path path = it->path();
+    const std::string name = path.filename().string();
+    const bool folder = it->is_directory(ec) && !it->is_symlink(ec);
+    if (folder && it.depth() == 0 && name == "pool") {
+      it.disable_recursion_pending();  // libvirt's volumes: not ours to sweep
+      continue;
+    }
+    if ((folder && std::regex_match(name, kTempFolder)) ||
+        (!folder && std::regex_match(name, kTempFile))) {
+      if (folder) it.disable_recursion_pending();
+      std::error_code remove_error;
+      if (fs::remove_all(path, remove_error) > 0 && !remove_error) removed.push_back(path);
+    }
+  }
+  return removed;
 }
 
 }  // namespace vmlab::controller

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <vector>
 
 #include "crds/result.h"
 
@@ -21,5 +22,12 @@ class StateDirLock {
   explicit StateDirLock(int fd) : fd_(fd) {}
   int fd_ = -1;
 };
+
+// Removes what a process killed in the middle of a write leaves in `dir`:
+// temp files of atomic writes (NAME.tmp.PID) and half-made folders
+// (.NAME.new.PID), everywhere but libvirt's pool. Call with the lock held (no
+// other controller writes then). Returns what it removed.
+[[nodiscard]] std::vector<std::filesystem::path> RemoveLeftoverTempFiles(
+    const std::filesystem::path& dir);
 
 }  // namespace vmlab::controller

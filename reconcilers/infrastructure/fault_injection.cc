@@ -31,13 +31,12 @@ void MutationDone(std::string_view what, std::string_view target) {
   if (kLimit == 0) return;
   if (mutations.fetch_add(1, std::memory_order_relaxed) + 1 != kLimit) return;
   char line[512];
-  const int n = std::snprintf(line, sizeof line,
-                              "vmlab: fault injection: SIGKILL after mutation %ld (%.*s %.*s)\n",
-                              kLimit, static_cast<int>(what.size()), what.data(),
-                              static_cast<int>(target.size()), target.data());
+  const int n = std::snprintf(
+      line, sizeof line, "vmlab: fault injection: SIGKILL after mutation %ld (%.*s %.*s)\n", kLimit,
+      static_cast<int>(what.size()), what.data(), static_cast<int>(target.size()), target.data());
   if (n > 0) {
-    [[maybe_unused]] const auto written =
-        ::write(STDERR_FILENO, line, std::min<std::size_t>(static_cast<std::size_t>(n), sizeof line - 1));
+    [[maybe_unused]] const auto written = ::write(
+        STDERR_FILENO, line, std::min<std::size_t>(static_cast<std::size_t>(n), sizeof line - 1));
   }
   ::kill(::getpid(), SIGKILL);
   ::pause();  // SIGKILL cannot be caught: never returns

@@ -3,10 +3,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
 #include "controller/fake_clock.h"
+#include "controller/state_dir.h"
 #include "scratch_dir.h"
 
 namespace vmlab::controller {
@@ -155,6 +157,37 @@ TEST(StatusStoreTest, RemoveDeletesTheFile) {
   ASSERT_TRUE(store.Remove("a").has_value());
   EXPECT_FALSE(fs::exists(dir.path() / "labs/a.json"));
   EXPECT_FALSE(store.Get("a").has_value());
+}
+
+// What a SIGKILL in the middle of a write leaves (tests/e2e/crash_test.py
+// kills the controller at every libvirt change) is swept at the next start;
+// libvirt's pool and everything else is left alone.
+TEST(StateDirTest, LeftoversOfWritesCutShortAreRemovedAtStart) {
+  ScratchDir dir;
+  auto touch = [&](const fs::path& relative) {
+    fs::create_directories((dir.path() / relative).parent_path());
+    std::ofstream(dir.path() / relative) << "x";
+  };
+  touch("labs/spk.json");
+  touch("labs/spk.json.tmp.4242");
+  touch("pki/spk/ca.crt");
+  touch("pki/spk/bootstrap.yaml.tmp.17");
+  touch("pki/.spk.new.4242/ca.key");
+  touch("pool/spk-cp-1-seed.iso.tmp.1");  // libvirt's folder: not ours
+  touch("cache/images/registry.tmp");     // not a temp file of vmlab's pattern
+  touch("labs/spk.json.corrupt");         // set aside on purpose: kept
+  const auto removed = RemoveLeftoverTempFiles(dir.path());
+  std::vector<std::string> names;
+  for (const auto& p : removed) names.push_back(fs::relative(p, dir.path()).string());
+  std::sort(names.begin(), names.end());
+  EXPECT_THAT(names, testing::ElementsAre("labs/spk.json.tmp.4242", "pki/.spk.new.4242",
+                                          "pki/spk/bootstrap.yaml.tmp.17"));
+  for (const char* kept : {"labs/spk.json", "pki/spk/ca.crt", "pool/spk-cp-1-seed.iso.tmp.1",
+                           "cache/images/registry.tmp", "labs/spk.json.corrupt"}) {
+    EXPECT_TRUE(fs::exists(dir.path() / kept)) << kept;
+  }
+  EXPECT_FALSE(fs::exists(dir.path() / "pki/.spk.new.4242"));
+  EXPECT_THAT(RemoveLeftoverTempFiles(dir.path()), testing::IsEmpty());
 }
 
 }  // namespace
