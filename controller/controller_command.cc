@@ -102,6 +102,10 @@ int RunController(const ControllerOptions& options) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A write to a socket whose peer is gone (libvirtd killed in the middle of
+  // a call, an API client that hung up) is an EPIPE error to handle, never the
+  // end of the controller. Found by tests/e2e/crash_test.py (libvirtd SIGKILLed).
+  ::signal(SIGPIPE, SIG_IGN);
 
   if (auto mode = reconcilers::cache::CheckAptCacheMode(options.apt_cache); !mode) {
     spdlog::error("{}", mode.error().message);
@@ -253,18 +257,9 @@ int RunController(const ControllerOptions& options) {
   manager_options.reconcile_timeout = options.reconcile_timeout;
   manager_options.on_timeout = [&store, &clock, &options](const std::string& key,
                                                           Duration running) {
-    if (!store.Get(key)) return;  // a lab being deleted: its record is not made again
-    const auto updated = store.Update(key, [&](LabRecord& r) {
-      AddEvent(
-          r, "Warning", "ReconcileTimedOut",
-          fmt::format(
-              "a reconcile has been running for {} s (deadline {} s, "
-              "--reconcile-timeout); the other labs go on meanwhile",
-              std::chrono::duration_cast<std::chrono::seconds>(running).count(),
-              std::chrono::duration_cast<std::chrono::seconds>(options.reconcile_timeout).count()),
-          clock.WallNow());
-    });
-    if (!updated) spdlog::error("{}", updated.error().message);
+    const auto recorded =
+        RecordReconcileTimeout(store, key, running, options.reconcile_timeout, clock.WallNow());
+    if (!recorded) spdlog::error("{}", recorded.error().message);
   };
   Manager manager(clock, queue, reconciler, &controller_metrics, manager_options, all_keys);
 

@@ -99,6 +99,11 @@ std::vector<Manager::InFlight> Manager::CheckDeadlines() {
   return late;
 }
 
+int Manager::Workers() {
+  std::lock_guard guard(mutex_);
+  return workers_;
+}
+
 bool Manager::ProcessNextItem() {
   auto key = queue_.TryGet();
   if (!key) return false;

@@ -57,6 +57,10 @@ class Manager {
   // Returns false when some did not (their threads are left to the process exit).
   [[nodiscard]] bool Stop(Duration timeout);
 
+  // Worker threads running now: --workers, plus one per reconcile past its
+  // deadline while it runs (for tests and diagnostics).
+  [[nodiscard]] int Workers();
+
   // Takes one ready key (without blocking) and reconciles it on the calling
   // thread; false when none was ready. For tests and benchmarks.
   bool ProcessNextItem();

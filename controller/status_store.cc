@@ -339,4 +339,19 @@ value ToJson(const Event& e) {
   return item;
 }
 
+Status RecordReconcileTimeout(StatusStore& store, const std::string& key, Duration running,
+                              Duration deadline, WallTime now) {
+  if (!store.Get(key)) return {};
+  const auto seconds = [](Duration d) {
+    return std::chrono::duration_cast<std::chrono::seconds>(d).count();
+  };
+  return store.Update(key, [&](LabRecord& r) {
+    AddEvent(r, "Warning", "ReconcileTimedOut",
+             fmt::format("a reconcile has been running for {} s (deadline {} s, "
+                         "--reconcile-timeout); the other labs go on meanwhile",
+                         seconds(running), seconds(deadline)),
+             now);
+  });
+}
+
 }  // namespace vmlab::controller

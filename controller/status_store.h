@@ -117,4 +117,10 @@ class StatusStore {
 [[nodiscard]] Status WriteFileAtomically(const std::filesystem::path& path,
                                          std::string_view content);
 
+// A reconcile of `key` past its deadline: a ReconcileTimedOut Warning event on
+// the lab, when it has a record (a lab being deleted is not made again).
+// Returns the write's error, if any.
+[[nodiscard]] Status RecordReconcileTimeout(StatusStore& store, const std::string& key,
+                                            Duration running, Duration deadline, WallTime now);
+
 }  // namespace vmlab::controller

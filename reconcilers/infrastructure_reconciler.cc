@@ -129,14 +129,39 @@ Status InfrastructureReconciler::Run(const Action& action, const crds::LabCluste
       }
       return hypervisor_.DefineDomain(action.xml);
     }
-    case ActionKind::kStartDomain:
-      return hypervisor_.StartDomain(action.target);
-    case ActionKind::kRestartDomain: {
-      if (auto stopped = hypervisor_.StopDomain(action.target); !stopped) return stopped;
-      return hypervisor_.StartDomain(action.target);
+    case ActionKind::kStartDomain: {
+      auto started = hypervisor_.StartDomain(action.target);
+      if (started) {
+        std::lock_guard guard(restarting_mutex_);
+        restarting_.erase(action.target);
+      }
+      return started;
     }
-    case ActionKind::kDeleteDomain:
-      return hypervisor_.DeleteDomain(action.target);
+    case ActionKind::kRestartDomain: {
+      {
+        std::lock_guard guard(restarting_mutex_);
+        restarting_.insert(action.target);
+      }
+      if (auto stopped = hypervisor_.StopDomain(action.target); !stopped) return stopped;
+      auto started = hypervisor_.StartDomain(action.target);
+      if (started) {
+        std::lock_guard guard(restarting_mutex_);
+        restarting_.erase(action.target);
+      }
+      return started;
+    }
+    case ActionKind::kDeleteDomain: {
+      if (auto deleted = hypervisor_.DeleteDomain(action.target); !deleted) return deleted;
+      {
+        std::lock_guard guard(restarting_mutex_);
+        restarting_.erase(action.target);
+      }
+      // Its serial console log goes with it (a node of that name later starts a new one).
+      std::error_code ignored;
+      std::filesystem::remove(infrastructure::ConsoleDir(state_dir_) / (action.target + ".log"),
+                              ignored);
+      return {};
+    }
     case ActionKind::kDeleteVolume:
       return hypervisor_.DeleteVolume(infrastructure::kPoolName, action.target);
     case ActionKind::kDeleteNetwork:
@@ -162,6 +187,12 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
   auto observed = Observe(lab, spec != nullptr);
   if (!observed) return std::unexpected(observed.error());
   observed->known_nodes = known_nodes;
+  {
+    std::lock_guard guard(restarting_mutex_);
+    for (const auto& d : observed->domains) {
+      if (restarting_.contains(d.name)) observed->restarting.insert(d.name);
+    }
+  }
   const infrastructure::Desired desired{
       spec,          retain_volumes,      spec_hash,
       state_dir_,    DomainType().type,   removable_control_planes,

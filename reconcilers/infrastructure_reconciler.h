@@ -85,6 +85,10 @@ class InfrastructureReconciler {
   const int parallelism_;
   std::mutex domain_type_mutex_;
   std::optional<DomainTypeChoice> domain_type_;
+  // Domains stopped to be restarted and not started again yet (libvirt went
+  // away in between): started on the next pass, not taken for drift.
+  std::mutex restarting_mutex_;
+  std::set<std::string> restarting_;
 };
 
 }  // namespace vmlab::reconcilers

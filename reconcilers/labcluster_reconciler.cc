@@ -254,6 +254,20 @@ Result<controller::ReconcileResult> LabClusterReconciler::Delete(const std::stri
   if (!record.retain_volumes) {
     if (auto removed = secrets_.Remove(name); !removed) return std::unexpected(removed.error());
   }
+  // Console logs of the lab's nodes a crash kept from going with their domains.
+  {
+    std::error_code ec;
+    const auto console = infrastructure::ConsoleDir(infrastructure_.StateDir());
+    for (std::filesystem::directory_iterator it(console, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      const std::string file = it->path().filename().string();
+      if (file.ends_with(".log") &&
+          infrastructure::IsLabVolume(name, file.substr(0, file.size() - 4) + "-seed.iso")) {
+        std::error_code ignored;
+        std::filesystem::remove(it->path(), ignored);
+      }
+    }
+  }
   if (auto removed = store_.Remove(name); !removed) return std::unexpected(removed.error());
   if (metrics_) metrics_->RemoveLab(name);
   if (runtime_.simulator) runtime_.simulator->ForgetLab(name);

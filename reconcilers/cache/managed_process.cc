@@ -41,6 +41,7 @@ Result<pid_t> SpawnService(const std::vector<std::string>& argv, const fs::path&
   sigaddset(&defaults, SIGTERM);
   sigaddset(&defaults, SIGINT);
   sigaddset(&defaults, SIGHUP);
+  sigaddset(&defaults, SIGPIPE);  // ignored by the controller, not by what it runs
   posix_spawnattr_setsigdefault(&attributes, &defaults);
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   std::vector<char*> args;

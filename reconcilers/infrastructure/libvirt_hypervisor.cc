@@ -232,7 +232,27 @@ Status LibvirtHypervisor::StartNetwork(const std::string& name) {
     Network network(virNetworkLookupByName(conn, name.c_str()));
     if (!network) return std::unexpected(LibvirtError("look up network"));
     if (virNetworkIsActive(network.get()) == 1) return {};
-    if (virNetworkCreate(network.get()) != 0) return std::unexpected(LibvirtError("start network"));
+    // Defined by a process that died before it set autostart: set now.
+    if (int autostart = 0; virNetworkGetAutostart(network.get(), &autostart) == 0 && !autostart) {
+      virNetworkSetAutostart(network.get(), 1);
+      MutationDone("autostart network", name);
+    }
+    if (virNetworkCreate(network.get()) != 0) {
+      Error error = LibvirtError("start network");
+      // libvirtd stopped in the middle of an earlier start leaves the bridge
+      // behind, unknown to it; only the host's administrator can remove it.
+      const auto bridge = error.message.find("error creating bridge interface ");
+      if (bridge != std::string::npos && error.message.find("File exists") != std::string::npos) {
+        const auto start = bridge + std::string_view("error creating bridge interface ").size();
+        const std::string device =
+            error.message.substr(start, error.message.find(':', start) - start);
+        error.message += fmt::format(
+            " (left by an earlier start that libvirtd did not finish: remove it with `ip link "
+            "delete {}`; vmlab starts the network on its next pass)",
+            device);
+      }
+      return std::unexpected(std::move(error));
+    }
     MutationDone("start network", name);
     return {};
   });
@@ -293,8 +313,6 @@ Status LibvirtHypervisor::EnsurePool(const std::string& name, const std::string&
       if (virStoragePoolBuild(pool.get(), 0) != 0)
         return std::unexpected(LibvirtError("build pool"));
       MutationDone("build pool", name);
-      virStoragePoolSetAutostart(pool.get(), 1);
-      MutationDone("autostart pool", name);
     } else if (CString xml(virStoragePoolGetXMLDesc(pool.get(), 0)); xml) {
       // One pool per libvirt: a pool of this name in another folder belongs
       // to another vmlab state dir, whose volumes this controller must not
@@ -319,7 +337,16 @@ Status LibvirtHypervisor::EnsurePool(const std::string& name, const std::string&
         }
       }
     }
+    if (int autostart = 0; virStoragePoolGetAutostart(pool.get(), &autostart) == 0 && !autostart) {
+      virStoragePoolSetAutostart(pool.get(), 1);  // a pool defined by a process that died early
+      MutationDone("autostart pool", name);
+    }
     if (virStoragePoolIsActive(pool.get()) != 1) {
+      // Built again first: a pool defined by a process that died before
+      // building it has no folder, and a dir pool's build keeps what is there.
+      if (virStoragePoolBuild(pool.get(), 0) != 0)
+        return std::unexpected(LibvirtError("build pool"));
+      MutationDone("build pool", name);
       if (virStoragePoolCreate(pool.get(), 0) != 0)
         return std::unexpected(LibvirtError("start pool"));
       MutationDone("start pool", name);

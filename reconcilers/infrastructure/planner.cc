@@ -218,8 +218,10 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
         plan.actions.push_back({ActionKind::kStartDomain, node.name, "", "", node.name});
       }
     } else if (observed_domain.state != "running" && observed_domain.state != "blocked") {
-      // Defined but never seen running: a creation cut short, finished now.
-      if (!known && observed_domain.state == "shutoff") {
+      // Defined but never seen running, or stopped by vmlab for a restart
+      // that libvirt's going away cut short: finished now, not drift.
+      if ((!known || observed.restarting.contains(node.name)) &&
+          observed_domain.state == "shutoff") {
         plan.actions.push_back({ActionKind::kStartDomain, node.name, "", "", node.name});
       } else if (drift("DomainStopped", node.name,
                        fmt::format("domain {} is {}", node.name, observed_domain.state), true)) {
@@ -292,7 +294,11 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
   std::sort(plan.refused.begin(), plan.refused.end());
   std::sort(plan.held.begin(), plan.held.end());
   if (observed.network) {
-    std::map<std::string, std::string> hosts = observed.network->dns_hosts;
+    // DNS entries of nodes (not the endpoint's, named after the lab) and every DHCP entry.
+    std::map<std::string, std::string> hosts;
+    for (const auto& [host, ip] : observed.network->dns_hosts) {
+      if (IsLabVolume(lab_name, host + "-seed.iso")) hosts[host] = ip;
+    }
     for (const auto& [host, ip] : observed.network->dhcp_hosts) hosts[host] = ip;
     for (const auto& [host, ip] : hosts) {
       if (planned_names.contains(host) || kept.contains(host)) continue;

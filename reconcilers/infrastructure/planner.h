@@ -61,6 +61,7 @@ struct Observed {
   std::optional<NetworkInfo> network;  // owned by this lab
   std::set<std::string> volumes;       // this lab's volumes in vmlab's pool
   std::set<std::string> known_nodes;   // nodes this lab had created before (from its status)
+  std::set<std::string> restarting;    // domains vmlab stopped to restart and not started yet
 };
 
 struct Desired {

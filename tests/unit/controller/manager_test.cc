@@ -223,7 +223,16 @@ TEST_F(ManagerTest, AStuckReconcileIsReportedAndTheOtherLabsGoOn) {
   }
   EXPECT_TRUE(
       Contains(R"(controller_runtime_reconcile_timeouts_total{controller="labcluster"} 1)"));
+  EXPECT_EQ(manager.Workers(), 2) << "one added while the stuck reconcile runs";
   release = true;
+  // Once it ends, the added worker retires at its next item.
+  queue_.Add("third");
+  for (int i = 0; i < 2000 && (manager.Workers() != 1 || reconciler_.Calls("third") < 1); ++i) {
+    clock_.Advance(milliseconds(10));
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  EXPECT_EQ(reconciler_.Calls("third"), 1);
+  EXPECT_EQ(manager.Workers(), 1) << "back to --workers";
   EXPECT_TRUE(manager.Stop(seconds(10)));
 }
 

@@ -190,5 +190,25 @@ TEST(StateDirTest, LeftoversOfWritesCutShortAreRemovedAtStart) {
   EXPECT_THAT(RemoveLeftoverTempFiles(dir.path()), testing::IsEmpty());
 }
 
+TEST(StatusStoreTest, AReconcilePastItsDeadlineIsAnEventOnlyOnALabThatHasARecord) {
+  ScratchDir dir;
+  FakeClock clock;
+  StatusStore store(dir.path());
+  ASSERT_TRUE(store.Load().has_value());
+  ASSERT_TRUE(store.Update("spk", [](LabRecord& r) { r.generation = 1; }).has_value());
+  ASSERT_TRUE(RecordReconcileTimeout(store, "spk", seconds(612), seconds(600), clock.WallNow())
+                  .has_value());
+  const auto record = store.Get("spk");
+  ASSERT_TRUE(record.has_value());
+  ASSERT_EQ(record->events.size(), 1u);
+  EXPECT_EQ(record->events[0].type, "Warning");
+  EXPECT_EQ(record->events[0].reason, "ReconcileTimedOut");
+  EXPECT_THAT(record->events[0].message, HasSubstr("running for 612 s (deadline 600 s"));
+  // A lab being deleted (its record gone) is not made again by the report.
+  ASSERT_TRUE(RecordReconcileTimeout(store, "gone", seconds(700), seconds(600), clock.WallNow())
+                  .has_value());
+  EXPECT_FALSE(store.Get("gone").has_value());
+}
+
 }  // namespace
 }  // namespace vmlab::controller

@@ -321,6 +321,13 @@ TEST(PlannerTest, ADomainDefinedButNeverStartedIsStartedWithoutDrift) {
     auto plan = PlanFor(lab, o);
     EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "StartDomain lab-worker-1")) << policy;
     EXPECT_THAT(plan.drift, IsEmpty()) << policy;
+    // Stopped by vmlab for a restart whose start never came (libvirtd went away).
+    o.known_nodes.insert("lab-worker-1");
+    o.restarting.insert("lab-worker-1");
+    plan = PlanFor(lab, o);
+    EXPECT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "StartDomain lab-worker-1")) << policy;
+    EXPECT_THAT(plan.drift, IsEmpty()) << policy;
+    o.restarting.clear();
     // Known (it ran before): stopped behind vmlab's back, drift.
     o.known_nodes.insert("lab-worker-1");
     plan = PlanFor(lab, o);
@@ -360,6 +367,7 @@ TEST(PlannerTest, AHalfUpdatedNetworkHostGetsOnlyTheMissingSection) {
   Observed o = Built(lab, "h");
   o.network->dns_hosts.erase("lab-worker-1");               // DHCP added, the crash came before DNS
   o.network->dhcp_hosts["lab-worker-2"] = "172.42.42.102";  // removed from DNS, not DHCP
+  o.network->dns_hosts["lab"] = "172.42.42.10";  // the endpoint's name: not a node's, kept
   const auto plan = PlanFor(lab, o);
   ASSERT_THAT(Steps(plan), ElementsAre("EnsurePool vmlab", "AddNetworkHost vmlab-lab",
                                        "RemoveNetworkHost vmlab-lab"));
