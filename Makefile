@@ -19,7 +19,7 @@ VMLAB := $(BUILD)/vmlab
 help:
 	@echo "make run    build vmlab and run the controller on a copy of the examples"
 	@echo "make test   install dependencies, build, and run the whole suite"
-	@echo "make e2e    the end-to-end test on a real libvirtd with booting guests (root; part of make test)"
+	@echo "make e2e    the end-to-end and crash tests on a real libvirtd (root; part of make test)"
 	@echo "make bench  benchmarks (queue, parsing, edit latency, drift latency, idle CPU and memory)"
 	@echo "make bench-real  parallel creation on a real libvirtd (root; BENCH_REAL_REPS=$(BENCH_REAL_REPS))"
 	@echo "make soak   100 labs / 1000 simulated nodes under random edits (SOAK_SECONDS=$(SOAK_SECONDS))"
@@ -55,7 +55,7 @@ build-fuzz: deps $(FUZZ_BUILD)/build.ninja
 # The whole suite: unit, schema, CLI and integration tests; the unit, CLI and
 # integration tests again under AddressSanitizer + UndefinedBehaviorSanitizer;
 # the fuzz corpus replayed; then the end-to-end test on a real libvirtd (alone:
-# its guests need the CPUs).
+# its guests need the CPUs) and the crash test (SIGKILL at every libvirt change).
 test: build build-asan build-fuzz
 	@start=$$(date +%s); \
 	ctest --test-dir $(BUILD) $(CTEST_FLAGS) && \
@@ -64,12 +64,14 @@ test: build build-asan build-fuzz
 	  ctest --test-dir $(ASAN_BUILD) -L 'unit|cli|integration' $(CTEST_FLAGS) && \
 	ctest --test-dir $(FUZZ_BUILD) $(CTEST_FLAGS) && \
 	bash tests/e2e/with_sandbox.sh python3 tests/e2e/e2e_test.py $(VMLAB) && \
+	bash tests/e2e/with_sandbox.sh python3 tests/e2e/crash_test.py $(VMLAB) && \
 	echo "make test: all suites passed in $$(( $$(date +%s) - start )) s"
 
 # A network namespace with its own libvirtd, a Debian guest image built once
 # and cached (VMLAB_E2E_CACHE), a 2-node lab booted for real under TCG.
 e2e: build
 	bash tests/e2e/with_sandbox.sh python3 tests/e2e/e2e_test.py $(VMLAB)
+	bash tests/e2e/with_sandbox.sh python3 tests/e2e/crash_test.py $(VMLAB)
 
 test-unit: build
 	ctest --test-dir $(BUILD) -L unit $(CTEST_FLAGS)

@@ -29,15 +29,20 @@ long KillAfterMutation() { return kLimit; }
 
 void MutationDone(std::string_view what, std::string_view target) {
   if (kLimit == 0) return;
-  if (mutations.fetch_add(1, std::memory_order_relaxed) + 1 != kLimit) return;
+  const long n = mutations.fetch_add(1, std::memory_order_relaxed) + 1;
+  // Every change is named (the test sees which ones a run made), the last one
+  // as the kill. write(2) of a stack buffer: no lock another thread may hold.
   char line[512];
-  const int n = std::snprintf(
-      line, sizeof line, "vmlab: fault injection: SIGKILL after mutation %ld (%.*s %.*s)\n", kLimit,
-      static_cast<int>(what.size()), what.data(), static_cast<int>(target.size()), target.data());
-  if (n > 0) {
-    [[maybe_unused]] const auto written = ::write(
-        STDERR_FILENO, line, std::min<std::size_t>(static_cast<std::size_t>(n), sizeof line - 1));
+  const int length = std::snprintf(
+      line, sizeof line, "vmlab: fault injection: %s %ld (%.*s %.*s)\n",
+      n == kLimit ? "SIGKILL after mutation" : "mutation", n, static_cast<int>(what.size()),
+      what.data(), static_cast<int>(target.size()), target.data());
+  if (length > 0) {
+    [[maybe_unused]] const auto written =
+        ::write(STDERR_FILENO, line,
+                std::min<std::size_t>(static_cast<std::size_t>(length), sizeof line - 1));
   }
+  if (n != kLimit) return;
   ::kill(::getpid(), SIGKILL);
   ::pause();  // SIGKILL cannot be caught: never returns
 }

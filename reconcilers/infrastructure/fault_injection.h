@@ -5,8 +5,9 @@
 // start, stop, undefine, volume created or uploaded or deleted, network
 // update, pool step): nothing of vmlab runs after it, as when the machine
 // loses power or the OOM killer strikes. Unset (always, outside tests), a
-// mutation costs one relaxed atomic load. The line written to stderr first
-// names the mutation, so a test knows where the process died.
+// mutation costs one relaxed atomic load. Each mutation is named on stderr,
+// the last as "SIGKILL after mutation N (...)", so a test knows what a run
+// changed and where it died.
 #pragma once
 
 #include <string_view>

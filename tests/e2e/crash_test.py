@@ -9,11 +9,14 @@ under qemu (TCG) and costs little.
 A lab goes through create -> scale up -> resize -> scale down -> delete, three
 times:
   1. killed after every libvirt change: each step's edit is made, then the
-     controller runs with VMLAB_FAULT_KILL_AFTER_MUTATION=1 (it kills itself
-     with SIGKILL right after its first change to libvirt), is started again,
-     dies after its next change, and so on until a run changes nothing more.
-     Every change of every step is thus followed by a SIGKILL, and every
-     recovery is itself interrupted;
+     controller (one node at a time) runs with VMLAB_FAULT_KILL_AFTER_MUTATION=1
+     (it kills itself with SIGKILL right after its first change to libvirt), is
+     started again, dies after its next change, and so on until a run changes
+     nothing more. Every change of every step is thus followed by a SIGKILL,
+     and every recovery is itself interrupted. A change the next run must redo
+     (a pool built but not started is built again; a seed found before its
+     domain is made anew) would loop: after a change seen already in the step,
+     the next run dies one change later;
   2. killed at random moments (seeded; SIGKILL from outside) while a step is
      under way, then started again normally;
   3. libvirtd killed in the middle of a step's reconcile and started again,
@@ -99,7 +102,7 @@ class Env:
 class Controller:
     """One `vmlab controller` process; `kill_after` sets the fault injection."""
 
-    def __init__(self, env, run, kill_after=None):
+    def __init__(self, env, run, kill_after=None, extra=()):
         env.runs += 1
         self.log_path = os.path.join(env.logs, f"{run.name}-{env.runs:03d}.log")
         self.log = open(self.log_path, "w")
@@ -113,7 +116,7 @@ class Controller:
              "--libvirt", env.uri, "--listen", "127.0.0.1:0", "--debounce", "50ms",
              "--deletion-grace", "1s", "--resync", "3s", "--log-level", "debug",
              "--apt-cache", "off", "--image-cache", "off", "--cache-warming", "false",
-             "--progress-port", "0"],
+             "--progress-port", "0", *extra],
             stdout=self.log, stderr=subprocess.STDOUT, env=child_env)
         started.append(self.proc)
         self.url = None
@@ -364,9 +367,11 @@ def killed_after_every_change(env):
     for step, edit in STEPS:
         edit(run)
         crashes = []
+        changed = set()  # changes made but not the last of their run
         kill_after = 1
         for _ in range(200):
-            ctl = Controller(env, run, kill_after=kill_after)
+            # One node at a time: nothing else changes between a change and its kill.
+            ctl = Controller(env, run, kill_after=kill_after, extra=("--parallel-nodes", "1"))
             # Dies after its next change, or has none left to make.
             wait_for(lambda: not ctl.alive() or ctl.reported_converged(run), 120, 0.05)
             left = ["died"]
@@ -383,9 +388,11 @@ def killed_after_every_change(env):
                 # after a change seen already, the next run dies one change later.
                 kill_after = kill_after + 1 if what in crashes else 1
                 crashes.append(what)
+                changed.update(re.findall(r"fault injection: mutation \d+ \(([^)]*)\)", ctl.read_log()))
                 ctl.kill()
                 continue
             ctl.stop()
+            changed.update(re.findall(r"fault injection: mutation \d+ \(([^)]*)\)", ctl.read_log()))
             if not check(not left, f"every-change/{step}: converged after {len(crashes)} kills: {left}"):
                 raise StepFailed(step)
             break
@@ -393,6 +400,10 @@ def killed_after_every_change(env):
             check(False, f"{step}: still changing after 200 kills: {crashes[-5:]}")
             raise StepFailed(step)
         total += len(crashes)
+        # Each distinct change of the step was followed by a kill at least once
+        # (one made earlier in a run that died later was killed after elsewhere).
+        never = sorted(changed - set(crashes))
+        check(not never, f"every-change/{step}: changes never followed by a kill: {never}")
         print(f"every-change/{step}: killed after each of {len(crashes)} changes: "
               f"{', '.join(crashes)}", flush=True)
         check(len(crashes) > 0, f"{step}: the step made changes to libvirt")
