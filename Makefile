@@ -25,7 +25,7 @@ help:
 	@echo "make soak   100 labs / 1000 simulated nodes under random edits (SOAK_SECONDS=$(SOAK_SECONDS))"
 	@echo "make bench-cache download phases: cold cache, warm cache, golden image (root; real libvirtd)"
 	@echo "make install [PREFIX=/usr/local DESTDIR=]   make package  (a .deb in build/package)"
-	@echo "make deps | build | fuzz (FUZZ_SECONDS=$(FUZZ_SECONDS)) | format | clean"
+	@echo "make deps | build | fuzz (parser and renderers, FUZZ_SECONDS=$(FUZZ_SECONDS) each) | format | clean"
 
 deps:
 	@bash scripts/deps.sh
@@ -130,6 +130,11 @@ fuzz: build-fuzz
 	@mkdir -p $(FUZZ_BUILD)/corpus $(FUZZ_BUILD)/artifacts
 	$(FUZZ_BUILD)/tests/fuzz/manifest_fuzzer $(FUZZ_BUILD)/corpus tests/fuzz/corpus examples \
 	  tests/fixtures/invalid tests/fixtures/valid -dict=tests/fuzz/manifest.dict \
+	  -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	  -artifact_prefix=$(FUZZ_BUILD)/artifacts/
+	@mkdir -p $(FUZZ_BUILD)/render-corpus
+	$(FUZZ_BUILD)/tests/fuzz/render_fuzzer $(FUZZ_BUILD)/render-corpus tests/fuzz/render-corpus \
+	  examples tests/fixtures/valid -dict=tests/fuzz/manifest.dict \
 	  -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
 	  -artifact_prefix=$(FUZZ_BUILD)/artifacts/
 
