@@ -297,7 +297,8 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
     // DNS entries of nodes (not the endpoint's, named after the lab) and every DHCP entry.
     std::map<std::string, std::string> hosts;
     for (const auto& [host, ip] : observed.network->dns_hosts) {
-      if (IsLabVolume(lab_name, host + "-seed.iso")) hosts[host] = ip;
+      if (host != lab.spec.control_plane.endpoint.host && IsLabVolume(lab_name, host + "-seed.iso"))
+        hosts[host] = ip;
     }
     for (const auto& [host, ip] : observed.network->dhcp_hosts) hosts[host] = ip;
     for (const auto& [host, ip] : hosts) {

@@ -73,7 +73,8 @@ void CheckNode(const crds::LabCluster& lab, const crds::PlannedNode& node) {
     Fail("domain ownership", xml);
   const auto resources = ParseDomainResources(xml);
   const int cpus = control_plane ? lab.spec.control_plane.cpus : lab.spec.workers.cpus;
-  const int memory = control_plane ? lab.spec.control_plane.memory_mib : lab.spec.workers.memory_mib;
+  const int memory =
+      control_plane ? lab.spec.control_plane.memory_mib : lab.spec.workers.memory_mib;
   if (!resources || resources->vcpus != cpus || resources->memory_mib != memory)
     Fail("domain resources", xml);
   const std::string cmdline = ElementText(xml, "cmdline", &found);

@@ -352,7 +352,9 @@ TEST_F(LabClusterReconcilerTest, ScalesUpAndDownThenDeletesEverything) {
     const auto networks = hypervisor_.ListNetworks();
     for (const auto& n : networks.value()) {
       if (n.name == infra::NetworkName("rcscale")) {
-        EXPECT_EQ(n.dns_hosts.size(), n.dhcp_hosts.size()) << "DNS entries follow DHCP's";
+        EXPECT_TRUE(n.dns_hosts.contains("rcscale")) << "the endpoint's name stays";
+        EXPECT_EQ(n.dns_hosts.size(), n.dhcp_hosts.size() + 1)
+            << "nodes' DNS entries follow DHCP's";
         return n.dhcp_hosts.size();
       }
     }
