@@ -59,7 +59,8 @@ std::vector<std::filesystem::path> RemoveLeftoverTempFiles(const std::filesystem
   for (const fs::recursive_directory_iterator end; !ec && it != end; it.increment(ec)) {
     const fs::path path = it->path();
     const std::string name = path.filename().string();
-    const bool folder = it->is_directory(ec) && !it->is_symlink(ec);
+    std::error_code entry_error;  // a dangling link must not end the walk
+    const bool folder = it->is_directory(entry_error) && !it->is_symlink(entry_error);
     if (folder && it.depth() == 0 && name == "pool") {
       it.disable_recursion_pending();  // libvirt's volumes: not ours to sweep
       continue;

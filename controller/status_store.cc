@@ -265,8 +265,20 @@ std::vector<LabRecord> StatusStore::List() const {
   return out;
 }
 
+Status StatusStore::UpdateIfPresent(const std::string& name,
+                                    const std::function<void(LabRecord&)>& mutate) {
+  std::unique_lock guard(mutex_);
+  if (!records_.contains(name)) return {};
+  return UpdateLocked(name, mutate);
+}
+
 Status StatusStore::Update(const std::string& name, const std::function<void(LabRecord&)>& mutate) {
-  std::lock_guard guard(mutex_);
+  std::unique_lock guard(mutex_);
+  return UpdateLocked(name, mutate);
+}
+
+Status StatusStore::UpdateLocked(const std::string& name,
+                                 const std::function<void(LabRecord&)>& mutate) {
   const auto it = records_.find(name);
   LabRecord record;
   if (it != records_.end()) {
@@ -341,11 +353,10 @@ value ToJson(const Event& e) {
 
 Status RecordReconcileTimeout(StatusStore& store, const std::string& key, Duration running,
                               Duration deadline, WallTime now) {
-  if (!store.Get(key)) return {};
   const auto seconds = [](Duration d) {
     return std::chrono::duration_cast<std::chrono::seconds>(d).count();
   };
-  return store.Update(key, [&](LabRecord& r) {
+  return store.UpdateIfPresent(key, [&](LabRecord& r) {
     AddEvent(r, "Warning", "ReconcileTimedOut",
              fmt::format("a reconcile has been running for {} s (deadline {} s, "
                          "--reconcile-timeout); the other labs go on meanwhile",

@@ -99,10 +99,17 @@ class StatusStore {
   // if anything changed. On a write error the in-memory record is unchanged.
   [[nodiscard]] Status Update(const std::string& name,
                               const std::function<void(LabRecord&)>& mutate);
+  // The same for a lab that has a record; nothing (no new record) otherwise,
+  // decided under the store's lock (a concurrent Remove wins).
+  [[nodiscard]] Status UpdateIfPresent(const std::string& name,
+                                       const std::function<void(LabRecord&)>& mutate);
   [[nodiscard]] Status Remove(const std::string& name);
 
  private:
   [[nodiscard]] std::filesystem::path PathOf(const std::string& name) const;
+  // Update's body; mutex_ held.
+  [[nodiscard]] Status UpdateLocked(const std::string& name,
+                                    const std::function<void(LabRecord&)>& mutate);
 
   const std::filesystem::path dir_;
   mutable std::mutex mutex_;

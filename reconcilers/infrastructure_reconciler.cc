@@ -190,7 +190,12 @@ Result<InfrastructureOutcome> InfrastructureReconciler::Converge(
   {
     std::lock_guard guard(restarting_mutex_);
     for (const auto& d : observed->domains) {
-      if (restarting_.contains(d.name)) observed->restarting.insert(d.name);
+      if (!restarting_.contains(d.name)) continue;
+      if (d.state == "running") {
+        restarting_.erase(d.name);  // started after all (a lost reply): done
+      } else {
+        observed->restarting.insert(d.name);
+      }
     }
   }
   const infrastructure::Desired desired{

@@ -32,6 +32,10 @@ struct DomainInfo {
   // redefinition these lag behind vcpus and memory_mib until a restart.
   int live_vcpus = 0;
   int live_memory_mib = 0;
+  // When those differ from the definition: the spec hash the running domain
+  // was started with (its live ownership). Another hash than the defined one
+  // means vmlab redefined it and its restart is still to come.
+  std::string live_spec_hash{};
 };
 
 struct NetworkInfo {

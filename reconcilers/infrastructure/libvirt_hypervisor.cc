@@ -166,6 +166,16 @@ Result<std::vector<DomainInfo>> LibvirtHypervisor::ListDomains(std::string_view 
                     info.vcpus = resources->vcpus;
                     info.memory_mib = resources->memory_mib;
                   }
+                  if (info.live_vcpus > 0 &&
+                      (info.live_vcpus != info.vcpus || info.live_memory_mib != info.memory_mib)) {
+                    // Rare (a restart to come): only then the live definition is read.
+                    if (CString live(virDomainGetXMLDesc(domain.get(), 0)); live) {
+                      if (const auto owner = ParseOwnership(live.get()))
+                        info.live_spec_hash = owner->spec_hash;
+                    } else {
+                      virResetLastError();
+                    }
+                  }
                   out.push_back(std::move(info));
                 }
                 return out;
@@ -309,10 +319,7 @@ Status LibvirtHypervisor::EnsurePool(const std::string& name, const std::string&
           name, path);
       pool.reset(virStoragePoolDefineXML(conn, xml.c_str(), 0));
       if (!pool) return std::unexpected(LibvirtError("define pool"));
-      MutationDone("define pool", name);
-      if (virStoragePoolBuild(pool.get(), 0) != 0)
-        return std::unexpected(LibvirtError("build pool"));
-      MutationDone("build pool", name);
+      MutationDone("define pool", name);  // built and started below, as an inactive pool
     } else if (CString xml(virStoragePoolGetXMLDesc(pool.get(), 0)); xml) {
       // One pool per libvirt: a pool of this name in another folder belongs
       // to another vmlab state dir, whose volumes this controller must not

@@ -184,12 +184,17 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
     const bool restart_pending =
         !resized && observed_domain.live_vcpus > 0 &&
         (observed_domain.live_vcpus != cpus || observed_domain.live_memory_mib != memory);
+    // vmlab's own: it redefined the domain (the definition's hash is not the
+    // one the domain runs with) or began its restart, and stopped before the end.
+    const bool own_restart = observed.restarting.contains(node.name) ||
+                             (observed_domain.owner && !observed_domain.live_spec_hash.empty() &&
+                              observed_domain.live_spec_hash != observed_domain.owner->spec_hash);
     if (restart_pending) {
       const std::string what = fmt::format(
           "{} runs with {} vCPUs and {} MiB; its definition and the spec say {} and {} (a restart "
           "is pending)",
           node.name, observed_domain.live_vcpus, observed_domain.live_memory_mib, cpus, memory);
-      if (drift("ResourceMismatch", node.name, what, true) && !restart_planned) {
+      if ((own_restart || drift("ResourceMismatch", node.name, what, true)) && !restart_planned) {
         restart_planned = true;
         plan.actions.push_back({ActionKind::kRestartDomain, node.name, "", "", node.name});
         continue;
@@ -240,7 +245,13 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
     const NodeFiles files = FilesFor(desired.state_dir, builder_lab, builder);
     const bool exists = domains.contains(builder.name);
     if (!exists) {
-      if (!observed.volumes.contains(files.root_volume)) {
+      // A root or seed without the builder's domain: left by a build cut
+      // short (maybe for another image): made anew, never sealed half-done.
+      if (observed.volumes.contains(files.root_volume)) {
+        plan.actions.push_back(
+            {ActionKind::kDeleteVolume, files.root_volume, "", "", builder.name});
+      }
+      {
         const int disk = cache::GoldenDiskGiB(lab);  // no node's disk is smaller
         plan.actions.push_back(
             {ActionKind::kCreateVolume, files.root_volume,

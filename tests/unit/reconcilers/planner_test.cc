@@ -359,6 +359,14 @@ TEST(PlannerTest, ARedefinedDomainStillRunningTheOldResourcesIsRestarted) {
                   ElementsAre("ResourceMismatch lab-worker-1", "ResourceMismatch lab-worker-2"));
     }
     EXPECT_THAT(plan.drift[0].message, testing::HasSubstr("runs with 2 vCPUs"));
+    // Started from an older definition of vmlab's (its live hash is not the
+    // defined one): vmlab's own resize, cut short; restarted, no drift.
+    o.domains[1].live_spec_hash = "older";
+    o.domains[2].live_spec_hash = "older";
+    const auto own = PlanFor(lab, o);
+    EXPECT_THAT(Steps(own), ElementsAre("EnsurePool vmlab", "RestartDomain lab-worker-1"))
+        << policy;
+    EXPECT_THAT(own.drift, IsEmpty()) << policy;
   }
 }
 
