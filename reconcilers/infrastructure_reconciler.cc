@@ -129,20 +129,15 @@ Status InfrastructureReconciler::Run(const Action& action, const crds::LabCluste
       }
       return hypervisor_.DefineDomain(action.xml);
     }
-    case ActionKind::kStartDomain: {
-      auto started = hypervisor_.StartDomain(action.target);
-      if (started) {
-        std::lock_guard guard(restarting_mutex_);
-        restarting_.erase(action.target);
-      }
-      return started;
-    }
+    case ActionKind::kStartDomain:
     case ActionKind::kRestartDomain: {
-      {
-        std::lock_guard guard(restarting_mutex_);
-        restarting_.insert(action.target);
+      if (action.kind == ActionKind::kRestartDomain) {
+        {
+          std::lock_guard guard(restarting_mutex_);
+          restarting_.insert(action.target);
+        }
+        if (auto stopped = hypervisor_.StopDomain(action.target); !stopped) return stopped;
       }
-      if (auto stopped = hypervisor_.StopDomain(action.target); !stopped) return stopped;
       auto started = hypervisor_.StartDomain(action.target);
       if (started) {
         std::lock_guard guard(restarting_mutex_);

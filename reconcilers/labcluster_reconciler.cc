@@ -262,7 +262,7 @@ Result<controller::ReconcileResult> LabClusterReconciler::Delete(const std::stri
          it.increment(ec)) {
       const std::string file = it->path().filename().string();
       if (file.ends_with(".log") &&
-          infrastructure::IsLabVolume(name, file.substr(0, file.size() - 4) + "-seed.iso")) {
+          infrastructure::IsLabNode(name, file.substr(0, file.size() - 4))) {
         std::error_code ignored;
         std::filesystem::remove(it->path(), ignored);
       }
@@ -765,15 +765,10 @@ Result<controller::ReconcileResult> LabClusterReconciler::Reconcile(const std::s
   std::string golden_problem;  // CacheReady reason when the image cannot be used
   if (desired->spec) {
     const crds::LabCluster& spec = *desired->spec;
-    // A lab whose status lists nodes that existed has been given secrets,
+    // A lab whose status knows nodes it created has been given secrets,
     // whether or not its status (older than the field) recorded their CA.
-    const bool had_nodes =
-        before && std::any_of(before->nodes.begin(), before->nodes.end(),
-                              [](const controller::NodeStatus& n) {
-                                return !n.domain_state.empty() && n.domain_state != "missing";
-                              });
-    auto secrets = secrets_.LoadOrCreate(spec, clock_.WallNow(),
-                                         before ? before->trusted_ca : std::string(), had_nodes);
+    auto secrets = secrets_.LoadOrCreate(
+        spec, clock_.WallNow(), before ? before->trusted_ca : std::string(), !known_nodes.empty());
     if (secrets) trusted_ca = secrets->discovery_hash;
     // Nodes report to a listener on the lab network's gateway (real guests only).
     const bool listen =

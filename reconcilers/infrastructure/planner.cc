@@ -52,6 +52,12 @@ bool IsLabVolume(const std::string& lab, const std::string& volume) {
   return std::regex_match(volume.substr(lab.size() + 1), kNodeVolume);
 }
 
+bool IsLabNode(const std::string& lab, const std::string& name) {
+  if (!name.starts_with(lab + "-")) return false;
+  static const std::regex kNode(R"((cp|worker)-[0-9]+|golden)");
+  return std::regex_match(name.substr(lab.size() + 1), kNode);
+}
+
 namespace {
 
 void TearDown(const Observed& observed, bool keep_volumes, Plan& plan) {
@@ -225,11 +231,11 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
     } else if (observed_domain.state != "running" && observed_domain.state != "blocked") {
       // Defined but never seen running, or stopped by vmlab for a restart
       // that libvirt's going away cut short: finished now, not drift.
-      if ((!known || observed.restarting.contains(node.name)) &&
-          observed_domain.state == "shutoff") {
-        plan.actions.push_back({ActionKind::kStartDomain, node.name, "", "", node.name});
-      } else if (drift("DomainStopped", node.name,
-                       fmt::format("domain {} is {}", node.name, observed_domain.state), true)) {
+      const bool unfinished =
+          (!known || observed.restarting.contains(node.name)) && observed_domain.state == "shutoff";
+      if (unfinished ||
+          drift("DomainStopped", node.name,
+                fmt::format("domain {} is {}", node.name, observed_domain.state), true)) {
         plan.actions.push_back({ActionKind::kStartDomain, node.name, "", "", node.name});
       }
     }
@@ -251,13 +257,11 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
         plan.actions.push_back(
             {ActionKind::kDeleteVolume, files.root_volume, "", "", builder.name});
       }
-      {
-        const int disk = cache::GoldenDiskGiB(lab);  // no node's disk is smaller
-        plan.actions.push_back(
-            {ActionKind::kCreateVolume, files.root_volume,
-             RenderVolumeXml(files.root_volume, disk, lab.spec.image.path, "qcow2"), "",
-             builder.name});
-      }
+      const int disk = cache::GoldenDiskGiB(lab);  // no node's disk is smaller
+      plan.actions.push_back(
+          {ActionKind::kCreateVolume, files.root_volume,
+           RenderVolumeXml(files.root_volume, disk, lab.spec.image.path, "qcow2"), "",
+           builder.name});
       if (observed.volumes.contains(files.seed_volume)) {  // possibly cut short: made anew
         plan.actions.push_back(
             {ActionKind::kDeleteVolume, files.seed_volume, "", "", builder.name});
@@ -308,7 +312,7 @@ Plan PlanInfrastructure(const std::string& lab_name, const Desired& desired,
     // DNS entries of nodes (not the endpoint's, named after the lab) and every DHCP entry.
     std::map<std::string, std::string> hosts;
     for (const auto& [host, ip] : observed.network->dns_hosts) {
-      if (host != lab.spec.control_plane.endpoint.host && IsLabVolume(lab_name, host + "-seed.iso"))
+      if (host != lab.spec.control_plane.endpoint.host && IsLabNode(lab_name, host))
         hosts[host] = ip;
     }
     for (const auto& [host, ip] : observed.network->dhcp_hosts) hosts[host] = ip;

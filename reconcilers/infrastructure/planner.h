@@ -98,5 +98,7 @@ struct Plan {
 
 // True when `volume` is one of `lab`'s node volumes (<lab>-cp|worker-<i>-root|data|seed).
 [[nodiscard]] bool IsLabVolume(const std::string& lab, const std::string& volume);
+// True when `name` is one of `lab`'s node names (<lab>-cp|worker-<i>, <lab>-golden).
+[[nodiscard]] bool IsLabNode(const std::string& lab, const std::string& name);
 
 }  // namespace vmlab::reconcilers::infrastructure

@@ -419,5 +419,15 @@ TEST(PlannerTest, RecognisesOnlyThisLabsVolumes) {
   EXPECT_FALSE(IsLabVolume("lab-cp", "lab-cp-1-root.qcow2")) << "lab-cp's nodes are lab-cp-cp-i";
 }
 
+TEST(PlannerTest, RecognisesOnlyThisLabsNodes) {
+  EXPECT_TRUE(IsLabNode("lab", "lab-cp-1"));
+  EXPECT_TRUE(IsLabNode("lab", "lab-worker-12"));
+  EXPECT_TRUE(IsLabNode("lab", "lab-golden"));
+  EXPECT_FALSE(IsLabNode("lab", "lab")) << "the endpoint's name";
+  EXPECT_FALSE(IsLabNode("lab", "lab2-cp-1"));
+  EXPECT_FALSE(IsLabNode("lab", "lab-cp-1-seed"));
+  EXPECT_FALSE(IsLabNode("lab-cp", "lab-cp-1"));
+}
+
 }  // namespace
 }  // namespace vmlab::reconcilers::infrastructure
