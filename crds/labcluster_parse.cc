@@ -512,6 +512,7 @@ std::vector<std::string> DocumentParser::StringList(MapReader& map, std::string_
 
 constexpr std::array kCniValues{std::pair{std::string_view("calico"), Cni::kCalico},
                                 std::pair{std::string_view("cilium"), Cni::kCilium},
+                                std::pair{std::string_view("bridge"), Cni::kBridge},
                                 std::pair{std::string_view("none"), Cni::kNone}};
 constexpr std::array kDriftValues{std::pair{std::string_view("Remediate"), DriftPolicy::kRemediate},
                                   std::pair{std::string_view("Report"), DriftPolicy::kReport}};

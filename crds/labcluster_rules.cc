@@ -102,9 +102,9 @@ std::optional<std::string> CheckKubernetesVersion(std::string_view version) {
   if (parts.size() != 3) return hint;
   if (parts[0] != 1 || parts[1] < limits::kMinKubernetesMinor) {
     return fmt::format(
-        "Kubernetes {} is not available: the Kubernetes package repository serves "
-        "1.{} and newer",
-        version, limits::kMinKubernetesMinor);
+        "Kubernetes {} is not supported: vmlab renders kubeadm configurations for 1.{} and "
+        "newer; pick a newer release, such as \"1.{}.2\"",
+        version, limits::kMinKubernetesMinor, limits::kMinKubernetesMinor);
   }
   return std::nullopt;
 }
@@ -323,9 +323,40 @@ void CheckCrossFieldRules(ParsedDocument& doc) {
                              services.ToString(), pods.ToString()));
   }
 
-  if (spec.kubernetes.cni == Cni::kNone && !spec.kubernetes.cni_manifest.empty()) {
+  if ((spec.kubernetes.cni == Cni::kNone || spec.kubernetes.cni == Cni::kBridge) &&
+      !spec.kubernetes.cni_manifest.empty()) {
     doc.AddError("spec.kubernetes.cniManifest",
-                 "is set but spec.kubernetes.cni is none; remove it or choose calico or cilium");
+                 fmt::format("is set but spec.kubernetes.cni is {}, which applies no manifest; "
+                             "remove it or choose calico or cilium",
+                             ToString(spec.kubernetes.cni)));
+  }
+  // cni: bridge gives each node slot the /24 at its host number: the pod
+  // range must hold one per address of the lab network.
+  const int widest_pods = net.prefix_length - (32 - kBridgeNodeSubnetPrefix);
+  if (spec.kubernetes.cni == Cni::kBridge && pods.prefix_length > widest_pods) {
+    doc.AddError(
+        "spec.kubernetes.podCIDR",
+        widest_pods < 1
+            ? fmt::format("{} cannot hold a /{} per address of spec.network.cidr {} (cni: "
+                          "bridge); use a /{} or smaller lab network",
+                          pods.ToString(), kBridgeNodeSubnetPrefix, net.ToString(),
+                          32 - kBridgeNodeSubnetPrefix + 1)
+            : fmt::format(
+                  "{} is too small for cni: bridge: every node gets a /{} at its host "
+                  "number in spec.network.cidr {}, so it needs {} of them; use a /{} "
+                  "or larger, such as {}/{}",
+                  pods.ToString(), kBridgeNodeSubnetPrefix, net.ToString(), net.Size(), widest_pods,
+                  Ipv4Address{pods.network.value & Ipv4Cidr{pods.network, widest_pods}.Mask()}
+                      .ToString(),
+                  widest_pods));
+  }
+  if (!CheckKubernetesVersion(spec.kubernetes.version) &&
+      KubernetesMinor(spec.kubernetes.version) < limits::kMinPackagedKubernetesMinor) {
+    doc.AddWarning(
+        "spec.kubernetes.version",
+        fmt::format("the Kubernetes package repository (pkgs.k8s.io) serves 1.{} and newer; "
+                    "nodes need a repository with {} (controller flag --kubernetes-packages)",
+                    limits::kMinPackagedKubernetesMinor, spec.kubernetes.version));
   }
   if (spec.image.kernel.empty()) {
     if (!spec.image.initrd.empty()) {
@@ -343,13 +374,17 @@ void CheckCrossFieldRules(ParsedDocument& doc) {
                                "majority; an odd count (1, 3, 5) is usual",
                                control_planes, control_planes - 1));
   }
-  if (spec.control_plane.cpus < 2) {
+  if (spec.control_plane.cpus < limits::kKubeadmControlPlaneCpus) {
     doc.AddWarning("spec.controlPlane.cpus",
-                   "kubeadm's preflight checks want at least 2 CPUs on a control plane");
+                   fmt::format("kubeadm's preflight checks want at least {} CPUs on a control "
+                               "plane (vmlab tells kubeadm to ignore NumCPU)",
+                               limits::kKubeadmControlPlaneCpus));
   }
-  if (spec.control_plane.memory_mib < 1700) {
+  if (spec.control_plane.memory_mib < limits::kKubeadmControlPlaneMemoryMiB) {
     doc.AddWarning("spec.controlPlane.memoryMiB",
-                   "kubeadm's preflight checks want at least 1700 MiB on a control plane");
+                   fmt::format("kubeadm's preflight checks want at least {} MiB on a control "
+                               "plane (vmlab tells kubeadm to ignore Mem)",
+                               limits::kKubeadmControlPlaneMemoryMiB));
   }
 }
 

@@ -22,13 +22,19 @@ inline constexpr int kMaxMemoryMiB = 262144;
 inline constexpr int kMinDiskGiB = 5;
 inline constexpr int kMaxDiskGiB = 4096;
 inline constexpr int kMaxExtraDiskGiB = 16384;
-inline constexpr int kMinKubernetesMinor = 24;  // oldest minor in the Kubernetes package repository
-inline constexpr int kApiServerPort = 6443;     // kube-apiserver's own port on control planes
+inline constexpr int kMinKubernetesMinor = 20;  // oldest minor vmlab renders artifacts for
+// Oldest minor in the Kubernetes package repository (pkgs.k8s.io); older ones
+// need a repository of their own (the controller's --kubernetes-packages).
+inline constexpr int kMinPackagedKubernetesMinor = 24;
+// kubeadm's preflight minimums on a control plane (NumCPU, Mem).
+inline constexpr int kKubeadmControlPlaneCpus = 2;
+inline constexpr int kKubeadmControlPlaneMemoryMiB = 1700;
+inline constexpr int kApiServerPort = 6443;  // kube-apiserver's own port on control planes
 }  // namespace limits
 
 // metadata.name: a DNS-1123 label of at most 20 characters.
 [[nodiscard]] std::optional<std::string> CheckName(std::string_view name);
-// spec.kubernetes.version: a full release MAJOR.MINOR.PATCH, 1.24 or newer.
+// spec.kubernetes.version: a full release MAJOR.MINOR.PATCH, 1.20 or newer.
 [[nodiscard]] std::optional<std::string> CheckKubernetesVersion(std::string_view version);
 // spec.network.domain: a DNS-1123 subdomain.
 [[nodiscard]] std::optional<std::string> CheckDomain(std::string_view domain);

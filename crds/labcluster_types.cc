@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
+
+#include "crds/labcluster_rules.h"
+
 namespace vmlab::crds {
 
 std::string_view ToString(Cni value) {
@@ -10,6 +14,8 @@ std::string_view ToString(Cni value) {
       return "calico";
     case Cni::kCilium:
       return "cilium";
+    case Cni::kBridge:
+      return "bridge";
     case Cni::kNone:
       return "none";
   }
@@ -43,6 +49,41 @@ std::vector<PlannedNode> PlanNodes(const LabCluster& lab) {
          spec.network.cidr.OffsetAddress(kWorkerOffset + static_cast<std::uint64_t>(i))});
   }
   return nodes;
+}
+
+int KubernetesMinor(std::string_view version) {
+  const auto first = version.find('.');
+  if (first == std::string_view::npos) return 0;
+  const auto rest = version.substr(first + 1);
+  int minor = 0;
+  std::from_chars(rest.data(), rest.data() + rest.size(), minor);
+  return minor;
+}
+
+Ipv4Cidr BridgePodSubnet(const LabCluster& lab, std::uint64_t address) {
+  const std::uint64_t host = address - lab.spec.network.cidr.network.value;
+  const std::uint64_t block = std::uint64_t{1} << (32 - kBridgeNodeSubnetPrefix);
+  return Ipv4Cidr{Ipv4Address{static_cast<std::uint32_t>(
+                      lab.spec.kubernetes.pod_cidr.network.value + host * block)},
+                  kBridgeNodeSubnetPrefix};
+}
+
+std::vector<std::uint64_t> NodeSlotAddresses(const LabCluster& lab) {
+  const Ipv4Cidr& net = lab.spec.network.cidr;
+  const std::uint64_t size = net.Size();
+  std::vector<std::uint64_t> slots;
+  // The last address is the broadcast address.
+  for (std::uint64_t i = 1; i <= static_cast<std::uint64_t>(limits::kMaxControlPlanes); ++i) {
+    const std::uint64_t offset = kControlPlaneOffset + i;
+    if (offset + 1 >= size) break;
+    slots.push_back(net.OffsetAddress(offset));
+  }
+  for (std::uint64_t i = 1; i <= static_cast<std::uint64_t>(limits::kMaxWorkers); ++i) {
+    const std::uint64_t offset = kWorkerOffset + i;
+    if (offset + 1 >= size) break;
+    slots.push_back(net.OffsetAddress(offset));
+  }
+  return slots;
 }
 
 }  // namespace vmlab::crds

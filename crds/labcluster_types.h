@@ -19,7 +19,7 @@ namespace vmlab::crds {
 inline constexpr std::string_view kApiVersion = "vmlab.io/v1alpha1";
 inline constexpr std::string_view kKind = "LabCluster";
 
-enum class Cni { kCalico, kCilium, kNone };
+enum class Cni { kCalico, kCilium, kBridge, kNone };
 enum class DriftPolicy { kRemediate, kReport };
 enum class DeletionPolicy { kDelete, kRetain };
 enum class NodeRole { kControlPlane, kWorker };
@@ -37,7 +37,7 @@ struct ObjectMeta {
 };
 
 struct KubernetesSpec {
-  std::string version;  // MAJOR.MINOR.PATCH
+  std::string version;  // MAJOR.MINOR.PATCH (validated: 1.20 or newer)
   Ipv4Cidr pod_cidr;
   Ipv4Cidr service_cidr;
   Cni cni = Cni::kCalico;
@@ -143,5 +143,19 @@ inline constexpr std::uint64_t kWorkerOffset = 100;       // worker i at .100+i
 
 // Every node of the lab, control planes first, in index order.
 [[nodiscard]] std::vector<PlannedNode> PlanNodes(const LabCluster& lab);
+
+// The MINOR of a validated spec.kubernetes.version (MAJOR.MINOR.PATCH); 0 when
+// it has none.
+[[nodiscard]] int KubernetesMinor(std::string_view version);
+
+// cni: bridge gives every node slot a /24 of spec.kubernetes.podCIDR at the
+// slot's host number in the lab network (lab address minus network address).
+inline constexpr int kBridgeNodeSubnetPrefix = 24;
+// The pod subnet of the node at lab address `address` under cni: bridge.
+[[nodiscard]] Ipv4Cidr BridgePodSubnet(const LabCluster& lab, std::uint64_t address);
+// Every address a node of the lab may ever have (control-plane slots
+// 1..kMaxControlPlanes, worker slots that fit the network), for routes that
+// still hold after a scale-up.
+[[nodiscard]] std::vector<std::uint64_t> NodeSlotAddresses(const LabCluster& lab);
 
 }  // namespace vmlab::crds

@@ -3,9 +3,11 @@
 #include <cpprest/http_client.h>
 #include <cpprest/json.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <mutex>
 
 #include "controller/status_store.h"
 #include "reconcilers/bootstrap/https_request.h"
@@ -56,10 +58,12 @@ class HttpsKubernetesClient final : public KubernetesClient {
   }
 
   Result<Eviction> EvictPod(const KubePod& pod) override {
+    auto group_version = EvictionGroupVersion();
+    if (!group_version) return std::unexpected(group_version.error());
     const std::string path =
         fmt::format("/api/v1/namespaces/{}/pods/{}/eviction", Escape(pod.ns), Escape(pod.name));
     web::json::value body;
-    body["apiVersion"] = web::json::value::string("policy/v1");
+    body["apiVersion"] = web::json::value::string(*group_version);
     body["kind"] = web::json::value::string("Eviction");
     body["metadata"]["name"] = web::json::value::string(pod.name);
     body["metadata"]["namespace"] = web::json::value::string(pod.ns);
@@ -91,6 +95,31 @@ class HttpsKubernetesClient final : public KubernetesClient {
   }
 
  private:
+  // The Eviction's group version the server serves: policy/v1 from
+  // Kubernetes 1.22, policy/v1beta1 before (1.20 has no policy/v1). Asked
+  // once (GET /apis/policy) and kept for the client's life.
+  Result<std::string> EvictionGroupVersion() {
+    std::lock_guard lock(eviction_mutex_);
+    if (!eviction_group_version_.empty()) return eviction_group_version_;
+    auto response = Request(web::http::methods::GET, "/apis/policy");
+    if (!response) return std::unexpected(response.error());
+    if (auto failed = Expect(*response, "GET", "/apis/policy", {200}); !failed) {
+      return std::unexpected(failed.error());
+    }
+    auto versions = ParseApiGroupVersions(response->body);
+    if (!versions) return std::unexpected(versions.error());
+    for (const char* wanted : {"policy/v1", "policy/v1beta1"}) {
+      if (std::find(versions->begin(), versions->end(), wanted) != versions->end()) {
+        eviction_group_version_ = wanted;
+        return eviction_group_version_;
+      }
+    }
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     fmt::format("Kubernetes API {} serves neither policy/v1 nor policy/v1beta1 "
+                                 "(it offers {}): vmlab cannot evict pods there",
+                                 access_.server, fmt::join(*versions, ", ")));
+  }
+
   Status Expect(const Response& response, const char* method, const std::string& path,
                 std::initializer_list<int> accepted) const {
     if (std::find(accepted.begin(), accepted.end(), response.status) != accepted.end()) return {};
@@ -115,9 +144,25 @@ class HttpsKubernetesClient final : public KubernetesClient {
   }
 
   const KubernetesAccess access_;
+  std::mutex eviction_mutex_;
+  std::string eviction_group_version_;  // empty until discovered
 };
 
 }  // namespace
+
+Result<std::vector<std::string>> ParseApiGroupVersions(const std::string& json) {
+  try {
+    const web::json::value group = web::json::value::parse(json);
+    std::vector<std::string> versions;
+    for (const auto& version : group.at("versions").as_array()) {
+      versions.push_back(version.at("groupVersion").as_string());
+    }
+    return versions;
+  } catch (const std::exception& e) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("not a Kubernetes APIGroup: {}", e.what()));
+  }
+}
 
 Result<std::vector<KubeNode>> ParseNodeList(const std::string& json) {
   try {

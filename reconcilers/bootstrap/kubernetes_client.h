@@ -3,6 +3,7 @@
 // the lab's CA (and its name or address against the certificate), with a
 // timeout: node readiness, the steps of a drain (cordon, pods, evictions
 // that respect PodDisruptionBudgets, Node deletion) and bootstrap tokens.
+// Thread-safe: the Eviction version it discovers is kept under a lock.
 // cpprestsdk and Boost.Asio stay in the .cc. An unreachable API is an error
 // (kUnavailable), never a crash.
 #pragma once
@@ -58,7 +59,9 @@ class KubernetesClient {
   [[nodiscard]] virtual Status SetUnschedulable(const std::string& node, bool unschedulable) = 0;
   // The pods bound to `node`.
   [[nodiscard]] virtual Result<std::vector<KubePod>> ListPods(const std::string& node) = 0;
-  // Asks the eviction API to evict `pod` (policy/v1 Eviction).
+  // Asks the eviction API to evict `pod`: a policy/v1 Eviction where the
+  // server serves it, else policy/v1beta1 (Kubernetes before 1.22), as the
+  // server's discovery (GET /apis/policy, asked once per client) says.
   [[nodiscard]] virtual Result<Eviction> EvictPod(const KubePod& pod) = 0;
   // Deletes the Node object; one that does not exist counts as deleted.
   [[nodiscard]] virtual Status DeleteNode(const std::string& node) = 0;
@@ -79,6 +82,8 @@ struct KubernetesAccess {
 
 [[nodiscard]] std::unique_ptr<KubernetesClient> MakeKubernetesClient(KubernetesAccess access);
 
+// The group versions ("policy/v1", ...) an APIGroup JSON document lists.
+[[nodiscard]] Result<std::vector<std::string>> ParseApiGroupVersions(const std::string& json);
 // The nodes of a NodeList JSON document.
 [[nodiscard]] Result<std::vector<KubeNode>> ParseNodeList(const std::string& json);
 // The pods of a PodList JSON document.

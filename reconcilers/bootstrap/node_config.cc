@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <set>
 
+#include "crds/labcluster_rules.h"
 #include "reconcilers/bootstrap/progress.h"
 #include "reconcilers/cache/cache_sets.h"
 
@@ -43,12 +44,6 @@ std::string Fill(std::string text, const std::vector<std::pair<std::string, std:
     }
   }
   return text;
-}
-
-int Minor(const std::string& version) {
-  const auto first = version.find('.');
-  const auto second = version.find('.', first + 1);
-  return std::atoi(version.substr(first + 1, second - first - 1).c_str());
 }
 
 std::string MinorVersion(const std::string& version) {
@@ -115,14 +110,26 @@ if ((${#missing[@]} > 0)); then
   retry 8 apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# containerd with the systemd cgroup driver; registry mirrors in certs.d.
+# containerd with the systemd cgroup driver, registry mirrors in certs.d and
+# the sandbox (pause) image kubeadm @MINOR@ expects (containerd's default is
+# its own pause release, which kubeadm's preflight would pull besides).
 mkdir -p /etc/containerd
 containerd config default >/etc/containerd/config.toml
 sed -i -e 's/SystemdCgroup = false/SystemdCgroup = true/' \
-  -e 's#config_path = ""#config_path = "/etc/containerd/certs.d"#' /etc/containerd/config.toml
+  -e 's#config_path = ""#config_path = "/etc/containerd/certs.d"#' \
+  -e 's#sandbox_image = "[^"]*"#sandbox_image = "@PAUSE_IMAGE@"#' /etc/containerd/config.toml
 systemctl enable containerd
 systemctl restart containerd
 
+# Debian's containernetworking-plugins live in /usr/lib/cni, containerd looks
+# in /opt/cni/bin: the Debian plugins are linked there, so either layout works.
+if [[ -e /usr/lib/cni/bridge && ! -e /opt/cni/bin/bridge ]]; then
+  mkdir -p /opt/cni/bin
+  for plugin in /usr/lib/cni/*; do
+    [[ -e /opt/cni/bin/${plugin##*/} ]] || ln -s "$plugin" "/opt/cni/bin/${plugin##*/}"
+  done
+fi
+@POD_ROUTES@
 # iSCSI initiator for storage add-ons (OpenEBS, Longhorn, ...).
 systemctl enable --now iscsid
 
@@ -151,6 +158,15 @@ if [[ -r /etc/vmlab/progress.env ]]; then
     fi
   done <<<"$list"
 fi
+)";
+
+// cni: bridge: the routes to the other nodes' pod subnets, now and at every boot.
+constexpr const char* kPodRoutesUnitName = "vmlab-pod-routes.service";
+constexpr const char* kPodRoutesStart = R"(
+# cni: bridge: routes to every other node slot's pod subnet, now and at boot.
+systemctl daemon-reload
+systemctl enable @UNIT@
+systemctl restart @UNIT@
 )";
 
 constexpr const char* kKubernetesScript = R"(
@@ -239,8 +255,8 @@ systemctl restart haproxy keepalived
 
 constexpr const char* kPrimaryScript = R"(
 # kubeadm init with the CA vmlab placed in /etc/kubernetes/pki (once).
-if [[ ! -f /etc/kubernetes/admin.conf ]]; then
-  kubeadm init --config /etc/vmlab/kubeadm.yaml
+@NO_CRICTL@if [[ ! -f /etc/kubernetes/admin.conf ]]; then
+  kubeadm init --config /etc/vmlab/kubeadm.yaml@SKIP@
 fi
 export KUBECONFIG=/etc/kubernetes/admin.conf
 # The API through the endpoint (haproxy and the VIP) before anything is applied.
@@ -264,10 +280,10 @@ fi
 constexpr const char* kJoinScript = R"(
 # Join once; the endpoint answers when the primary is up: wait for it with
 # backoff (about an hour at most), then retry the join, resetting in between.
-if [[ ! -f /etc/kubernetes/kubelet.conf ]]; then
+@NO_CRICTL@if [[ ! -f /etc/kubernetes/kubelet.conf ]]; then
   retry 70 curl -ksf --max-time 5 -o /dev/null https://@ENDPOINT@/livez
   attempt() {
-    kubeadm join --config /etc/vmlab/kubeadm.yaml || {
+    kubeadm join --config /etc/vmlab/kubeadm.yaml@SKIP@ || {
       kubeadm reset -f >/dev/null 2>&1 || true
       return 1
     }
@@ -332,6 +348,29 @@ done
 mark "vmlab: node @NODE@ bootstrap done"
 @AFTER@)SH";
 
+// kubeadm 1.20's preflight phase of init and of a control-plane join pulls
+// its images through crictl and stops, whatever is ignored, when crictl is
+// not on PATH (preflight.RunPullImagesCheck); Debian ships none. Without
+// crictl that phase is skipped (the kubelet pulls the images itself).
+constexpr const char* kSkipPreflightWithoutCrictl = R"SH(skip=()
+if ! command -v crictl >/dev/null; then
+  echo "no crictl: kubeadm's preflight phase is skipped (it cannot pull images without it)"
+  skip=(--skip-phases=preflight)
+fi
+)SH";
+
+bool SkipsPreflightWithoutCrictl(const crds::LabCluster& lab, const crds::PlannedNode& node) {
+  return node.role == NodeRole::kControlPlane &&
+         crds::KubernetesMinor(lab.spec.kubernetes.version) == 20;
+}
+
+// The lines before kubeadm runs and its extra argument.
+std::vector<std::pair<std::string, std::string>> PreflightSkip(const crds::LabCluster& lab,
+                                                               const crds::PlannedNode& node) {
+  if (!SkipsPreflightWithoutCrictl(lab, node)) return {{"NO_CRICTL", ""}, {"SKIP", ""}};
+  return {{"NO_CRICTL", kSkipPreflightWithoutCrictl}, {"SKIP", R"( "${skip[@]}")"}};
+}
+
 std::string ApplyManifest(const std::string& source, const std::string& node_path) {
   if (source.starts_with("https://")) return "retry 8 kubectl apply -f " + Quote(source);
   return "kubectl apply -f " + Quote(node_path);
@@ -342,6 +381,10 @@ std::string CniCommands(const crds::LabCluster& lab) {
   switch (k8s.cni) {
     case crds::Cni::kNone:
       return "# No CNI (spec.kubernetes.cni: none).";
+    case crds::Cni::kBridge:
+      return "# No CNI manifest (spec.kubernetes.cni: bridge): every node has its own\n"
+             "# " +
+             std::string(kBridgeConflistPath) + " and routes to the others' pod subnets.";
     case crds::Cni::kCalico:
       return ApplyManifest(k8s.cni_manifest.empty() ? kCalicoManifest : k8s.cni_manifest,
                            "/etc/vmlab/manifests/cni.yaml");
@@ -381,11 +424,29 @@ void EmitKubeletArgs(YAML::Emitter& out, bool v1beta4, const std::string& ip) {
   }
 }
 
-void EmitNodeRegistration(YAML::Emitter& out, bool v1beta4, const crds::PlannedNode& node) {
+void EmitNodeRegistration(YAML::Emitter& out, bool v1beta4, const crds::LabCluster& lab,
+                          const crds::PlannedNode& node) {
   out << YAML::Key << "nodeRegistration" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "name" << YAML::Value << node.name;
-  out << YAML::Key << "criSocket" << YAML::Value << "unix:///run/containerd/containerd.sock";
+  out << YAML::Key << "criSocket" << YAML::Value << CriSocket(lab.spec.kubernetes.version);
   EmitKubeletArgs(out, v1beta4, Ip(node.address));
+  const auto ignored = IgnoredPreflightErrors(lab, node);
+  if (!ignored.empty()) {
+    out << YAML::Key << "ignorePreflightErrors" << YAML::Value << YAML::BeginSeq;
+    for (const auto& name : ignored) out << name;
+    out << YAML::EndSeq;
+  }
+  out << YAML::EndMap;
+}
+
+// Guests run under TCG software emulation at worst: the control plane's
+// static pods take far longer than kubeadm's 4 minutes to answer.
+constexpr const char* kControlPlaneTimeout = "20m0s";
+
+// v1beta4 moved the control-plane wait into Init/JoinConfiguration.timeouts.
+void EmitV1beta4Timeouts(YAML::Emitter& out) {
+  out << YAML::Key << "timeouts" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "controlPlaneComponentHealthCheck" << YAML::Value << kControlPlaneTimeout;
   out << YAML::EndMap;
 }
 
@@ -445,7 +506,34 @@ std::string EndpointAddress(const crds::LabCluster& lab) {
 }
 
 std::string KubeadmApiVersion(const std::string& kubernetes_version) {
-  return Minor(kubernetes_version) >= 31 ? "kubeadm.k8s.io/v1beta4" : "kubeadm.k8s.io/v1beta3";
+  const int minor = crds::KubernetesMinor(kubernetes_version);
+  if (minor < 22) return "kubeadm.k8s.io/v1beta2";
+  return minor < 31 ? "kubeadm.k8s.io/v1beta3" : "kubeadm.k8s.io/v1beta4";
+}
+
+std::string CriSocket(const std::string& kubernetes_version) {
+  // kubeadm before 1.24 takes the socket as a path (and adds unix:// itself
+  // where it needs a URL); from 1.24 it wants the URL.
+  return crds::KubernetesMinor(kubernetes_version) < 24 ? "/run/containerd/containerd.sock"
+                                                        : "unix:///run/containerd/containerd.sock";
+}
+
+std::vector<std::string> IgnoredPreflightErrors(const crds::LabCluster& lab,
+                                                const crds::PlannedNode& node) {
+  std::vector<std::string> names;
+  // kubeadm checks CPUs and memory on control planes only (RunInitNodeChecks).
+  if (node.role == NodeRole::kControlPlane) {
+    if (lab.spec.control_plane.cpus < crds::limits::kKubeadmControlPlaneCpus)
+      names.emplace_back("NumCPU");
+    if (lab.spec.control_plane.memory_mib < crds::limits::kKubeadmControlPlaneMemoryMiB) {
+      names.emplace_back("Mem");
+    }
+  }
+  // kubeadm 1.20 requires crictl on PATH (InPathCheck "FileExisting-crictl",
+  // mandatory for every CRI but Docker); Debian ships no crictl.
+  if (crds::KubernetesMinor(lab.spec.kubernetes.version) == 20)
+    names.emplace_back("FileExisting-crictl");
+  return names;
 }
 
 std::string PhaseMarker(const std::string& node, Phase phase, const std::string& what) {
@@ -506,6 +594,11 @@ std::string RenderKeepalivedConfig(const crds::LabCluster& lab, const crds::Plan
       peers += fmt::format("        {}\n", Ip(other.address));
     }
   }
+  // A lone control plane has no peer: keepalived rejects an empty unicast_peer.
+  const std::string unicast =
+      peers.empty() ? ""
+                    : fmt::format("    unicast_src_ip {}\n    unicast_peer {{\n{}    }}\n",
+                                  Ip(node.address), peers);
   return fmt::format(R"(# keepalived for {0} of lab {1}: holds the VIP {2} (generated by vmlab).
 global_defs {{
     router_id {0}
@@ -527,15 +620,12 @@ vrrp_instance {1} {{
     virtual_router_id {3}
     priority {4}
     advert_int 1
-    unicast_src_ip {5}
-    unicast_peer {{
-{6}    }}
-    authentication {{
+{5}    authentication {{
         auth_type PASS
-        auth_pass {7}
+        auth_pass {6}
     }}
     virtual_ipaddress {{
-        {2}/{8} dev eth0
+        {2}/{7} dev eth0
     }}
     track_script {{
         check_haproxy
@@ -543,8 +633,8 @@ vrrp_instance {1} {{
 }}
 )",
                      node.name, lab.metadata.name, lab.spec.control_plane.endpoint.vip.ToString(),
-                     secrets.vrrp_router_id, 150 - node.index, Ip(node.address), peers,
-                     secrets.vrrp_password, lab.spec.network.cidr.prefix_length);
+                     secrets.vrrp_router_id, 150 - node.index, unicast, secrets.vrrp_password,
+                     lab.spec.network.cidr.prefix_length);
 }
 
 std::string RenderKubeadmConfig(const crds::LabCluster& lab, const crds::PlannedNode& node,
@@ -571,7 +661,8 @@ std::string RenderKubeadmConfig(const crds::LabCluster& lab, const crds::Planned
     init << YAML::Key << "localAPIEndpoint" << YAML::Value << YAML::BeginMap;
     init << YAML::Key << "advertiseAddress" << YAML::Value << ip;
     init << YAML::Key << "bindPort" << YAML::Value << 6443 << YAML::EndMap;
-    EmitNodeRegistration(init, v1beta4, node);
+    EmitNodeRegistration(init, v1beta4, lab, node);
+    if (v1beta4) EmitV1beta4Timeouts(init);
     init << YAML::EndMap;
 
     const auto& endpoint = spec.control_plane.endpoint;
@@ -584,8 +675,23 @@ std::string RenderKubeadmConfig(const crds::LabCluster& lab, const crds::Planned
     cluster << YAML::Key << "controlPlaneEndpoint" << YAML::Value << EndpointAddress(lab);
     cluster << YAML::Key << "apiServer" << YAML::Value << YAML::BeginMap;
     cluster << YAML::Key << "certSANs" << YAML::Value << YAML::BeginSeq << endpoint.host
-            << endpoint.host + "." + spec.network.domain << endpoint.vip.ToString() << YAML::EndSeq
-            << YAML::EndMap;
+            << endpoint.host + "." + spec.network.domain << endpoint.vip.ToString() << YAML::EndSeq;
+    if (!v1beta4) {
+      cluster << YAML::Key << "timeoutForControlPlane" << YAML::Value << kControlPlaneTimeout;
+    }
+    cluster << YAML::EndMap;
+    // kubeadm before 1.25 defaults to k8s.gcr.io (frozen; registry.k8s.io
+    // serves the same images). From 1.21 its CoreDNS image is coredns/coredns,
+    // which kubeadm names so only under its default repository: named here.
+    const int minor = crds::KubernetesMinor(spec.kubernetes.version);
+    if (minor < kRegistryK8sIoDefaultMinor) {
+      cluster << YAML::Key << "imageRepository" << YAML::Value << kImageRepository;
+      if (minor >= 21) {
+        cluster << YAML::Key << "dns" << YAML::Value << YAML::BeginMap << YAML::Key
+                << "imageRepository" << YAML::Value << std::string(kImageRepository) + "/coredns"
+                << YAML::EndMap;
+      }
+    }
     cluster << YAML::Key << "networking" << YAML::Value << YAML::BeginMap;
     cluster << YAML::Key << "podSubnet" << YAML::Value << spec.kubernetes.pod_cidr.ToString();
     cluster << YAML::Key << "serviceSubnet" << YAML::Value
@@ -612,7 +718,8 @@ std::string RenderKubeadmConfig(const crds::LabCluster& lab, const crds::Planned
     join << YAML::Key << "caCertHashes" << YAML::Value << YAML::BeginSeq << secrets.discovery_hash
          << YAML::EndSeq;
     join << YAML::EndMap << YAML::EndMap;
-    EmitNodeRegistration(join, v1beta4, node);
+    EmitNodeRegistration(join, v1beta4, lab, node);
+    if (v1beta4 && node.role == NodeRole::kControlPlane) EmitV1beta4Timeouts(join);
     if (node.role == NodeRole::kControlPlane) {
       join << YAML::Key << "controlPlane" << YAML::Value << YAML::BeginMap;
       join << YAML::Key << "localAPIEndpoint" << YAML::Value << YAML::BeginMap;
@@ -624,6 +731,67 @@ std::string RenderKubeadmConfig(const crds::LabCluster& lab, const crds::Planned
     out = Document(join);
   }
   return out;
+}
+
+std::string RenderBridgeConflist(const crds::LabCluster& lab, const crds::PlannedNode& node) {
+  // cniVersion 0.4.0: what containerd 1.6 and the plugins 1.1 both take.
+  return fmt::format(R"({{
+  "cniVersion": "0.4.0",
+  "name": "vmlab-bridge",
+  "plugins": [
+    {{
+      "type": "bridge",
+      "bridge": "cni0",
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {{
+        "type": "host-local",
+        "ranges": [[{{"subnet": "{}"}}]],
+        "routes": [{{"dst": "0.0.0.0/0"}}]
+      }}
+    }},
+    {{
+      "type": "portmap",
+      "capabilities": {{"portMappings": true}}
+    }}
+  ]
+}}
+)",
+                     crds::BridgePodSubnet(lab, node.address).ToString());
+}
+
+std::string RenderPodRoutesScript(const crds::LabCluster& lab, const crds::PlannedNode& node) {
+  std::string out = fmt::format(
+      "#!/bin/bash\n"
+      "# Routes from {} to the pod subnet of every other node slot of lab {} over the\n"
+      "# lab network (cni: bridge; generated by vmlab, do not edit). Slots without a\n"
+      "# node yet are routed too, so nodes a scale-up adds are reachable at once.\n"
+      "set -euo pipefail\n",
+      node.name, lab.metadata.name);
+  for (const std::uint64_t slot : crds::NodeSlotAddresses(lab)) {
+    if (slot == node.address) continue;
+    out += fmt::format("ip route replace {} via {} dev eth0\n",
+                       crds::BridgePodSubnet(lab, slot).ToString(), Ip(slot));
+  }
+  return out;
+}
+
+std::string RenderPodRoutesUnit() {
+  return fmt::format(R"([Unit]
+Description=vmlab: routes to the pod subnets of the lab's other nodes (cni: bridge)
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/bash {}
+
+[Install]
+WantedBy=multi-user.target
+)",
+                     kPodRoutesScriptPath);
 }
 
 std::string RenderRegistryHosts(const std::string& upstream, const std::string& mirror) {
@@ -658,10 +826,17 @@ std::string RenderPhaseScript(Phase phase, const crds::LabCluster& lab,
       if (!env.apt_proxy.empty()) {
         proxy = "install -m 0644 /etc/vmlab/apt-proxy.conf /etc/apt/apt.conf.d/90vmlab-proxy";
       }
+      std::vector<std::string> packages = cache::BasePackages();
+      for (auto& name : cache::CniPackages(lab)) packages.push_back(std::move(name));
       body = Fill(kBaseScript,
                   {{"APT_PROXY", proxy},
                    {"ARCHIVES", lab.spec.cache.image_archives.empty() ? "" : kFetchArchives},
-                   {"BASE_PACKAGES", fmt::format("{}", fmt::join(cache::BasePackages(), " "))}});
+                   {"BASE_PACKAGES", fmt::format("{}", fmt::join(packages, " "))},
+                   {"MINOR", MinorVersion(version)},
+                   {"PAUSE_IMAGE", cache::PauseImage(version)},
+                   {"POD_ROUTES", lab.spec.kubernetes.cni == crds::Cni::kBridge
+                                      ? Fill(kPodRoutesStart, {{"UNIT", kPodRoutesUnitName}})
+                                      : ""}});
       break;
     }
     case Phase::kKubernetes:
@@ -688,13 +863,18 @@ std::string RenderPhaseScript(Phase phase, const crds::LabCluster& lab,
       }
       if (addons.empty()) addons = "# No add-ons (spec.addons).\n";
       addons.pop_back();
-      body = Fill(kPrimaryScript, {{"CNI", CniCommands(lab)}, {"ADDONS", addons}});
+      auto values = PreflightSkip(lab, node);
+      values.insert(values.end(), {{"CNI", CniCommands(lab)}, {"ADDONS", addons}});
+      body = Fill(kPrimaryScript, values);
       break;
     }
     case Phase::kSecondary:
-    case Phase::kWorker:
-      body = Fill(kJoinScript, {{"ENDPOINT", EndpointAddress(lab)}});
+    case Phase::kWorker: {
+      auto values = PreflightSkip(lab, node);
+      values.emplace_back("ENDPOINT", EndpointAddress(lab));
+      body = Fill(kJoinScript, values);
       break;
+    }
     case Phase::kGolden: {
       const auto images = cache::LabImages(lab, env.host_files);
       std::vector<std::string> quoted;
@@ -778,6 +958,11 @@ std::vector<NodeFile> NodeFiles(const crds::LabCluster& lab, const crds::Planned
       const auto it = env.host_files.find(lab.spec.addons[i]);
       files.push_back({AddonPath(i), it == env.host_files.end() ? "" : it->second, "0644", false});
     }
+  }
+  if (lab.spec.kubernetes.cni == crds::Cni::kBridge) {
+    files.push_back({kBridgeConflistPath, RenderBridgeConflist(lab, node), "0644", false});
+    files.push_back({kPodRoutesScriptPath, RenderPodRoutesScript(lab, node), "0755", false});
+    files.push_back({kPodRoutesUnitPath, RenderPodRoutesUnit(), "0644", false});
   }
   for (const auto& [upstream, mirror] : env.registry_mirrors) {
     files.push_back({fmt::format("/etc/containerd/certs.d/{}/hosts.toml", upstream),

@@ -22,6 +22,17 @@ inline constexpr const char* kCalicoManifest =
 inline constexpr const char* kCiliumCliVersion = "v0.16.16";
 inline constexpr const char* kCiliumVersion = "1.16.1";
 
+// Where images come from: kubeadm's default from 1.25 on, named explicitly
+// in the ClusterConfiguration of older versions (whose default, k8s.gcr.io, is frozen).
+inline constexpr const char* kImageRepository = "registry.k8s.io";
+inline constexpr int kRegistryK8sIoDefaultMinor = 25;
+
+// cni: bridge: the node's CNI configuration, and the routes to the other node
+// slots' pod subnets (a script the oneshot unit runs at every boot).
+inline constexpr const char* kBridgeConflistPath = "/etc/cni/net.d/10-vmlab-bridge.conflist";
+inline constexpr const char* kPodRoutesScriptPath = "/etc/vmlab/pod-routes.sh";
+inline constexpr const char* kPodRoutesUnitPath = "/etc/systemd/system/vmlab-pod-routes.service";
+
 // What the controller provides besides the spec.
 struct NodeEnvironment {
   std::string apt_proxy;  // "http://HOST:PORT", empty for none
@@ -92,8 +103,24 @@ struct NodeFile {
 [[nodiscard]] std::string EndpointAddress(const crds::LabCluster& lab);
 
 // The kubeadm configuration API version for a Kubernetes version:
-// kubeadm.k8s.io/v1beta4 from 1.31, v1beta3 before.
+// kubeadm.k8s.io/v1beta2 before 1.22, v1beta3 from 1.22 to 1.30, v1beta4 from 1.31.
 [[nodiscard]] std::string KubeadmApiVersion(const std::string& kubernetes_version);
+// nodeRegistration.criSocket: containerd's socket as a path before 1.24, as a
+// unix:// URL from 1.24.
+[[nodiscard]] std::string CriSocket(const std::string& kubernetes_version);
+// kubeadm preflight checks `node` is known to fail in the lab and that are
+// safe to pass over, each by name (never "all"): NumCPU and Mem on control
+// planes smaller than kubeadm's minimums, FileExisting-crictl on 1.20.
+[[nodiscard]] std::vector<std::string> IgnoredPreflightErrors(const crds::LabCluster& lab,
+                                                              const crds::PlannedNode& node);
+
+// cni: bridge artifacts of `node` (also inside NodeFiles): its CNI
+// configuration (JSON), the routes script and its systemd unit.
+[[nodiscard]] std::string RenderBridgeConflist(const crds::LabCluster& lab,
+                                               const crds::PlannedNode& node);
+[[nodiscard]] std::string RenderPodRoutesScript(const crds::LabCluster& lab,
+                                                const crds::PlannedNode& node);
+[[nodiscard]] std::string RenderPodRoutesUnit();
 
 // Console markers the phase runner writes (and the controller reads).
 [[nodiscard]] std::string PhaseMarker(const std::string& node, Phase phase,

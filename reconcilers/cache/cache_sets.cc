@@ -18,28 +18,36 @@ struct Release {
   int patch_from;  // this row holds from this patch release on (until the next row)
   const char* etcd;
   const char* coredns;
-  const char* pause;
 };
 
-// kubeadm's etcd, CoreDNS and pause images by release (the values
+// kubeadm's etcd and CoreDNS images by release (the values
 // `kubeadm config images list` prints; they change at the patch releases
 // listed). Extended deliberately, with docs/caches.md.
 constexpr Release kReleases[] = {
-    {24, 0, "3.5.3-0", "v1.8.6", "3.7"},    {24, 8, "3.5.5-0", "v1.8.6", "3.7"},
-    {24, 9, "3.5.6-0", "v1.8.6", "3.7"},    {25, 0, "3.5.4-0", "v1.9.3", "3.8"},
-    {25, 4, "3.5.5-0", "v1.9.3", "3.8"},    {25, 5, "3.5.6-0", "v1.9.3", "3.8"},
-    {25, 15, "3.5.9-0", "v1.9.3", "3.8"},   {26, 0, "3.5.6-0", "v1.9.3", "3.9"},
-    {26, 10, "3.5.9-0", "v1.9.3", "3.9"},   {26, 13, "3.5.10-0", "v1.9.3", "3.9"},
-    {27, 0, "3.5.7-0", "v1.10.1", "3.9"},   {27, 7, "3.5.9-0", "v1.10.1", "3.9"},
-    {27, 10, "3.5.10-0", "v1.10.1", "3.9"}, {27, 12, "3.5.12-0", "v1.10.1", "3.9"},
-    {28, 0, "3.5.9-0", "v1.10.1", "3.9"},   {28, 6, "3.5.10-0", "v1.10.1", "3.9"},
-    {28, 8, "3.5.12-0", "v1.10.1", "3.9"},  {28, 14, "3.5.15-0", "v1.10.1", "3.9"},
-    {29, 0, "3.5.10-0", "v1.11.1", "3.9"},  {29, 3, "3.5.12-0", "v1.11.1", "3.9"},
-    {29, 9, "3.5.15-0", "v1.11.1", "3.9"},  {30, 0, "3.5.12-0", "v1.11.1", "3.9"},
-    {30, 5, "3.5.15-0", "v1.11.3", "3.9"},  {31, 0, "3.5.15-0", "v1.11.1", "3.10"},
-    {31, 1, "3.5.15-0", "v1.11.3", "3.10"}, {32, 0, "3.5.16-0", "v1.11.3", "3.10"},
+    {24, 0, "3.5.3-0", "v1.8.6"},    {24, 8, "3.5.5-0", "v1.8.6"},
+    {24, 9, "3.5.6-0", "v1.8.6"},    {25, 0, "3.5.4-0", "v1.9.3"},
+    {25, 4, "3.5.5-0", "v1.9.3"},    {25, 5, "3.5.6-0", "v1.9.3"},
+    {25, 15, "3.5.9-0", "v1.9.3"},   {26, 0, "3.5.6-0", "v1.9.3"},
+    {26, 10, "3.5.9-0", "v1.9.3"},   {26, 13, "3.5.10-0", "v1.9.3"},
+    {27, 0, "3.5.7-0", "v1.10.1"},   {27, 7, "3.5.9-0", "v1.10.1"},
+    {27, 10, "3.5.10-0", "v1.10.1"}, {27, 12, "3.5.12-0", "v1.10.1"},
+    {28, 0, "3.5.9-0", "v1.10.1"},   {28, 6, "3.5.10-0", "v1.10.1"},
+    {28, 8, "3.5.12-0", "v1.10.1"},  {28, 14, "3.5.15-0", "v1.10.1"},
+    {29, 0, "3.5.10-0", "v1.11.1"},  {29, 3, "3.5.12-0", "v1.11.1"},
+    {29, 9, "3.5.15-0", "v1.11.1"},  {30, 0, "3.5.12-0", "v1.11.1"},
+    {30, 5, "3.5.15-0", "v1.11.3"},  {31, 0, "3.5.15-0", "v1.11.1"},
+    {31, 1, "3.5.15-0", "v1.11.3"},  {32, 0, "3.5.16-0", "v1.11.3"},
 };
 constexpr int kLastKnownMinor = 32;
+constexpr std::string_view kPausePrefix = "registry.k8s.io/pause:";
+
+// kubeadm's pause image by minor (constants.PauseVersion): from this minor on.
+struct PauseRelease {
+  int minor_from;
+  const char* tag;
+};
+constexpr PauseRelease kPauseReleases[] = {{20, "3.2"}, {21, "3.4.1"}, {22, "3.5"}, {23, "3.6"},
+                                           {24, "3.7"}, {25, "3.8"},   {26, "3.9"}, {31, "3.10"}};
 
 // Images of the CNIs vmlab installs itself (pinned in node_config.h).
 const std::vector<std::string>& CalicoImages() {
@@ -112,6 +120,7 @@ const std::vector<std::string>& KubernetesPackages() {
 std::vector<Package> PackageSet(const crds::LabCluster& lab, crds::NodeRole role) {
   std::vector<Package> set;
   for (const auto& name : BasePackages()) set.push_back({name, PackageSource::kDebian, ""});
+  for (const auto& name : CniPackages(lab)) set.push_back({name, PackageSource::kDebian, ""});
   if (role == crds::NodeRole::kControlPlane) {
     for (const auto& name : EndpointPackages()) set.push_back({name, PackageSource::kDebian, ""});
   }
@@ -133,7 +142,22 @@ std::optional<KubeadmImages> KubeadmImagesFor(const std::string& version) {
     if (release.minor == minor && release.patch_from <= patch) found = &release;
   }
   if (!found) return std::nullopt;
-  return KubeadmImages{found->etcd, found->coredns, found->pause};
+  return KubeadmImages{found->etcd, found->coredns,
+                       PauseImage(version).substr(kPausePrefix.size())};
+}
+
+std::string PauseImage(const std::string& version) {
+  const int minor = crds::KubernetesMinor(version);
+  const char* tag = kPauseReleases[0].tag;
+  for (const auto& release : kPauseReleases) {
+    if (release.minor_from <= minor) tag = release.tag;
+  }
+  return std::string(kPausePrefix) + tag;
+}
+
+std::vector<std::string> CniPackages(const crds::LabCluster& lab) {
+  if (lab.spec.kubernetes.cni == crds::Cni::kBridge) return {"containernetworking-plugins"};
+  return {};
 }
 
 int GoldenDiskGiB(const crds::LabCluster& lab) {
@@ -220,17 +244,17 @@ ImageSet ImagesFor(const crds::LabCluster& lab, crds::NodeRole role,
       set.images.insert(fmt::format("registry.k8s.io/{}:v{}", component, version));
     }
   }
+  set.images.insert(PauseImage(version));
   if (const auto kubeadm = KubeadmImagesFor(version)) {
-    set.images.insert(fmt::format("registry.k8s.io/pause:{}", kubeadm->pause));
     if (role == crds::NodeRole::kControlPlane) {
       set.images.insert(fmt::format("registry.k8s.io/etcd:{}", kubeadm->etcd));
       set.images.insert(fmt::format("registry.k8s.io/coredns/coredns:{}", kubeadm->coredns));
     }
   } else {
-    set.notes.push_back(fmt::format(
-        "kubeadm's etcd, CoreDNS and pause images for {} are not in vmlab's table; they are "
-        "cached when first pulled",
-        version));
+    set.notes.push_back(
+        fmt::format("kubeadm's etcd and CoreDNS images for {} are not in vmlab's table; they are "
+                    "cached when first pulled",
+                    version));
   }
   // The CNI: a manifest from the host is read; vmlab's pinned ones are known.
   const auto& k8s = lab.spec.kubernetes;

@@ -45,6 +45,12 @@ struct KubeadmImages {
   std::string pause;
 };
 [[nodiscard]] std::optional<KubeadmImages> KubeadmImagesFor(const std::string& version);
+// The sandbox image kubeadm of `version`'s minor expects
+// (registry.k8s.io/pause:TAG); the newest known one past vmlab's table.
+[[nodiscard]] std::string PauseImage(const std::string& version);
+// Debian packages the lab's CNI needs on every node (cni: bridge: the
+// containernetworking-plugins), besides BasePackages.
+[[nodiscard]] std::vector<std::string> CniPackages(const crds::LabCluster& lab);
 
 struct ImageSet {
   std::set<std::string> images;    // fully qualified references (registry/repository:tag)

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -47,6 +48,14 @@ crds::LabCluster BigLab() {
                "    - https://github.com/cert-manager/cert-manager/releases/download/v1.15.3/"
                "cert-manager.yaml\n"
                "    - /srv/manifests/openebs.yaml\n");
+}
+
+// Kubernetes 1.20 (kubeadm v1beta2) with cni: bridge, small control plane: 1 + 1 nodes.
+crds::LabCluster OldBridgeLab() { return Load("tests/fixtures/valid/kubernetes-120-bridge.yaml"); }
+
+crds::LabCluster WithVersion(crds::LabCluster lab, const std::string& version) {
+  lab.spec.kubernetes.version = version;
+  return lab;
 }
 
 // Fixed material in place of secrets, so golden files do not change per run.
@@ -93,12 +102,23 @@ TEST(BootstrapTest, SeedLabUserDataMatchesGolden) {
   }
 }
 
-// Every node of both labs: user-data, scripts, haproxy and keepalived
+TEST(BootstrapTest, Kubernetes120BridgeLabUserDataMatchesGolden) {
+  const auto lab = OldBridgeLab();
+  for (const auto& node : crds::PlanNodes(lab)) {
+    ExpectGolden("tests/fixtures/golden/bootstrap/" + node.name + ".user-data",
+                 RenderUserData(lab, node, TestSecrets(), TestEnvironment()));
+  }
+}
+
+// Every node of the labs: user-data, scripts, haproxy and keepalived
 // configurations through their tools.
 class ValidatorsTest : public testing::TestWithParam<const char*> {};
 
 TEST_P(ValidatorsTest, EveryArtifactPassesItsRealValidator) {
-  const auto lab = std::string(GetParam()) == "seed" ? Load("examples/spk-lab.yaml") : BigLab();
+  const std::string which = GetParam();
+  const auto lab = which == "seed"  ? Load("examples/spk-lab.yaml")
+                   : which == "old" ? OldBridgeLab()
+                                    : BigLab();
   const auto secrets = MakeLabSecrets(lab, std::chrono::system_clock::now());
   ASSERT_TRUE(secrets) << secrets.error().message;
   ScratchDir dir;
@@ -133,12 +153,14 @@ TEST_P(ValidatorsTest, EveryArtifactPassesItsRealValidator) {
         Shell("keepalived -t -f " + d + "/keepalived.conf 2>&1", &status);
     EXPECT_EQ(status, 0) << keepalived;
   }
-  EXPECT_THAT(
-      scripts_checked,
-      testing::IsSupersetOf({"/etc/vmlab/bootstrap.sh", "/etc/vmlab/phases/base.sh",
-                             "/etc/vmlab/phases/endpoint.sh", "/etc/vmlab/phases/kubernetes.sh",
-                             "/etc/vmlab/phases/primary.sh", "/etc/vmlab/phases/secondary.sh",
-                             "/etc/vmlab/phases/worker.sh", "/etc/vmlab/phases/golden.sh"}));
+  std::set<std::string> expected = {
+      "/etc/vmlab/bootstrap.sh",       "/etc/vmlab/phases/base.sh",
+      "/etc/vmlab/phases/endpoint.sh", "/etc/vmlab/phases/kubernetes.sh",
+      "/etc/vmlab/phases/primary.sh",  "/etc/vmlab/phases/worker.sh",
+      "/etc/vmlab/phases/golden.sh"};
+  // The 1.20 bridge lab has one control plane, and the pod routes script.
+  expected.insert(which == "old" ? kPodRoutesScriptPath : "/etc/vmlab/phases/secondary.sh");
+  EXPECT_THAT(scripts_checked, testing::IsSupersetOf(expected));
 }
 
 // The golden image builder: the download phases, the lab's images pulled,
@@ -178,7 +200,7 @@ TEST(BootstrapTest, TheGoldenImageBuilderDownloadsSealsAndPowersOff) {
   EXPECT_THAT(golden, HasSubstr("ctr -n k8s.io images pull"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Labs, ValidatorsTest, testing::Values("seed", "big"));
+INSTANTIATE_TEST_SUITE_P(Labs, ValidatorsTest, testing::Values("seed", "big", "old"));
 
 TEST(BootstrapTest, HaproxyBalancesEveryControlPlaneAndKeepalivedHoldsTheVip) {
   const auto lab = BigLab();
@@ -246,9 +268,186 @@ TEST(BootstrapTest, Kubernetes131UsesKubeadmV1beta4AndItsArgumentLists) {
   ASSERT_TRUE(args.IsSequence());
   EXPECT_EQ(args[0]["name"].as<std::string>(), "node-ip");
   EXPECT_EQ(args[0]["value"].as<std::string>(), "10.20.0.11");
-  EXPECT_EQ(KubeadmApiVersion("1.30.9"), "kubeadm.k8s.io/v1beta3");
-  EXPECT_EQ(KubeadmApiVersion("1.31.0"), "kubeadm.k8s.io/v1beta4");
-  EXPECT_EQ(KubeadmApiVersion("2.0.0"), "kubeadm.k8s.io/v1beta3") << "minor of a future major";
+  EXPECT_EQ(docs[0]["timeouts"]["controlPlaneComponentHealthCheck"].as<std::string>(), "20m0s");
+  EXPECT_FALSE(docs[1]["apiServer"]["timeoutForControlPlane"]) << "not in v1beta4";
+  EXPECT_FALSE(docs[1]["imageRepository"]) << "registry.k8s.io is kubeadm's default";
+  const auto nodes = crds::PlanNodes(lab);
+  const auto secondary = YAML::Load(RenderKubeadmConfig(lab, nodes[1], TestSecrets()));
+  EXPECT_EQ(secondary["timeouts"]["controlPlaneComponentHealthCheck"].as<std::string>(), "20m0s");
+  const auto worker = YAML::Load(RenderKubeadmConfig(lab, nodes[3], TestSecrets()));
+  EXPECT_FALSE(worker["timeouts"]) << "a worker starts no control plane";
+}
+
+TEST(BootstrapTest, TheKubeadmApiFollowsTheMinor) {
+  for (const auto& [version, api] :
+       std::vector<std::pair<std::string, std::string>>{{"1.20.2", "v1beta2"},
+                                                        {"1.21.14", "v1beta2"},
+                                                        {"1.22.0", "v1beta3"},
+                                                        {"1.30.9", "v1beta3"},
+                                                        {"1.31.0", "v1beta4"},
+                                                        {"1.32.3", "v1beta4"}}) {
+    EXPECT_EQ(KubeadmApiVersion(version), "kubeadm.k8s.io/" + api) << version;
+  }
+  EXPECT_EQ(CriSocket("1.20.2"), "/run/containerd/containerd.sock");
+  EXPECT_EQ(CriSocket("1.23.17"), "/run/containerd/containerd.sock");
+  EXPECT_EQ(CriSocket("1.24.0"), "unix:///run/containerd/containerd.sock");
+}
+
+// kubeadm 1.20's v1beta2: the socket as a path, images from registry.k8s.io
+// (its default k8s.gcr.io is frozen), a control-plane wait long enough for
+// TCG guests, and the preflight checks the lab fails passed over by name.
+TEST(BootstrapTest, Kubernetes120GetsAValidV1beta2Configuration) {
+  const auto lab = OldBridgeLab();
+  const auto nodes = crds::PlanNodes(lab);
+  const auto docs = YAML::LoadAll(RenderKubeadmConfig(lab, nodes[0], TestSecrets()));
+  ASSERT_EQ(docs.size(), 3u);
+  for (const auto& doc : {docs[0], docs[1]}) {
+    EXPECT_EQ(doc["apiVersion"].as<std::string>(), "kubeadm.k8s.io/v1beta2");
+  }
+  const auto registration = docs[0]["nodeRegistration"];
+  EXPECT_EQ(registration["criSocket"].as<std::string>(), "/run/containerd/containerd.sock");
+  EXPECT_TRUE(registration["kubeletExtraArgs"].IsMap()) << "v1beta2 takes a map";
+  std::vector<std::string> ignored;
+  for (const auto& name : registration["ignorePreflightErrors"]) {
+    ignored.push_back(name.as<std::string>());
+  }
+  EXPECT_THAT(ignored, testing::ElementsAre("NumCPU", "Mem", "FileExisting-crictl"));
+  EXPECT_EQ(docs[1]["imageRepository"].as<std::string>(), "registry.k8s.io");
+  EXPECT_FALSE(docs[1]["dns"]) << "kubeadm 1.20's CoreDNS image is REPOSITORY/coredns";
+  EXPECT_EQ(docs[1]["apiServer"]["timeoutForControlPlane"].as<std::string>(), "20m0s");
+  EXPECT_FALSE(docs[0]["timeouts"]) << "v1beta4 only";
+
+  const auto worker = YAML::Load(RenderKubeadmConfig(lab, nodes[1], TestSecrets()));
+  EXPECT_EQ(worker["apiVersion"].as<std::string>(), "kubeadm.k8s.io/v1beta2");
+  ASSERT_EQ(worker["nodeRegistration"]["ignorePreflightErrors"].size(), 1u)
+      << "kubeadm checks CPUs and memory on control planes only";
+  EXPECT_EQ(worker["nodeRegistration"]["ignorePreflightErrors"][0].as<std::string>(),
+            "FileExisting-crictl");
+
+  const auto v121 = WithVersion(lab, "1.21.14");
+  const auto docs121 = YAML::LoadAll(RenderKubeadmConfig(v121, nodes[0], TestSecrets()));
+  EXPECT_EQ(docs121[1]["dns"]["imageRepository"].as<std::string>(), "registry.k8s.io/coredns")
+      << "kubeadm 1.21 says coredns/coredns only under its default repository";
+  std::vector<std::string> ignored121;
+  for (const auto& name : docs121[0]["nodeRegistration"]["ignorePreflightErrors"]) {
+    ignored121.push_back(name.as<std::string>());
+  }
+  EXPECT_THAT(ignored121, testing::ElementsAre("NumCPU", "Mem"));
+
+  const auto spk = Load("examples/spk-lab.yaml");
+  const auto spk_docs =
+      YAML::LoadAll(RenderKubeadmConfig(spk, crds::PlanNodes(spk)[0], TestSecrets()));
+  EXPECT_FALSE(spk_docs[0]["nodeRegistration"]["ignorePreflightErrors"])
+      << "2 CPUs and 2048 MiB pass kubeadm's checks";
+  EXPECT_FALSE(spk_docs[1]["imageRepository"]);
+  EXPECT_EQ(spk_docs[1]["apiServer"]["timeoutForControlPlane"].as<std::string>(), "20m0s");
+}
+
+// kubeadm 1.20 stops in its preflight phase of init and of a control-plane
+// join when crictl is missing, whatever is ignored: the script skips that
+// phase then; workers only need FileExisting-crictl ignored.
+TEST(BootstrapTest, Kubernetes120ControlPlanesSkipPreflightWithoutCrictl) {
+  const auto lab = OldBridgeLab();
+  const auto nodes = crds::PlanNodes(lab);
+  const std::string primary = RenderPhaseScript(Phase::kPrimary, lab, nodes[0], {});
+  EXPECT_THAT(primary, HasSubstr("if ! command -v crictl >/dev/null; then"));
+  EXPECT_THAT(primary, HasSubstr("skip=(--skip-phases=preflight)"));
+  EXPECT_THAT(primary, HasSubstr(R"(kubeadm init --config /etc/vmlab/kubeadm.yaml "${skip[@]}")"));
+  const std::string worker = RenderPhaseScript(Phase::kWorker, lab, nodes[1], {});
+  EXPECT_THAT(worker, Not(HasSubstr("--skip-phases")));
+  const auto spk = Load("examples/spk-lab.yaml");
+  EXPECT_THAT(RenderPhaseScript(Phase::kPrimary, spk, crds::PlanNodes(spk)[0], {}),
+              Not(HasSubstr("--skip-phases")));
+}
+
+// cni: bridge: each node's /24 at its host number, a conflist that parses as
+// JSON, routes to every other node slot, a unit systemd accepts, and no
+// manifest applied by the primary.
+TEST(BootstrapTest, BridgeCniGivesEveryNodeItsSubnetAndRoutesToTheOthers) {
+  const auto lab = OldBridgeLab();
+  const auto nodes = crds::PlanNodes(lab);
+  ScratchDir dir;
+  const std::string d = dir.path().string();
+  for (const auto& [node, subnet] :
+       {std::pair{nodes[0], "10.217.11.0/24"}, std::pair{nodes[1], "10.217.101.0/24"}}) {
+    SCOPED_TRACE(node.name);
+    const auto files = FilesByPath(lab, node, TestSecrets());
+    dir.Write("conflist.json", files.at(kBridgeConflistPath).content);
+    const std::string parsed = Shell(
+        "python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); b=c[\"plugins\"][0]; "
+        "print(c[\"cniVersion\"], b[\"type\"], b[\"bridge\"], b[\"isGateway\"], "
+        "b[\"ipMasq\"], b[\"hairpinMode\"], b[\"ipam\"][\"type\"], "
+        "b[\"ipam\"][\"ranges\"][0][0][\"subnet\"], b[\"ipam\"][\"routes\"][0][\"dst\"], "
+        "c[\"plugins\"][1][\"type\"], c[\"plugins\"][1][\"capabilities\"][\"portMappings\"])' " +
+        d + "/conflist.json");
+    EXPECT_EQ(parsed, fmt::format("0.4.0 bridge cni0 True True True host-local {} 0.0.0.0/0 "
+                                  "portmap True\n",
+                                  subnet));
+    const std::string routes = files.at(kPodRoutesScriptPath).content;
+    EXPECT_THAT(routes, Not(HasSubstr(std::string(subnet) + " via")))
+        << "no route to its own subnet (the bridge has it)";
+    for (const char* other :
+         {"10.217.12.0/24 via 172.42.42.12 dev eth0", "10.217.17.0/24 via 172.42.42.17 dev eth0",
+          "10.217.103.0/24 via 172.42.42.103 dev eth0",
+          "10.217.250.0/24 via 172.42.42.250 dev eth0"}) {
+      EXPECT_THAT(routes, HasSubstr(std::string("ip route replace ") + other + "\n"))
+          << "every slot, nodes of a later scale-up too";
+    }
+    EXPECT_THAT(routes, Not(HasSubstr("10.217.18.0/24"))) << "7 control planes at most";
+    EXPECT_THAT(routes, Not(HasSubstr("10.217.251.0/24"))) << "150 workers at most";
+    EXPECT_EQ(std::count(routes.begin(), routes.end(), '\n') - 5, 7 + 150 - 1);
+    const std::string base = files.at("/etc/vmlab/phases/base.sh").content;
+    EXPECT_THAT(base, HasSubstr("systemctl enable vmlab-pod-routes.service"));
+    EXPECT_THAT(base, HasSubstr("containernetworking-plugins"));
+  }
+  dir.Write("vmlab-pod-routes.service", RenderPodRoutesUnit());
+  int status = 0;
+  const std::string verify =
+      Shell("systemd-analyze verify --man=no " + d + "/vmlab-pod-routes.service 2>&1", &status);
+  EXPECT_EQ(status, 0) << verify;
+  EXPECT_THAT(RenderPodRoutesUnit(), HasSubstr("WantedBy=multi-user.target"));
+  EXPECT_THAT(RenderPodRoutesUnit(), HasSubstr("After=network-online.target"));
+  dir.Write("broken.service", "[Service]\nType=oneshot\nExecStart=relative/path\n");
+  (void)Shell("systemd-analyze verify --man=no " + d + "/broken.service >/dev/null 2>&1", &status);
+  EXPECT_NE(status, 0) << "systemd-analyze does reject a broken unit";
+
+  const std::string primary = RenderPhaseScript(Phase::kPrimary, lab, nodes[0], {});
+  EXPECT_THAT(primary, HasSubstr("# No CNI manifest (spec.kubernetes.cni: bridge)"));
+  EXPECT_THAT(primary, Not(HasSubstr("kubectl apply")));
+  const auto spk = Load("examples/spk-lab.yaml");
+  for (const auto& [path, file] : FilesByPath(spk, crds::PlanNodes(spk)[0], TestSecrets())) {
+    EXPECT_THAT(path, Not(HasSubstr("pod-routes"))) << "calico labs get no bridge files";
+    if (path == "/etc/vmlab/phases/base.sh") {
+      EXPECT_THAT(file.content, Not(HasSubstr("vmlab-pod-routes")));
+    }
+  }
+}
+
+// Debian's CNI plugins (/usr/lib/cni) are linked where containerd looks
+// (/opt/cni/bin); plugins there already are kept.
+TEST(BootstrapTest, BasePhaseLinksDebianCniPluginsIntoOptCniBin) {
+  const auto lab = OldBridgeLab();
+  const std::string script = RenderPhaseScript(Phase::kBase, lab, crds::PlanNodes(lab)[0], {});
+  const auto start = script.find("if [[ -e /usr/lib/cni/bridge");
+  ASSERT_NE(start, std::string::npos);
+  const auto end = script.find("\nfi\n", start);
+  std::string snippet = script.substr(start, end + 4 - start);
+  ScratchDir dir;
+  const std::string d = dir.path().string();
+  for (const auto& [from, to] : {std::pair{"/usr/lib/cni", "/debian"}, {"/opt/cni/bin", "/opt"}}) {
+    for (auto at = snippet.find(from); at != std::string::npos; at = snippet.find(from, at)) {
+      snippet.replace(at, std::string(from).size(), d + to);
+    }
+  }
+  std::filesystem::create_directories(dir.path() / "debian");
+  dir.Write("debian/bridge", "");
+  dir.Write("debian/host-local", "");
+  dir.Write("link.sh", "set -euo pipefail\n" + snippet);
+  (void)Shell("bash " + d + "/link.sh");
+  EXPECT_EQ(std::filesystem::read_symlink(dir.path() / "opt/bridge"), dir.path() / "debian/bridge");
+  EXPECT_TRUE(std::filesystem::is_symlink(dir.path() / "opt/host-local"));
+  (void)Shell("bash " + d + "/link.sh");  // again: nothing to do, no error
+  EXPECT_TRUE(std::filesystem::is_symlink(dir.path() / "opt/bridge"));
 }
 
 TEST(BootstrapTest, RolesGetTheirPhasesAndOnlyControlPlanesTheCaKeys) {
@@ -403,8 +602,10 @@ TEST(BootstrapTest, AptThroughTheCacheIsWhatAptReads) {
 
 // The base phase's edits of containerd's default configuration, run on the
 // real containerd's default and read back by its own parser.
-TEST(BootstrapTest, ContainerdConfigurationIsWhatContainerdReads) {
-  const auto lab = Load("examples/spk-lab.yaml");
+class ContainerdConfigTest : public testing::TestWithParam<std::pair<const char*, const char*>> {};
+
+TEST_P(ContainerdConfigTest, ContainerdConfigurationIsWhatContainerdReads) {
+  const auto lab = WithVersion(Load("examples/spk-lab.yaml"), GetParam().first);
   const std::string script = RenderPhaseScript(Phase::kBase, lab, crds::PlanNodes(lab)[0], {});
   const auto start = script.find("containerd config default >/etc/containerd/config.toml");
   const auto end = script.find("systemctl enable containerd");
@@ -422,7 +623,17 @@ TEST(BootstrapTest, ContainerdConfigurationIsWhatContainerdReads) {
   const std::string dump = Shell("containerd --config " + file + " config dump 2>&1");
   EXPECT_THAT(dump, HasSubstr("SystemdCgroup = true"));
   EXPECT_THAT(dump, HasSubstr("config_path = \"/etc/containerd/certs.d\""));
+  EXPECT_THAT(dump, HasSubstr(fmt::format("sandbox_image = \"registry.k8s.io/pause:{}\"",
+                                          GetParam().second)))
+      << "the pause image kubeadm " << GetParam().first << " expects";
 }
+
+INSTANTIATE_TEST_SUITE_P(PauseImages, ContainerdConfigTest,
+                         testing::Values(std::pair{"1.20.2", "3.2"}, std::pair{"1.21.14", "3.4.1"},
+                                         std::pair{"1.22.17", "3.5"}, std::pair{"1.23.17", "3.6"},
+                                         std::pair{"1.24.17", "3.7"}, std::pair{"1.25.16", "3.8"},
+                                         std::pair{"1.30.4", "3.9"}, std::pair{"1.31.2", "3.10"}),
+                         [](const auto& param) { return "case" + std::to_string(param.index); });
 
 TEST(BootstrapTest, RedactedSecretsLeaveNoKeyTokenOrPasswordInTheUserData) {
   const auto lab = Load("examples/spk-lab.yaml");

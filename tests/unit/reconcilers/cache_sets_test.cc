@@ -83,7 +83,11 @@ TEST(CacheSetsTest, KubeadmImagesFollowTheRelease) {
     EXPECT_EQ(images->pause, c.pause) << c.version;
   }
   EXPECT_FALSE(KubeadmImagesFor("1.33.0")) << "past the table";
-  EXPECT_FALSE(KubeadmImagesFor("1.23.17")) << "before vmlab's minimum";
+  EXPECT_FALSE(KubeadmImagesFor("1.23.17")) << "before vmlab's table";
+  EXPECT_EQ(PauseImage("1.20.2"), "registry.k8s.io/pause:3.2");
+  EXPECT_EQ(PauseImage("1.21.0"), "registry.k8s.io/pause:3.4.1");
+  EXPECT_EQ(PauseImage("1.29.1"), "registry.k8s.io/pause:3.9");
+  EXPECT_EQ(PauseImage("1.33.0"), "registry.k8s.io/pause:3.10") << "the newest past the table";
   EXPECT_FALSE(KubeadmImagesFor("2.0.0"));
 }
 
@@ -114,7 +118,8 @@ TEST(CacheSetsTest, ImagesByRoleAndCni) {
 
   const auto none = ImagesFor(Lab("1.33.1", "    cni: none\n"), NodeRole::kControlPlane, {});
   EXPECT_TRUE(none.images.contains("registry.k8s.io/kube-apiserver:v1.33.1"));
-  EXPECT_FALSE(none.images.contains("registry.k8s.io/pause:3.10"));
+  EXPECT_TRUE(none.images.contains("registry.k8s.io/pause:3.10"))
+      << "the newest known pause image: the one containerd is configured with";
   EXPECT_THAT(none.notes, ElementsAre(HasSubstr("not in vmlab's table")));
 }
 

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <sstream>
 #include <thread>
 
 #include "../controller/scratch_dir.h"
@@ -29,16 +30,17 @@ using testing_support::ScratchDir;
 // The stand-in API server, started for one test and ended by its PID.
 class StandIn {
  public:
-  StandIn(const ScratchDir& dir, const CertAndKey& ca, const CertAndKey& server,
-          bool slow = false) {
+  StandIn(const ScratchDir& dir, const CertAndKey& ca, const CertAndKey& server, bool slow = false,
+          bool policy_v1beta1_only = false) {
     dir.Write("ca.crt", ca.cert_pem);
     dir.Write("server.crt", server.cert_pem);
     dir.Write("server.key", server.key_pem);
     const std::string d = dir.path().string();
     const std::string command = fmt::format(
         "python3 {}/tests/fixtures/k8s/api_stand_in.py {d}/port {d}/ca.crt {d}/server.crt "
-        "{d}/server.key {} >{d}/server.log 2>&1 & echo $! >{d}/pid",
-        testing_support::kSourceDir.string(), slow ? "slow" : "", fmt::arg("d", d));
+        "{d}/server.key {} {} >{d}/server.log 2>&1 & echo $! >{d}/pid",
+        testing_support::kSourceDir.string(), slow ? "slow" : "",
+        policy_v1beta1_only ? "policy-v1beta1" : "", fmt::arg("d", d));
     EXPECT_EQ(std::system(command.c_str()), 0);
     pid_ = std::stoi(testing_support::ReadFile(dir.path() / "pid"));
     for (int i = 0; i < 200 && !std::filesystem::exists(dir.path() / "port"); ++i) {
@@ -201,6 +203,46 @@ TEST(KubernetesClientTest, DrainsANodeThroughTheEvictionApi) {
   EXPECT_THAT(requests,
               HasSubstr(R"("path": "/api/v1/pods?fieldSelector=spec.nodeName%3Dlab-worker-2")"));
   EXPECT_THAT(requests, HasSubstr(R"("path": "/api/v1/namespaces/default/pods/db-0/eviction")"));
+}
+
+// The number of lines of `text` that contain `needle`.
+std::size_t CountLines(const std::string& text, const std::string& needle) {
+  std::size_t count = 0;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);)
+    count += line.find(needle) != std::string::npos;
+  return count;
+}
+
+// The Eviction's version comes from the server's discovery, asked once per
+// client: policy/v1 where served, policy/v1beta1 on a server without it
+// (Kubernetes 1.20, 1.21).
+TEST(KubernetesClientTest, EvictsWithTheEvictionVersionTheServerServes) {
+  for (const bool v1beta1_only : {false, true}) {
+    SCOPED_TRACE(v1beta1_only ? "policy/v1beta1 only" : "policy/v1 and v1beta1");
+    ScratchDir dir;
+    const Pki pki;
+    StandIn api(dir, pki.ca, pki.server, /*slow=*/false, v1beta1_only);
+    const auto client = MakeKubernetesClient(pki.Access(api.url()));
+    auto pods = client->ListPods("lab-worker-2");
+    ASSERT_TRUE(pods) << pods.error().message;
+    for (const char* name : {"web-1", "job-1"}) {
+      const auto pod = std::find_if(pods->begin(), pods->end(),
+                                    [&](const KubePod& p) { return p.name == name; });
+      ASSERT_NE(pod, pods->end());
+      const auto evicted = client->EvictPod(*pod);
+      ASSERT_TRUE(evicted) << evicted.error().message;
+      EXPECT_EQ(evicted->outcome, EvictionOutcome::kEvicted) << name;
+    }
+    const std::string requests = StandIn::Requests(dir);
+    const std::string wanted = v1beta1_only ? "policy/v1beta1" : "policy/v1";
+    EXPECT_EQ(CountLines(requests, fmt::format(R"(\"apiVersion\":\"{}\")", wanted)), 2u)
+        << requests;
+    EXPECT_EQ(CountLines(requests, R"("path": "/apis/policy")"), 1u) << "discovered once";
+  }
+  EXPECT_THAT(ParseApiGroupVersions(R"({"versions":[{"groupVersion":"policy/v1beta1"}]})").value(),
+              testing::ElementsAre("policy/v1beta1"));
+  EXPECT_FALSE(ParseApiGroupVersions(R"({"kind":"Status"})"));
 }
 
 TEST(KubernetesClientTest, CreatesABootstrapTokenSecret) {
