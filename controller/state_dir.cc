@@ -19,7 +19,14 @@ Result<StateDirLock> StateDirLock::Acquire(const std::filesystem::path& dir) {
     return MakeError(ErrorCode::kFailedPrecondition,
                      fmt::format("cannot create state dir {}: {}", dir.string(), ec.message()));
   }
-  std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
+  // 0711: qemu, running as the distribution's qemu user, passes through it
+  // to the pool and console folders (reconcilers/infrastructure/lab_layout.h);
+  // it lists nothing, and every secret lives in a 0700 folder of its own.
+  std::filesystem::permissions(dir,
+                               std::filesystem::perms::owner_all |
+                                   std::filesystem::perms::group_exec |
+                                   std::filesystem::perms::others_exec,
+                               ec);
   const std::filesystem::path path = dir / "lock";
   const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {

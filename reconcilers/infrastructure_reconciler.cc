@@ -106,8 +106,16 @@ Status InfrastructureReconciler::CreateSeed(const crds::LabCluster& spec, const 
 Status InfrastructureReconciler::Run(const Action& action, const crds::LabCluster* spec,
                                      const UserDataFn& user_data) {
   switch (action.kind) {
-    case ActionKind::kEnsurePool:
-      return hypervisor_.EnsurePool(action.target, infrastructure::PoolPath(state_dir_).string());
+    case ActionKind::kEnsurePool: {
+      const auto pool = infrastructure::PoolPath(state_dir_);
+      auto made = hypervisor_.EnsurePool(action.target, pool.string());
+      // A pool an older vmlab made 0700 is opened up to qemu's user (0711).
+      std::error_code error;
+      if (made && std::filesystem::is_directory(pool, error)) {
+        std::filesystem::permissions(pool, infrastructure::kQemuTraversable, error);
+      }
+      return made;
+    }
     case ActionKind::kDefineNetwork:
       return hypervisor_.DefineNetwork(action.xml);
     case ActionKind::kStartNetwork:
@@ -121,6 +129,10 @@ Status InfrastructureReconciler::Run(const Action& action, const crds::LabCluste
       // The serial console is logged into the state dir; qemu needs the folder.
       std::error_code error;
       std::filesystem::create_directories(infrastructure::ConsoleDir(state_dir_), error);
+      if (!error) {
+        std::filesystem::permissions(infrastructure::ConsoleDir(state_dir_),
+                                     infrastructure::kQemuTraversable, error);
+      }
       if (error) {
         return std::unexpected(
             Error{ErrorCode::kFailedPrecondition,

@@ -21,6 +21,16 @@ struct NodeFiles {
 
 [[nodiscard]] std::filesystem::path PoolPath(const std::filesystem::path& state_dir);
 
+// The folders qemu opens files in (the state dir, the pool, the console
+// folder): on a distribution's libvirt, qemu runs as its own user
+// (libvirt-qemu) and libvirt hands it each disk and log file (dynamic
+// ownership), so it must be able to pass through them; nobody but root can
+// list them (0711), and every file in them is 0600 (secrets stay in 0700
+// folders such as pki/).
+inline constexpr std::filesystem::perms kQemuTraversable =
+    std::filesystem::perms::owner_all | std::filesystem::perms::group_exec |
+    std::filesystem::perms::others_exec;
+
 // spec.cache.goldenImage: the short-lived VM that builds a golden base image
 // for the lab's key, on the lab's network: <lab>-golden at offset 2 of the
 // network (below the VIP and the nodes), sized like a worker, no data disk.

@@ -314,7 +314,7 @@ Status LibvirtHypervisor::EnsurePool(const std::string& name, const std::string&
     if (!pool) {
       virResetLastError();
       const std::string xml = fmt::format(
-          "<pool type='dir'><name>{}</name><target><path>{}</path><permissions><mode>0700</mode>"
+          "<pool type='dir'><name>{}</name><target><path>{}</path><permissions><mode>0711</mode>"
           "</permissions></target></pool>",
           name, path);
       pool.reset(virStoragePoolDefineXML(conn, xml.c_str(), 0));

@@ -3,7 +3,9 @@
 # tests boot: debootstrap minbase with systemd, cloud-init (NoCloud),
 # qemu-guest-agent and ifupdown, and the Debian packages vmlab's base and
 # endpoint phases install (containerd, open-iscsi, haproxy, keepalived,
-# procps: guests cannot download here); the host's Debian kernel modules for virtio,
+# procps: guests cannot download here) and those the kubelet package depends
+# on (iptables, conntrack, socat, ebtables, ethtool, containernetworking-plugins:
+# what a cloud image has or its apt fetches); the host's Debian kernel modules for virtio,
 # SATA cdrom, filesystems and networking; an ext4 root as a qcow2 image. It
 # boots by direct kernel boot with the kernel and initrd of the host's
 # linux-image-amd64 package (root=/dev/vda).
@@ -38,7 +40,7 @@ root="$work/root"
 start=$SECONDS
 echo "guest_image: debootstrap bookworm from $mirror (about 2 minutes)" >&2
 debootstrap --variant=minbase \
-  --include=systemd-sysv,udev,dbus,kmod,iproute2,iputils-ping,curl,ca-certificates,cloud-init,python3-cffi-backend,qemu-guest-agent,openssh-server,ifupdown,isc-dhcp-client,resolvconf,procps,containerd,open-iscsi,haproxy,keepalived \
+  --include=systemd-sysv,udev,dbus,kmod,iproute2,iputils-ping,curl,ca-certificates,cloud-init,python3-cffi-backend,qemu-guest-agent,openssh-server,ifupdown,isc-dhcp-client,resolvconf,procps,containerd,open-iscsi,haproxy,keepalived,iptables,conntrack,socat,ebtables,ethtool,containernetworking-plugins \
   bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
   { tail -30 "$work/debootstrap.log" >&2; exit 1; }
 
@@ -58,6 +60,10 @@ for f in virtio_net.ko net_failover.ko veth.ko dummy.ko vxlan tun.ko macvlan.ko 
 done
 cp -a "$src"/modules.order "$src"/modules.builtin "$src"/modules.builtin.modinfo "$dst/" 2>/dev/null || true
 depmod -b "$root" "$kver"
+# The kernel's configuration, where the kernel package puts it (a
+# distribution image has it; kubeadm's preflight reads it).
+mkdir -p "$root/boot"
+cp "/boot/config-$kver" "$root/boot/"
 
 echo "/dev/vda / ext4 defaults,errors=remount-ro 0 1" >"$root/etc/fstab"
 printf 'auto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n' >"$root/etc/network/interfaces"

@@ -38,6 +38,12 @@ getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
 getent passwd libvirt-qemu >/dev/null ||
   useradd --system --no-create-home --home-dir /var/lib/libvirt --shell /usr/sbin/nologin \
     -g libvirt-qemu libvirt-qemu
+# As libvirt-daemon-system's postinst does: qemu's user may open /dev/kvm.
+# (Without it libvirtd, which checks /dev/kvm as that user, probes qemu's
+# capabilities again on every call and never gets to define a domain.)
+if getent group kvm >/dev/null && ! id -nG libvirt-qemu | grep -qw kvm; then
+  usermod -a -G kvm libvirt-qemu
+fi
 
 image=$("$here/guest_image.sh" "${VMLAB_E2E_CACHE:-/var/cache/vmlab-e2e}")
 

@@ -190,6 +190,21 @@ TEST(StateDirTest, LeftoversOfWritesCutShortAreRemovedAtStart) {
   EXPECT_THAT(RemoveLeftoverTempFiles(dir.path()), testing::IsEmpty());
 }
 
+TEST(StateDirTest, QemusUserCanPassThroughTheStateDirButNotListIt) {
+  // A distribution's libvirt runs qemu as its own user: it must reach the
+  // pool and console folders inside the state dir (0711), never list it.
+  ScratchDir scratch;
+  const fs::path dir = scratch.path() / "state";
+  fs::create_directories(dir);
+  fs::permissions(dir, fs::perms::owner_all);  // as an older vmlab left it
+  auto lock = StateDirLock::Acquire(dir);
+  ASSERT_TRUE(lock.has_value());
+  EXPECT_EQ(fs::status(dir).permissions() & fs::perms::all,
+            fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  EXPECT_EQ(fs::status(dir / "lock").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+}
+
 TEST(StatusStoreTest, AReconcilePastItsDeadlineIsAnEventOnlyOnALabThatHasARecord) {
   ScratchDir dir;
   FakeClock clock;
