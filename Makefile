@@ -14,12 +14,13 @@ CTEST_FLAGS ?= --output-on-failure --timeout 600 -j $(JOBS)
 
 VMLAB := $(BUILD)/vmlab
 
-.PHONY: soak install package help deps build build-asan build-fuzz test test-unit e2e run bench bench-real bench-cache fuzz format clean
+.PHONY: soak install package help deps build build-asan build-fuzz test test-unit e2e e2e-kubernetes run bench bench-real bench-cache fuzz format clean
 
 help:
 	@echo "make run    build vmlab and run the controller on a copy of the examples"
 	@echo "make test   install dependencies, build, and run the whole suite"
 	@echo "make e2e    the end-to-end and crash tests on a real libvirtd (root; part of make test)"
+	@echo "make e2e-kubernetes  real kubeadm clusters (Kubernetes 1.20.2 built from Debian's source; root; part of make test)"
 	@echo "make bench  benchmarks (queue, parsing, edit latency, drift latency, idle CPU and memory)"
 	@echo "make bench-real  parallel creation on a real libvirtd (root; BENCH_REAL_REPS=$(BENCH_REAL_REPS))"
 	@echo "make soak   100 labs / 1000 simulated nodes under random edits (SOAK_SECONDS=$(SOAK_SECONDS))"
@@ -72,6 +73,11 @@ test: build build-asan build-fuzz
 e2e: build
 	bash tests/e2e/with_sandbox.sh python3 tests/e2e/e2e_test.py $(VMLAB)
 	bash tests/e2e/with_sandbox.sh python3 tests/e2e/crash_test.py $(VMLAB)
+
+# Real kubeadm clusters: Kubernetes 1.20.2 built from Debian's source package
+# (cached under /var/cache/vmlab-kubernetes), booted, scaled and drained.
+e2e-kubernetes: build
+	bash tests/e2e/kubernetes_e2e.sh $(VMLAB)
 
 test-unit: build
 	ctest --test-dir $(BUILD) -L unit $(CTEST_FLAGS)
