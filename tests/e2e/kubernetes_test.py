@@ -29,7 +29,12 @@ stopped; the restarted controller makes a new token through the real API),
 workers 1 -> 2 (a real join with the rotated token), a pod placed on the new
 worker, workers 2 -> 1 (a real drain through the eviction API: the pod is
 evicted and runs on the other worker, the Node object is deleted, then the
-VM). Every step is timed and printed. Ends with "N passed, N failed".
+VM). Then lab k2, the seed's HA shape: 2 control planes behind haproxy +
+keepalived on the VIP + 1 worker, 1 vCPU each (three guests on the 2-core
+machine), every control plane's pods Running, one VIP holder; then control
+planes 2 -> 1: a real etcd member removal, the Node and VM gone, the control
+plane left accepting writes (VMLAB_K8S_HA=0 skips this part). Every step is
+timed and printed. Ends with "N passed, N failed".
 """
 import argparse
 import datetime
@@ -57,19 +62,19 @@ REGISTRY = e2e.UPSTREAM_REGISTRY  # 127.0.0.1:5000 inside the namespace
 figures = {}
 
 
-def manifest(image, workers):
+def manifest(image, workers, name=LAB, control_planes=1, cp_cpus=2):
     # kubelet 1.20 runs on the cgroup v1 hierarchy of Debian 12's systemd
     # (docs/kubernetes-versions.md): the kernel command line asks for it.
     return f"""apiVersion: vmlab.io/v1alpha1
 kind: LabCluster
 metadata:
-  name: {LAB}
+  name: {name}
 spec:
   kubernetes: {{version: "{VERSION}", cni: bridge, podCIDR: 10.244.0.0/16}}
   network: {{cidr: {PREFIX}.0/24, domain: {DOMAIN}}}
   controlPlane:
-    replicas: 1
-    cpus: 2
+    replicas: {control_planes}
+    cpus: {cp_cpus}
     memoryMiB: 2048
     diskGiB: 10
     endpoint: {{vip: {VIP}, port: {PORT}}}
@@ -177,9 +182,9 @@ def node_phases(lab):
     return {n["name"]: n.get("bootstrapPhase", "") for n in (lab or {}).get("status", {}).get("nodes", [])}
 
 
-def report(ctl, state, nodes):
+def report(ctl, state, nodes, name=LAB):
     """What a person debugging this would look at first."""
-    lab = ctl.lab(LAB)
+    lab = ctl.lab(name)
     for c in (lab or {}).get("status", {}).get("conditions", []):
         print(f"  condition {c['type']}={c['status']} {c['reason']}: {c['message'][:400]}")
     for node in nodes:
@@ -187,12 +192,12 @@ def report(ctl, state, nodes):
         print("\n".join(console(state, node).splitlines()[-25:]))
 
 
-def wait_ready(ctl, kubectl_box, state, nodes, what, timeout):
+def wait_ready(ctl, kubectl_box, state, nodes, what, timeout, name=LAB):
     started = time.monotonic()
     last = [0.0]
 
     def ready():
-        lab = ctl.lab(LAB)
+        lab = ctl.lab(name)
         if time.monotonic() - last[0] > 60:
             last[0] = time.monotonic()
             print(f"  [{time.monotonic() - started:5.0f} s] {what}: phases {node_phases(lab)}; "
@@ -201,7 +206,7 @@ def wait_ready(ctl, kubectl_box, state, nodes, what, timeout):
         return lab if c.get("status") == "True" and sorted(node_phases(lab)) == sorted(nodes) else None
     lab = wait_for(ready, what, timeout)
     if lab is None:
-        report(ctl, state, nodes)
+        report(ctl, state, nodes, name)
     return lab
 
 
@@ -346,6 +351,71 @@ def run(args, virsh, ctl, watch, state):
                    "the lab to go", 300), "deleting the manifest deletes the lab")
 
 
+def run_ha(args, virsh, ctl, watch, state):
+    """The seed's HA shape: 2 control planes behind haproxy + keepalived on
+    the VIP + 1 worker, then a control-plane scale-down 2 -> 1 with a real
+    etcd member removal; the control plane left keeps serving."""
+    name = "k2"
+    cp1, cp2, w1 = f"{name}-cp-1", f"{name}-cp-2", f"{name}-worker-1"
+    path = os.path.join(watch, f"{name}.yaml")
+    # k2 takes k1's network plan (the package repository's address is k1's
+    # gateway): k1 must be gone first.
+    if not check(wait_for(lambda: ctl.get(f"/api/v1/labclusters/{LAB}")[0] == 404 and
+                          f"vmlab-{LAB}" not in virsh("net-list", "--all", "--name").split(),
+                          "k1 and its network to go", 300), "k1 is gone before k2 starts"):
+        return
+    started = time.monotonic()
+    # Three guests on two cores: 1 vCPU each (TCG runs one thread per vCPU).
+    with open(path, "w") as f:
+        f.write(manifest(args.image, 1, name=name, control_planes=2, cp_cpus=1))
+    lab = wait_ready(ctl, None, state, [cp1, cp2, w1], "k2 (HA) Ready", args.timeout, name=name)
+    if not check(lab is not None, "k2, 2 control planes + 1 worker, goes Ready"):
+        return
+    figures["HA: manifest to all nodes Ready (2 control planes + 1 worker)"] = time.monotonic() - started
+    metrics = ctl.get("/metrics")[1]
+    value = metric_sum(metrics, "vmlab_bootstrap_phase_duration_seconds_sum", role="control-plane", phase="secondary")
+    if check(value is not None and value > 0, "phase secondary duration observed"):
+        figures["HA: phase secondary (control-plane join), vmlab's histogram"] = value
+    kubectl = Kubectl(lab["status"]["kubeconfig"])
+    check(kubectl.ready_nodes() == [cp1, cp2, w1], f"all three nodes Ready: {kubectl.ready_nodes()}")
+    for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        running = wait_for(lambda: sorted(p["spec"]["nodeName"] for p in kubectl.pods("kube-system", f"component={component}")
+                                          if p["status"].get("phase") == "Running") == [cp1, cp2],
+                           f"{component} on both control planes", 300)
+        check(running, f"{component} Running on {cp1} and {cp2}")
+    code, out = virsh.guest_exec(cp1, "/sbin/ip", "-4", "-o", "addr", "show", "eth0")
+    code2, out2 = virsh.guest_exec(cp2, "/sbin/ip", "-4", "-o", "addr", "show", "eth0")
+    holders = [n for n, o in ((cp1, out), (cp2, out2)) if f"{VIP}/24" in o]
+    check(len(holders) == 1, f"exactly one control plane holds the VIP: {holders}")
+
+    # Control planes 2 -> 1: cp-2 leaves etcd first (while the member left
+    # keeps a quorum), then its Node and VM go; cp-1 keeps serving writes.
+    started = time.monotonic()
+    with open(path, "w") as f:
+        f.write(manifest(args.image, 1, name=name, control_planes=1, cp_cpus=1))
+    removed = wait_for(lambda: [e for e in ctl.events(name) if e["reason"] == "EtcdMemberRemoved"],
+                       "cp-2's etcd member to be removed", 600)
+    check(removed, f"cp-2's etcd member removed through the real etcd: {removed[:1] if removed else ''}")
+    gone = wait_for(lambda: cp2 not in virsh("list", "--all", "--name").split(), "cp-2's VM to go", 600)
+    check(gone, "cp-2's VM is deleted")
+    check(wait_for(lambda: cp2 not in kubectl.node_names(), "cp-2's Node to go", 300), "cp-2's Node is deleted")
+    if gone:
+        figures["HA: control planes 2 -> 1, edit to etcd member removed and VM gone"] = time.monotonic() - started
+    etcd_pods = wait_for(lambda: [p["spec"]["nodeName"] for p in kubectl.pods("kube-system", "component=etcd")] == [cp1],
+                         "one etcd pod left", 300)
+    check(etcd_pods, "one etcd member's pod left, on cp-1")
+    code, out = kubectl("create", "configmap", "after-scale-down", "-n", "default", "--from-literal=ok=1")
+    check(code == 0, f"the control plane left accepts writes (etcd has its quorum): {out.strip()[-200:]}")
+    code, out = kubectl("get", "--raw", "/readyz")
+    check(code == 0 and out.strip().endswith("ok"), f"/readyz through the VIP after the scale-down: {out.strip()[-200:]}")
+    lab = wait_for(lambda: ctl.lab(name) if condition(ctl.lab(name), "Ready").get("status") == "True" else None,
+                   "k2 Ready after the scale-down", 300)
+    check(lab is not None, "k2 is Ready after the control-plane scale-down")
+    os.remove(path)
+    check(wait_for(lambda: not any(n.startswith(name + "-") for n in virsh("list", "--all", "--name").split()),
+                   "k2 to go", 300), "deleting k2's manifest deletes it")
+
+
 def main():
     parser = argparse.ArgumentParser(description="Run under tests/e2e/with_sandbox.sh.")
     parser.add_argument("vmlab")
@@ -372,6 +442,8 @@ def main():
     args.ctl = start_controller("controller.log")
     try:
         run(args, virsh, args.ctl, watch, state)
+        if os.environ.get("VMLAB_K8S_HA", "1") != "0":
+            run_ha(args, virsh, args.ctl, watch, state)
     finally:
         if args.ctl.proc.poll() is None:
             check(args.ctl.stop() == 0, "controller exits 0 on SIGTERM")
