@@ -19,5 +19,9 @@ fi
 artifacts=$(bash "$here/../../scripts/kubernetes/artifacts.sh")
 debs=$(awk '$1 == "debs" {print $2}' <<<"$artifacts")
 images=$(awk '$1 == "images" {print $2}' <<<"$artifacts")
+binaries=$(awk '$1 == "binaries" {print $2}' <<<"$artifacts")
+# The host's kubectl when it has one (a user's newer client), else the one
+# built with the cluster.
+kubectl=$(command -v kubectl || echo "$binaries/bin/kubectl")
 exec bash "$here/with_sandbox.sh" python3 "$here/kubernetes_test.py" "$vmlab" \
-  --debs "$debs" --images "$images" "$@"
+  --debs "$debs" --images "$images" --kubectl "$kubectl" "$@"

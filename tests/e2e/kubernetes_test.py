@@ -19,7 +19,8 @@ kubernetes phase installs the packages through vmlab's apt cache, containerd
 pulls the images through vmlab's mirror.
 
 Lab k1 (1 control plane + 1 worker, cni: bridge) is dropped into the watch
-folder. Checked from the host with the real kubectl (the lab's admin
+folder. Checked from the host with the real kubectl (--kubectl: the host's,
+else the one built with the cluster; the lab's admin
 kubeconfig from the state dir, through the VIP and the endpoint port): every
 node Ready, the control-plane pods Running, /readyz ok; vmlab's status
 Ready=True with reason Ready (not SimulatedReady), ControlPlaneReady and
@@ -33,7 +34,8 @@ VM). Then lab k2, the seed's HA shape: 2 control planes behind haproxy +
 keepalived on the VIP + 1 worker, 1 vCPU each (three guests on the 2-core
 machine), every control plane's pods Running, one VIP holder; then control
 planes 2 -> 1: a real etcd member removal, the Node and VM gone, the control
-plane left accepting writes (VMLAB_K8S_HA=0 skips this part). Every step is
+plane left accepting writes (VMLAB_K8S_HA=0 skips this part, never under
+CI=true). Every step is
 timed and printed. Ends with "N passed, N failed".
 """
 import argparse
@@ -60,6 +62,7 @@ DOMAIN = "k8s.test"
 VERSION = "1.20.2"
 REGISTRY = e2e.UPSTREAM_REGISTRY  # 127.0.0.1:5000 inside the namespace
 figures = {}
+KUBECTL = ["kubectl"]  # --kubectl
 
 
 def manifest(image, workers, name=LAB, control_planes=1, cp_cpus=2):
@@ -141,7 +144,7 @@ class Kubectl:
     """The real kubectl with the lab's admin kubeconfig, through the VIP."""
 
     def __init__(self, kubeconfig):
-        self.base = ["kubectl", "--kubeconfig", kubeconfig, "--server", f"https://{VIP}:{PORT}",
+        self.base = [KUBECTL[0], "--kubeconfig", kubeconfig, "--server", f"https://{VIP}:{PORT}",
                      "--request-timeout", "20s"]
 
     def __call__(self, *args, timeout=60):
@@ -421,9 +424,13 @@ def main():
     parser.add_argument("vmlab")
     parser.add_argument("--debs", required=True)
     parser.add_argument("--images", required=True)
+    parser.add_argument("--kubectl", default="kubectl", help="the kubectl to check the clusters with")
     parser.add_argument("--timeout", type=float, default=2400, help="seconds to Ready for each step")
     args = parser.parse_args()
     args.vmlab = os.path.abspath(args.vmlab)
+    KUBECTL[0] = args.kubectl
+    client = subprocess.run([args.kubectl, "version", "--client"], capture_output=True, text=True)
+    print(f"kubectl: {args.kubectl}: {client.stdout.strip().splitlines()[:1]}", flush=True)
     env = os.environ
     args.image, args.scratch = env["VMLAB_IMAGE"], env["VMLAB_SCRATCH"]
     uri = env["VMLAB_LIBVIRT"]
@@ -442,7 +449,7 @@ def main():
     args.ctl = start_controller("controller.log")
     try:
         run(args, virsh, args.ctl, watch, state)
-        if os.environ.get("VMLAB_K8S_HA", "1") != "0":
+        if os.environ.get("VMLAB_K8S_HA", "1") != "0" or os.environ.get("CI") == "true":
             run_ha(args, virsh, args.ctl, watch, state)
     finally:
         if args.ctl.proc.poll() is None:
