@@ -82,9 +82,14 @@ t=$SECONDS
   { tail -30 "$work/generated.log" >&2; exit 1; }
 echo "build_binaries: generated files ($((SECONDS - t)) s)" >&2
 
-V=k8s.io/kubernetes/vendor/k8s.io/component-base/version
-ldflags="-s -w -X $V.gitVersion=$gitversion -X $V.gitMajor=1 -X $V.gitMinor=20 -X $V.gitTreeState=clean"
-ldflags+=" -X $V.buildDate=1970-01-01T00:00:00Z"
+# The three version packages upstream's hack/lib/version.sh stamps: without
+# client-go's, the API server's /version says v0.0.0-master.
+ldflags="-s -w"
+for V in k8s.io/kubernetes/vendor/k8s.io/component-base/version k8s.io/kubernetes/pkg/version \
+  k8s.io/kubernetes/vendor/k8s.io/client-go/pkg/version; do
+  ldflags+=" -X $V.gitVersion=$gitversion -X $V.gitMajor=1 -X $V.gitMinor=20 -X $V.gitTreeState=clean"
+  ldflags+=" -X $V.buildDate=1970-01-01T00:00:00Z"
+done
 mkdir -p "$work/out/bin"
 timings=()
 for name in kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
