@@ -62,7 +62,6 @@ DOMAIN = "k8s.test"
 VERSION = "1.20.2"
 REGISTRY = e2e.UPSTREAM_REGISTRY  # 127.0.0.1:5000 inside the namespace
 figures = {}
-KUBECTL = ["kubectl"]  # --kubectl
 
 
 def manifest(image, workers, name=LAB, control_planes=1, cp_cpus=2):
@@ -143,8 +142,8 @@ def serve_images(scratch, images):
 class Kubectl:
     """The real kubectl with the lab's admin kubeconfig, through the VIP."""
 
-    def __init__(self, kubeconfig):
-        self.base = [KUBECTL[0], "--kubeconfig", kubeconfig, "--server", f"https://{VIP}:{PORT}",
+    def __init__(self, kubectl, kubeconfig):
+        self.base = [kubectl, "--kubeconfig", kubeconfig, "--server", f"https://{VIP}:{PORT}",
                      "--request-timeout", "20s"]
 
     def __call__(self, *args, timeout=60):
@@ -195,7 +194,7 @@ def report(ctl, state, nodes, name=LAB):
         print("\n".join(console(state, node).splitlines()[-25:]))
 
 
-def wait_ready(ctl, kubectl_box, state, nodes, what, timeout, name=LAB):
+def wait_ready(ctl, state, nodes, what, timeout, name=LAB):
     started = time.monotonic()
     last = [0.0]
 
@@ -211,6 +210,17 @@ def wait_ready(ctl, kubectl_box, state, nodes, what, timeout, name=LAB):
     if lab is None:
         report(ctl, state, nodes, name)
     return lab
+
+
+def ready_then_deleted(ctl, virsh, name, path, what):
+    """After a scale-down: the lab is Ready again; then deleting its
+    manifest deletes every VM of it."""
+    lab = wait_for(lambda: ctl.lab(name) if condition(ctl.lab(name), "Ready").get("status") == "True" else None,
+                   f"{name} Ready after {what}", 300)
+    check(lab is not None, f"{name} is Ready after {what}")
+    os.remove(path)
+    check(wait_for(lambda: not any(n.startswith(name + "-") for n in virsh("list", "--all", "--name").split()),
+                   f"{name} to go", 300), f"deleting {name}'s manifest deletes it")
 
 
 def run(args, virsh, ctl, watch, state):
@@ -237,7 +247,7 @@ def run(args, virsh, ctl, watch, state):
         report(ctl, state, [cp, w1])
         return
 
-    lab = wait_ready(ctl, None, state, [cp, w1], "k1 Ready from the real API", args.timeout)
+    lab = wait_ready(ctl, state, [cp, w1], "k1 Ready from the real API", args.timeout)
     if not check(lab is not None, "k1 goes Ready"):
         return
     figures["manifest to all nodes Ready (1 control plane + 1 worker)"] = time.monotonic() - started
@@ -255,7 +265,7 @@ def run(args, virsh, ctl, watch, state):
 
     kubeconfig = lab["status"].get("kubeconfig", "")
     check(os.path.isfile(kubeconfig), f"the admin kubeconfig is in the state dir: {kubeconfig}")
-    kubectl = Kubectl(kubeconfig)
+    kubectl = Kubectl(args.kubectl, kubeconfig)
     code, out = kubectl("get", "--raw", "/readyz")
     check(code == 0 and out.strip().endswith("ok"), f"/readyz through the VIP: {out.strip()[-200:]}")
     version = kubectl.server_version()
@@ -299,7 +309,7 @@ def run(args, virsh, ctl, watch, state):
     started = time.monotonic()
     with open(path, "w") as f:
         f.write(manifest(args.image, 2))
-    lab = wait_ready(ctl, None, state, [cp, w1, w2], "worker-2 to join", args.timeout)
+    lab = wait_ready(ctl, state, [cp, w1, w2], "worker-2 to join", args.timeout)
     if check(lab is not None and kubectl.ready_nodes() == [cp, w1, w2], "worker-2 joined and is Ready"):
         figures["scale 1 -> 2 workers: edit to the new worker Ready"] = time.monotonic() - started
         code, out = virsh.guest_exec(w2, "/bin/cat", "/etc/vmlab/kubeadm.yaml", timeout=20)
@@ -342,16 +352,10 @@ def run(args, virsh, ctl, watch, state):
     check(vm_gone, "worker-2's VM is deleted")
     if gone and vm_gone:
         figures["scale 2 -> 1: edit to Node and VM gone (the drain)"] = time.monotonic() - started
-    events = [e["reason"] for e in ctl.events(LAB)]
-    check("NodeDrained" in events or any("drain" in r.lower() for r in events), f"a drain event: {events[-12:]}")
+    drained = [e for e in ctl.events(LAB) if e["reason"] == "NodeDrained" and w2 in e.get("message", "")]
+    check(drained, f"a NodeDrained event for {w2}: {[e['reason'] for e in ctl.events(LAB)][-12:]}")
     check(kubectl.ready_nodes() == [cp, w1], f"the cluster keeps its other nodes Ready: {kubectl.ready_nodes()}")
-    lab = wait_for(lambda: ctl.lab(LAB) if condition(ctl.lab(LAB), "Ready").get("status") == "True" else None,
-                   "k1 Ready after the scale-down", 300)
-    check(lab is not None, "k1 is Ready after the scale-down")
-
-    os.remove(path)
-    check(wait_for(lambda: not any(n.startswith(LAB + "-") for n in virsh("list", "--all", "--name").split()),
-                   "the lab to go", 300), "deleting the manifest deletes the lab")
+    ready_then_deleted(ctl, virsh, LAB, path, "the worker scale-down")
 
 
 def run_ha(args, virsh, ctl, watch, state):
@@ -371,7 +375,7 @@ def run_ha(args, virsh, ctl, watch, state):
     # Three guests on two cores: 1 vCPU each (TCG runs one thread per vCPU).
     with open(path, "w") as f:
         f.write(manifest(args.image, 1, name=name, control_planes=2, cp_cpus=1))
-    lab = wait_ready(ctl, None, state, [cp1, cp2, w1], "k2 (HA) Ready", args.timeout, name=name)
+    lab = wait_ready(ctl, state, [cp1, cp2, w1], "k2 (HA) Ready", args.timeout, name=name)
     if not check(lab is not None, "k2, 2 control planes + 1 worker, goes Ready"):
         return
     figures["HA: manifest to all nodes Ready (2 control planes + 1 worker)"] = time.monotonic() - started
@@ -379,7 +383,7 @@ def run_ha(args, virsh, ctl, watch, state):
     value = metric_sum(metrics, "vmlab_bootstrap_phase_duration_seconds_sum", role="control-plane", phase="secondary")
     if check(value is not None and value > 0, "phase secondary duration observed"):
         figures["HA: phase secondary (control-plane join), vmlab's histogram"] = value
-    kubectl = Kubectl(lab["status"]["kubeconfig"])
+    kubectl = Kubectl(args.kubectl, lab["status"]["kubeconfig"])
     check(kubectl.ready_nodes() == [cp1, cp2, w1], f"all three nodes Ready: {kubectl.ready_nodes()}")
     for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         running = wait_for(lambda: sorted(p["spec"]["nodeName"] for p in kubectl.pods("kube-system", f"component={component}")
@@ -411,12 +415,7 @@ def run_ha(args, virsh, ctl, watch, state):
     check(code == 0, f"the control plane left accepts writes (etcd has its quorum): {out.strip()[-200:]}")
     code, out = kubectl("get", "--raw", "/readyz")
     check(code == 0 and out.strip().endswith("ok"), f"/readyz through the VIP after the scale-down: {out.strip()[-200:]}")
-    lab = wait_for(lambda: ctl.lab(name) if condition(ctl.lab(name), "Ready").get("status") == "True" else None,
-                   "k2 Ready after the scale-down", 300)
-    check(lab is not None, "k2 is Ready after the control-plane scale-down")
-    os.remove(path)
-    check(wait_for(lambda: not any(n.startswith(name + "-") for n in virsh("list", "--all", "--name").split()),
-                   "k2 to go", 300), "deleting k2's manifest deletes it")
+    ready_then_deleted(ctl, virsh, name, path, "the control-plane scale-down")
 
 
 def main():
@@ -428,9 +427,8 @@ def main():
     parser.add_argument("--timeout", type=float, default=2400, help="seconds to Ready for each step")
     args = parser.parse_args()
     args.vmlab = os.path.abspath(args.vmlab)
-    KUBECTL[0] = args.kubectl
     client = subprocess.run([args.kubectl, "version", "--client"], capture_output=True, text=True)
-    print(f"kubectl: {args.kubectl}: {client.stdout.strip().splitlines()[:1]}", flush=True)
+    print(f"kubectl: {args.kubectl}: {client.stdout.strip()}", flush=True)
     env = os.environ
     args.image, args.scratch = env["VMLAB_IMAGE"], env["VMLAB_SCRATCH"]
     uri = env["VMLAB_LIBVIRT"]
