@@ -56,7 +56,9 @@ build-fuzz: deps $(FUZZ_BUILD)/build.ninja
 # The whole suite: unit, schema, CLI and integration tests; the unit, CLI and
 # integration tests again under AddressSanitizer + UndefinedBehaviorSanitizer;
 # the fuzz corpus replayed; then the end-to-end test on a real libvirtd (alone:
-# its guests need the CPUs) and the crash test (SIGKILL at every libvirt change).
+# its guests need the CPUs), the crash test (SIGKILL at every libvirt change)
+# and the real Kubernetes 1.20.2 cluster test (its artifacts cached under
+# /var/cache/vmlab-kubernetes).
 test: build build-asan build-fuzz
 	@start=$$(date +%s); \
 	ctest --test-dir $(BUILD) $(CTEST_FLAGS) && \
@@ -66,6 +68,7 @@ test: build build-asan build-fuzz
 	ctest --test-dir $(FUZZ_BUILD) $(CTEST_FLAGS) && \
 	bash tests/e2e/with_sandbox.sh python3 tests/e2e/e2e_test.py $(VMLAB) && \
 	bash tests/e2e/with_sandbox.sh python3 tests/e2e/crash_test.py $(VMLAB) && \
+	bash tests/e2e/kubernetes_e2e.sh $(VMLAB) && \
 	echo "make test: all suites passed in $$(( $$(date +%s) - start )) s"
 
 # A network namespace with its own libvirtd, a Debian guest image built once

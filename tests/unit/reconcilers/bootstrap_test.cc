@@ -174,7 +174,7 @@ TEST(BootstrapTest, TheGoldenImageBuilderDownloadsSealsAndPowersOff) {
   EXPECT_EQ(phases, (std::vector<Phase>{Phase::kBase, Phase::kKubernetes, Phase::kGolden}));
   const auto files = FilesByPath(lab, builder, TestSecrets());
   EXPECT_FALSE(files.contains("/etc/vmlab/kubeadm.yaml")) << "the builder joins nothing";
-  EXPECT_FALSE(files.contains("/etc/kubernetes/pki/ca.key"));
+  EXPECT_FALSE(files.contains("/etc/vmlab/pki/ca.key"));
   const std::string runner = files.at("/etc/vmlab/bootstrap.sh").content;
   const auto done = runner.find("bootstrap done");
   const auto seal = runner.find("cloud-init clean --logs --seed");
@@ -211,12 +211,26 @@ TEST(BootstrapTest, HaproxyBalancesEveryControlPlaneAndKeepalivedHoldsTheVip) {
   EXPECT_THAT(haproxy, Not(HasSubstr("worker")));
   const auto nodes = crds::PlanNodes(lab);
   const std::string keepalived = RenderKeepalivedConfig(lab, nodes[1], TestSecrets());
-  EXPECT_THAT(keepalived, HasSubstr("unicast_src_ip 10.20.0.12"));
-  EXPECT_THAT(keepalived, HasSubstr("        10.20.0.11\n        10.20.0.13\n"));
+  EXPECT_THAT(keepalived, HasSubstr("priority 148"));
+  EXPECT_THAT(keepalived, Not(HasSubstr("unicast"))) << "VRRP by multicast on the lab bridge";
   EXPECT_THAT(keepalived, HasSubstr("virtual_router_id 42"));
   EXPECT_THAT(keepalived, HasSubstr("auth_pass testpass"));
   EXPECT_THAT(keepalived, HasSubstr("10.20.0.10/24 dev eth0"));
   EXPECT_THAT(keepalived, Not(HasSubstr("virtual_router_id 51"))) << "never the seed's fixed id";
+}
+
+// A control plane's keepalived configuration names no other node, so one
+// created before a control-plane scale-up still agrees with the newcomers on
+// who holds the VIP (with unicast peers baked in, both took it).
+TEST(BootstrapTest, KeepalivedConfigurationDoesNotChangeWithTheControlPlaneCount) {
+  auto lab = BigLab();
+  lab.spec.control_plane.replicas = 1;
+  const auto lone = crds::PlanNodes(lab);
+  const std::string before = RenderKeepalivedConfig(lab, lone[0], TestSecrets());
+  lab.spec.control_plane.replicas = 3;
+  const auto three = crds::PlanNodes(lab);
+  EXPECT_EQ(RenderKeepalivedConfig(lab, three[0], TestSecrets()), before);
+  EXPECT_NE(RenderKeepalivedConfig(lab, three[2], TestSecrets()), before) << "its own priority";
 }
 
 TEST(BootstrapTest, KubeadmConfigurationCarriesTheSpec) {
@@ -462,16 +476,41 @@ TEST(BootstrapTest, RolesGetTheirPhasesAndOnlyControlPlanesTheCaKeys) {
   EXPECT_THAT(names(nodes[1]), testing::ElementsAre("base", "endpoint", "kubernetes", "secondary"));
   EXPECT_THAT(names(nodes[2]), testing::ElementsAre("base", "kubernetes", "worker"));
   const auto secondary = FilesByPath(lab, nodes[1], TestSecrets());
-  EXPECT_EQ(secondary.at("/etc/kubernetes/pki/ca.key").permissions, "0600");
-  EXPECT_EQ(secondary.at("/etc/kubernetes/pki/etcd/ca.key").content, TestSecrets().etcd_ca.key_pem);
-  EXPECT_EQ(secondary.at("/etc/kubernetes/pki/ca.crt").permissions, "0644");
+  EXPECT_EQ(secondary.at("/etc/vmlab/pki/ca.key").permissions, "0600");
+  EXPECT_EQ(secondary.at("/etc/vmlab/pki/etcd/ca.key").content, TestSecrets().etcd_ca.key_pem);
+  EXPECT_EQ(secondary.at("/etc/vmlab/pki/ca.crt").permissions, "0644");
   EXPECT_EQ(secondary.at("/etc/vmlab/keepalived.conf").permissions, "0600");
   const auto worker = FilesByPath(lab, nodes[2], TestSecrets());
   for (const auto& [path, file] : worker) {
-    EXPECT_FALSE(path.starts_with("/etc/kubernetes/pki")) << "workers get no CA material: " << path;
+    EXPECT_FALSE(path.starts_with("/etc/vmlab/pki")) << "workers get no CA material: " << path;
     EXPECT_THAT(file.content, Not(HasSubstr("PRIVATE KEY"))) << path;
   }
   EXPECT_EQ(worker.at("/etc/vmlab/kubeadm.yaml").permissions, "0600") << "it holds the token";
+}
+
+// A failed join is reset and tried again; `kubeadm reset` deletes
+// /etc/kubernetes/pki, so each attempt copies the lab's CAs in from the seed
+// first (found on a real 1.20.2 HA lab: the retried join made a CA of its own
+// and every later attempt failed with "certificate signed by unknown
+// authority").
+TEST(BootstrapTest, EveryJoinAttemptOfAControlPlanePlacesTheLabsCas) {
+  const auto lab = Load("examples/spk-lab.yaml");
+  const auto nodes = crds::PlanNodes(lab);
+  const std::string secondary = RenderPhaseScript(Phase::kSecondary, lab, nodes[1], {});
+  const auto attempt = secondary.find("attempt() {");
+  const auto copy = secondary.find("cp -a /etc/vmlab/pki/. /etc/kubernetes/pki/");
+  const auto join = secondary.find("kubeadm join");
+  ASSERT_NE(attempt, std::string::npos);
+  EXPECT_LT(attempt, copy) << "inside the retried function: " << secondary;
+  EXPECT_LT(copy, join);
+  const std::string primary = RenderPhaseScript(Phase::kPrimary, lab, nodes[0], {});
+  EXPECT_LT(primary.find("cp -a /etc/vmlab/pki/."), primary.find("kubeadm init --config"));
+  const auto worker_node = std::find_if(nodes.begin(), nodes.end(), [](const auto& n) {
+    return n.role == crds::NodeRole::kWorker;
+  });
+  ASSERT_NE(worker_node, nodes.end());
+  EXPECT_THAT(RenderPhaseScript(Phase::kWorker, lab, *worker_node, {}),
+              Not(HasSubstr("/etc/vmlab/pki")));
 }
 
 TEST(BootstrapTest, HostsBlockListsTheEndpointAndEveryNodeBeyondNineWorkers) {

@@ -67,7 +67,7 @@ TEST(SeedTest, UserDataIsCloudConfigWithIdentityKeysAndTheRunner) {
     files[f["path"].as<std::string>()] = f["content"].as<std::string>();
   }
   EXPECT_TRUE(files.contains("/etc/vmlab/bootstrap.sh"));
-  EXPECT_EQ(files["/etc/kubernetes/pki/ca.key"], secrets->ca.key_pem) << "content survives YAML";
+  EXPECT_EQ(files["/etc/vmlab/pki/ca.key"], secrets->ca.key_pem) << "content survives YAML";
 }
 
 // The image is checked with isoinfo (genisoimage), the tool cloud-localds' images are read with.
