@@ -427,14 +427,40 @@ std::string AddonPath(std::size_t i) {
   return fmt::format("/etc/vmlab/manifests/addon-{}.yaml", i + 1);
 }
 
-void EmitKubeletArgs(YAML::Emitter& out, bool v1beta4, const std::string& ip) {
-  out << YAML::Key << "kubeletExtraArgs" << YAML::Value;
-  if (v1beta4) {
-    out << YAML::BeginSeq << YAML::BeginMap << YAML::Key << "name" << YAML::Value << "node-ip"
-        << YAML::Key << "value" << YAML::Value << ip << YAML::EndMap << YAML::EndSeq;
-  } else {
-    out << YAML::BeginMap << YAML::Key << "node-ip" << YAML::Value << ip << YAML::EndMap;
+// An extraArgs field: a map before v1beta4, a list of name/value pairs from it.
+void EmitExtraArgs(YAML::Emitter& out, bool v1beta4, const char* key,
+                   const std::vector<std::pair<std::string, std::string>>& args) {
+  out << YAML::Key << key << YAML::Value;
+  out << (v1beta4 ? YAML::BeginSeq : YAML::BeginMap);
+  for (const auto& [name, value] : args) {
+    if (v1beta4) {
+      out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << name << YAML::Key << "value"
+          << YAML::Value << value << YAML::EndMap;
+    } else {
+      out << YAML::Key << name << YAML::Value << value;
+    }
   }
+  out << (v1beta4 ? YAML::EndSeq : YAML::EndMap);
+}
+
+void EmitKubeletArgs(YAML::Emitter& out, bool v1beta4, const std::string& ip) {
+  EmitExtraArgs(out, v1beta4, "kubeletExtraArgs", {{"node-ip", ip}});
+}
+
+// The controller-manager's and scheduler's leader election, lengthened from
+// 15 s / 10 s / 2 s. On a loaded TCG host a control plane's API server can
+// take longer than 10 s to answer a lease renewal: the component then exits,
+// its restart loads the host more, and while the controller-manager is down
+// no kubelet's certificate is signed, so no node joins (seen on a real 1.20.2
+// lab while a second control plane joined). In a lab a minute's failover of
+// these two leaders costs nothing.
+const std::vector<std::pair<std::string, std::string>>& LeaderElectionArgs() {
+  static const std::vector<std::pair<std::string, std::string>> args = {
+      {"leader-elect-lease-duration", "60s"},
+      {"leader-elect-renew-deadline", "40s"},
+      {"leader-elect-retry-period", "5s"},
+  };
+  return args;
 }
 
 void EmitNodeRegistration(YAML::Emitter& out, bool v1beta4, const crds::LabCluster& lab,
@@ -686,6 +712,11 @@ std::string RenderKubeadmConfig(const crds::LabCluster& lab, const crds::Planned
       cluster << YAML::Key << "timeoutForControlPlane" << YAML::Value << kControlPlaneTimeout;
     }
     cluster << YAML::EndMap;
+    for (const char* component : {"controllerManager", "scheduler"}) {
+      cluster << YAML::Key << component << YAML::Value << YAML::BeginMap;
+      EmitExtraArgs(cluster, v1beta4, "extraArgs", LeaderElectionArgs());
+      cluster << YAML::EndMap;
+    }
     // kubeadm before 1.25 defaults to k8s.gcr.io (frozen; registry.k8s.io
     // serves the same images). From 1.21 its CoreDNS image is coredns/coredns,
     // which kubeadm names so only under its default repository: named here.

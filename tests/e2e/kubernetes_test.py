@@ -473,6 +473,9 @@ def main():
         for proc in (packages, registry):
             proc.terminate()
             proc.wait(timeout=10)
+        # The gpg-agent that signing the package repository started.
+        subprocess.run(["gpgconf", "--homedir", os.path.join(args.scratch, "gnupg-k8s"), "--kill", "gpg-agent"],
+                       capture_output=True)
     for what, seconds in figures.items():
         print(f"kubernetes figure: {what}: {seconds:.1f} s")
     print(f"{e2e.passed} passed, {e2e.failed} failed")

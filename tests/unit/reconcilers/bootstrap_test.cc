@@ -260,6 +260,14 @@ TEST(BootstrapTest, KubeadmConfigurationCarriesTheSpec) {
   for (const auto& san : cluster["apiServer"]["certSANs"]) sans.push_back(san.as<std::string>());
   EXPECT_THAT(sans, testing::ElementsAre("spkcluster", "spkcluster.lab.local", "172.42.42.10"));
   EXPECT_EQ(docs[2]["cgroupDriver"].as<std::string>(), "systemd");
+  // Leader election that survives a slow API server (a loaded TCG host).
+  for (const char* component : {"controllerManager", "scheduler"}) {
+    const auto args = cluster[component]["extraArgs"];
+    ASSERT_TRUE(args.IsMap()) << component;
+    EXPECT_EQ(args["leader-elect-lease-duration"].as<std::string>(), "60s") << component;
+    EXPECT_EQ(args["leader-elect-renew-deadline"].as<std::string>(), "40s") << component;
+    EXPECT_EQ(args["leader-elect-retry-period"].as<std::string>(), "5s") << component;
+  }
 
   const auto join = YAML::Load(RenderKubeadmConfig(lab, nodes[1], secrets));
   EXPECT_EQ(join["kind"].as<std::string>(), "JoinConfiguration");
@@ -282,6 +290,10 @@ TEST(BootstrapTest, Kubernetes131UsesKubeadmV1beta4AndItsArgumentLists) {
   ASSERT_TRUE(args.IsSequence());
   EXPECT_EQ(args[0]["name"].as<std::string>(), "node-ip");
   EXPECT_EQ(args[0]["value"].as<std::string>(), "10.20.0.11");
+  const auto leader = docs[1]["controllerManager"]["extraArgs"];
+  ASSERT_TRUE(leader.IsSequence());
+  EXPECT_EQ(leader[0]["name"].as<std::string>(), "leader-elect-lease-duration");
+  EXPECT_EQ(leader[0]["value"].as<std::string>(), "60s");
   EXPECT_EQ(docs[0]["timeouts"]["controlPlaneComponentHealthCheck"].as<std::string>(), "20m0s");
   EXPECT_FALSE(docs[1]["apiServer"]["timeoutForControlPlane"]) << "not in v1beta4";
   EXPECT_FALSE(docs[1]["imageRepository"]) << "registry.k8s.io is kubeadm's default";
