@@ -149,9 +149,18 @@ class Kubectl:
         self.base = [kubectl, "--kubeconfig", kubeconfig, "--server", f"https://{VIP}:{PORT}",
                      "--request-timeout", "20s"]
 
-    def __call__(self, *args, timeout=60):
-        result = subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=timeout)
-        return result.returncode, result.stdout + result.stderr
+    # An API server on a loaded TCG guest drops a connection now and then
+    # (its liveness probe restarts it, haproxy fails over): tried again.
+    TRANSIENT = ("Unable to connect to the server", "connection refused", "TLS handshake timeout",
+                 "the server is currently unable", "net/http: request canceled", "i/o timeout")
+
+    def __call__(self, *args, timeout=60, attempts=6):
+        for attempt in range(attempts):
+            result = subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=timeout)
+            out = result.stdout + result.stderr
+            if result.returncode == 0 or not any(t in out for t in self.TRANSIENT) or attempt == attempts - 1:
+                return result.returncode, out
+            time.sleep(5)
 
     def json(self, *args):
         code, out = self(*args, "-o", "json")
