@@ -283,10 +283,13 @@ def run(args, virsh, ctl, watch, state):
     version = kubectl.server_version()
     check(version == f"v{VERSION}", f"the API server is v{VERSION}: {version}")
     check(kubectl.ready_nodes() == [cp, w1], f"both nodes Ready: {kubectl.ready_nodes()}")
+    # Waited for, not sampled: under load a component may be between restarts.
     for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
-        pods = kubectl.pods("kube-system", f"component={component}")
-        running = [p["spec"]["nodeName"] for p in pods if p["status"].get("phase") == "Running"]
-        check(running == [cp], f"{component} Running on {cp}: {running}")
+        def running():
+            return [p["spec"]["nodeName"] for p in kubectl.pods("kube-system", f"component={component}")
+                    if p["status"].get("phase") == "Running"]
+        check(wait_for(lambda: running() == [cp], f"{component} on {cp}", 300),
+              f"{component} Running on {cp}: {running()}")
     # kube-proxy (a DaemonSet) starts after the node is Ready: slow under TCG.
     proxies = wait_for(lambda: len([p for p in kubectl.pods("kube-system", "k8s-app=kube-proxy")
                                     if p["status"].get("phase") == "Running"]) == 2,
