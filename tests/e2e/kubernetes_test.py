@@ -367,7 +367,9 @@ def run(args, virsh, ctl, watch, state):
     check(vm_gone, "worker-2's VM is deleted")
     if gone and vm_gone:
         figures["scale 2 -> 1: edit to Node and VM gone (the drain)"] = time.monotonic() - started
-    drained = [e for e in ctl.events(LAB) if e["reason"] == "NodeDrained" and w2 in e.get("message", "")]
+    # The event is recorded by the reconcile that saw the VM gone: waited for.
+    drained = wait_for(lambda: [e for e in ctl.events(LAB) if e["reason"] == "NodeDrained" and w2 in e.get("message", "")],
+                       "the NodeDrained event", 120)
     check(drained, f"a NodeDrained event for {w2}: {[e['reason'] for e in ctl.events(LAB)][-12:]}")
     check(kubectl.ready_nodes() == [cp, w1], f"the cluster keeps its other nodes Ready: {kubectl.ready_nodes()}")
 
