@@ -283,13 +283,7 @@ def run(args, virsh, ctl, watch, state):
     version = kubectl.server_version()
     check(version == f"v{VERSION}", f"the API server is v{VERSION}: {version}")
     check(kubectl.ready_nodes() == [cp, w1], f"both nodes Ready: {kubectl.ready_nodes()}")
-    # Waited for, not sampled: under load a component may be between restarts.
-    for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
-        def running():
-            return [p["spec"]["nodeName"] for p in kubectl.pods("kube-system", f"component={component}")
-                    if p["status"].get("phase") == "Running"]
-        check(wait_for(lambda: running() == [cp], f"{component} on {cp}", 300),
-              f"{component} Running on {cp}: {running()}")
+    check_control_plane_pods(kubectl, [cp])
     # kube-proxy (a DaemonSet) starts after the node is Ready: slow under TCG.
     proxies = wait_for(lambda: len([p for p in kubectl.pods("kube-system", "k8s-app=kube-proxy")
                                     if p["status"].get("phase") == "Running"]) == 2,
@@ -393,14 +387,21 @@ def run(args, virsh, ctl, watch, state):
     ready_then_deleted(ctl, virsh, LAB, path, "the control-plane scale-down")
 
 
+def check_control_plane_pods(kubectl, cps):
+    """Each control-plane component Running on every control plane, waited
+    for (under load a component may be between restarts)."""
+    for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        def running():
+            return sorted(p["spec"]["nodeName"] for p in kubectl.pods("kube-system", f"component={component}")
+                          if p["status"].get("phase") == "Running")
+        check(wait_for(lambda: running() == sorted(cps), f"{component} on every control plane", 300),
+              f"{component} Running on {', '.join(cps)}: {running()}")
+
+
 def check_ha(kubectl, virsh, cps, worker):
     """Every node Ready, each control plane's pods Running, one VIP holder."""
     check(kubectl.ready_nodes() == sorted([*cps, worker]), f"all three nodes Ready: {kubectl.ready_nodes()}")
-    for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
-        running = wait_for(lambda: sorted(p["spec"]["nodeName"] for p in kubectl.pods("kube-system", f"component={component}")
-                                          if p["status"].get("phase") == "Running") == sorted(cps),
-                           f"{component} on every control plane", 300)
-        check(running, f"{component} Running on {', '.join(cps)}")
+    check_control_plane_pods(kubectl, cps)
     holders = [n for n in cps if f"{VIP}/24" in virsh.guest_exec(n, "/sbin/ip", "-4", "-o", "addr", "show", "eth0")[1]]
     check(len(holders) == 1, f"exactly one control plane holds the VIP: {holders}")
 
@@ -457,7 +458,7 @@ def main():
     parser.add_argument("--kubectl", default="kubectl", help="the kubectl to check the clusters with")
     parser.add_argument("--timeout", type=float, default=2400, help="seconds to Ready for each step")
     parser.add_argument("--shape", choices=("scale", "ha-boot"), default="scale",
-                        help="scale: k1 and its edits (make test); ha-boot: the HA shape booted at once")
+                        help="scale: k1 and its edits, HA by an edit (the default); ha-boot: the HA shape booted at once")
     parser.add_argument("--cp-cpus", type=int, default=2, help="vCPUs per control plane")
     args = parser.parse_args()
     args.vmlab = os.path.abspath(args.vmlab)
