@@ -154,7 +154,15 @@ Status ProgressListeners::Ensure(const std::string& lab, const std::string& addr
               } catch (const std::exception& e) {
                 spdlog::warn("sending an image archive: {}", e.what());
               }
-              stream.close();
+              // close() finishes on a pool thread; the file buffer must outlive it,
+              // or that thread reads a freed buffer (seen by ASan under load).
+              stream.close().then([stream](pplx::task<void> closed) {
+                try {
+                  closed.get();
+                } catch (const std::exception& e) {
+                  spdlog::warn("closing an image archive: {}", e.what());
+                }
+              });
             });
       } catch (const std::exception& e) {
         spdlog::warn("node request for lab {}: {}", lab, e.what());
