@@ -8,6 +8,7 @@
 #include <set>
 
 #include "crds/labcluster_rules.h"
+#include "reconcilers/bootstrap/placeholders.h"
 #include "reconcilers/bootstrap/progress.h"
 #include "reconcilers/cache/cache_sets.h"
 
@@ -33,17 +34,9 @@ std::string Quote(std::string_view value) {
   return out + "'";
 }
 
-// Replaces every @NAME@ of `text` by its value (placeholders keep scripts
-// readable where fmt's braces would clash with the shell's).
-std::string Fill(std::string text, const std::vector<std::pair<std::string, std::string>>& values) {
-  for (const auto& [name, value] : values) {
-    const std::string key = "@" + name + "@";
-    for (auto at = text.find(key); at != std::string::npos;
-         at = text.find(key, at + value.size())) {
-      text.replace(at, key.size(), value);
-    }
-  }
-  return text;
+std::string Fill(std::string_view text,
+                 const std::vector<std::pair<std::string, std::string>>& values) {
+  return FillPlaceholders(text, values);
 }
 
 std::string MinorVersion(const std::string& version) {
