@@ -151,7 +151,10 @@ TEST_F(AptCacheTest, TheSecondNodeIsServedFromTheCache) {
   const auto first = poll_until([](const AptCacheTotals& t) { return t.misses >= 1; });
   EXPECT_GE(first.misses, 1u) << "the first node's package came from upstream";
   AptGet(*proxy, "node-2");
-  const auto second = poll_until([&](const AptCacheTotals& t) { return t.hits > first.hits; });
+  // The hit and its bytes may land in the log in separate writes: wait for both.
+  const auto second = poll_until([&](const AptCacheTotals& t) {
+    return t.hits > first.hits && t.served_bytes > 2 * 150000u;
+  });
   EXPECT_GT(second.hits, first.hits) << "the second node's package came from the cache";
   EXPECT_GT(second.served_bytes, 2 * 150000u) << "the package was served twice";
   const std::string upstream = testing_support::ReadFile(dir_.path() / "upstream.log");
