@@ -34,11 +34,6 @@ std::string Quote(std::string_view value) {
   return out + "'";
 }
 
-std::string Fill(std::string_view text,
-                 const std::vector<std::pair<std::string, std::string>>& values) {
-  return FillPlaceholders(text, values);
-}
-
 std::string MinorVersion(const std::string& version) {
   return version.substr(0, version.find('.', version.find('.') + 1));
 }
@@ -398,7 +393,7 @@ std::string CniCommands(const crds::LabCluster& lab) {
       if (!k8s.cni_manifest.empty()) {
         return ApplyManifest(k8s.cni_manifest, "/etc/vmlab/manifests/cni.yaml");
       }
-      return Fill(R"(# Cilium @CILIUM@ through the cilium CLI @CLI@ (checksum verified).
+      return FillPlaceholders(R"(# Cilium @CILIUM@ through the cilium CLI @CLI@ (checksum verified).
 if [[ ! -x /usr/local/bin/cilium ]]; then
   base=https://github.com/cilium/cilium-cli/releases/download/@CLI@
   retry 8 curl -fsSL --max-time 120 -o /tmp/cilium-linux-amd64.tar.gz "$base/cilium-linux-amd64.tar.gz"
@@ -858,26 +853,26 @@ std::string RenderPhaseScript(Phase phase, const crds::LabCluster& lab,
       }
       std::vector<std::string> packages = cache::BasePackages();
       for (auto& name : cache::CniPackages(lab)) packages.push_back(std::move(name));
-      body = Fill(kBaseScript,
+      body = FillPlaceholders(kBaseScript,
                   {{"APT_PROXY", proxy},
                    {"ARCHIVES", lab.spec.cache.image_archives.empty() ? "" : kFetchArchives},
                    {"BASE_PACKAGES", fmt::format("{}", fmt::join(packages, " "))},
                    {"MINOR", MinorVersion(version)},
                    {"PAUSE_IMAGE", cache::PauseImage(version)},
                    {"POD_ROUTES", lab.spec.kubernetes.cni == crds::Cni::kBridge
-                                      ? Fill(kPodRoutesStart, {{"UNIT", kPodRoutesUnitName}})
+                                      ? FillPlaceholders(kPodRoutesStart, {{"UNIT", kPodRoutesUnitName}})
                                       : ""}});
       break;
     }
     case Phase::kKubernetes:
-      body = Fill(kKubernetesScript, {{"VERSION", version},
+      body = FillPlaceholders(kKubernetesScript, {{"VERSION", version},
                                       {"MINOR", MinorVersion(version)},
                                       {"REPOSITORY", PackageRepository(lab, env)},
                                       {"APT_REPOSITORY", AptRepository(lab, env)}});
       break;
     case Phase::kEndpoint:
       body =
-          Fill(kEndpointScript,
+          FillPlaceholders(kEndpointScript,
                {{"ENDPOINT_PACKAGES", fmt::format("{}", fmt::join(cache::EndpointPackages(), " "))},
                 {"ENDPOINT_INSTALLED", [] {
                    std::string all;
@@ -896,7 +891,7 @@ std::string RenderPhaseScript(Phase phase, const crds::LabCluster& lab,
       auto values = PreflightSkip(lab, node);
       values.insert(values.end(),
                     {{"CNI", CniCommands(lab)}, {"ADDONS", addons}, {"PKI", PlacePki("  ")}});
-      body = Fill(kPrimaryScript, values);
+      body = FillPlaceholders(kPrimaryScript, values);
       break;
     }
     case Phase::kSecondary:
@@ -906,19 +901,19 @@ std::string RenderPhaseScript(Phase phase, const crds::LabCluster& lab,
       values.emplace_back("PKI", node.role == NodeRole::kControlPlane
                                      ? PlacePki("    ")
                                      : "    # A worker has no CA material.");
-      body = Fill(kJoinScript, values);
+      body = FillPlaceholders(kJoinScript, values);
       break;
     }
     case Phase::kGolden: {
       const auto images = cache::LabImages(lab, env.host_files);
       std::vector<std::string> quoted;
       for (const auto& image : images) quoted.push_back(Quote(image));
-      body = Fill(kGoldenScript, {{"IMAGES", fmt::format("{}", fmt::join(quoted, " "))},
+      body = FillPlaceholders(kGoldenScript, {{"IMAGES", fmt::format("{}", fmt::join(quoted, " "))},
                                   {"COUNT", std::to_string(images.size())}});
       break;
     }
   }
-  return Fill(kScriptHeader, {{"PHASE", std::string(ToString(phase))}, {"NODE", node.name}}) + body;
+  return FillPlaceholders(kScriptHeader, {{"PHASE", std::string(ToString(phase))}, {"NODE", node.name}}) + body;
 }
 
 std::vector<NodeFile> NodeFiles(const crds::LabCluster& lab, const crds::PlannedNode& node,
@@ -934,9 +929,9 @@ std::vector<NodeFile> NodeFiles(const crds::LabCluster& lab, const crds::Planned
   const bool builder = node.index == 0;  // the golden image builder
   files.push_back(
       {"/etc/vmlab/bootstrap.sh",
-       Fill(kRunner, {{"NODE", node.name},
+       FillPlaceholders(kRunner, {{"NODE", node.name},
                       {"PHASES", names},
-                      {"AFTER", builder ? Fill(kSealScript, {{"NODE", node.name}}) : ""}}),
+                      {"AFTER", builder ? FillPlaceholders(kSealScript, {{"NODE", node.name}}) : ""}}),
        "0755", false});
   files.push_back({"/etc/vmlab/hosts", RenderHostsBlock(lab), "0644", false});
   if (!env.apt_proxy.empty()) {
