@@ -135,6 +135,13 @@ TEST_P(ValidatorsTest, EveryArtifactPassesItsRealValidator) {
     EXPECT_THAT(schema, HasSubstr("Valid cloud-config"));
 
     for (const auto& [path, file] : FilesByPath(lab, node, *secrets)) {
+      if (path.ends_with(".py")) {
+        dir.Write("helper.py", file.content);
+        const std::string compiled =
+            Shell("python3 -m py_compile " + d + "/helper.py 2>&1", &status);
+        EXPECT_EQ(status, 0) << path << ":\n" << compiled;
+        scripts_checked.insert(path);
+      }
       if (!path.ends_with(".sh")) continue;
       dir.Write("script.sh", file.content);
       Shell("bash -n " + d + "/script.sh");
@@ -158,6 +165,7 @@ TEST_P(ValidatorsTest, EveryArtifactPassesItsRealValidator) {
       "/etc/vmlab/phases/endpoint.sh", "/etc/vmlab/phases/kubernetes.sh",
       "/etc/vmlab/phases/primary.sh",  "/etc/vmlab/phases/worker.sh",
       "/etc/vmlab/phases/golden.sh"};
+  expected.insert("/etc/vmlab/etcd-learner.py");
   // The 1.20 bridge lab has one control plane, and the pod routes script.
   expected.insert(which == "old" ? kPodRoutesScriptPath : "/etc/vmlab/phases/secondary.sh");
   EXPECT_THAT(scripts_checked, testing::IsSupersetOf(expected));
@@ -523,6 +531,34 @@ TEST(BootstrapTest, EveryJoinAttemptOfAControlPlanePlacesTheLabsCas) {
   ASSERT_NE(worker_node, nodes.end());
   EXPECT_THAT(RenderPhaseScript(Phase::kWorker, lab, *worker_node, {}),
               Not(HasSubstr("/etc/vmlab/pki")));
+}
+
+// A control plane joins without costing etcd its quorum: kubeadm joins
+// everything but etcd, the member is added as a learner through the other
+// control planes, kubeadm's etcd step then finds it, and it is promoted last
+// (the helper itself runs against a real etcd in EtcdLearnerTest).
+TEST(BootstrapTest, AJoiningControlPlaneAddsItsEtcdMemberAsALearnerFirst) {
+  auto lab = Load("examples/spk-lab.yaml");
+  lab.spec.control_plane.replicas = 3;
+  const auto nodes = crds::PlanNodes(lab);
+  const std::string secondary = RenderPhaseScript(Phase::kSecondary, lab, nodes[2], {});
+  const auto join = secondary.find("kubeadm join --config /etc/vmlab/kubeadm.yaml --skip-phases=control-plane-join");
+  const auto add = secondary.find(
+      "etcd-learner.py add https://172.42.42.13:2380 https://172.42.42.11:2379 https://172.42.42.12:2379\n");
+  const auto etcd = secondary.find("kubeadm join phase control-plane-join all --config /etc/vmlab/kubeadm.yaml");
+  const auto promote = secondary.find("etcd-learner.py promote https://172.42.42.13:2380 ");
+  ASSERT_NE(join, std::string::npos) << secondary;
+  ASSERT_NE(add, std::string::npos) << secondary;
+  EXPECT_LT(join, add);
+  EXPECT_LT(add, etcd);
+  EXPECT_LT(etcd, promote);
+  const auto worker = std::find_if(nodes.begin(), nodes.end(),
+                                   [](const auto& n) { return n.role == crds::NodeRole::kWorker; });
+  ASSERT_NE(worker, nodes.end());
+  EXPECT_THAT(RenderPhaseScript(Phase::kWorker, lab, *worker, {}), Not(HasSubstr("etcd-learner")));
+  const auto secrets = MakeLabSecrets(lab, {}).value();
+  EXPECT_TRUE(FilesByPath(lab, nodes[2], secrets).contains("/etc/vmlab/etcd-learner.py"));
+  EXPECT_FALSE(FilesByPath(lab, *worker, secrets).contains("/etc/vmlab/etcd-learner.py"));
 }
 
 TEST(BootstrapTest, HostsBlockListsTheEndpointAndEveryNodeBeyondNineWorkers) {

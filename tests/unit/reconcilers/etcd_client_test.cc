@@ -16,8 +16,12 @@
 #include <thread>
 
 #include "../controller/scratch_dir.h"
+#include "crds/labcluster_types.h"
 #include "fixtures.h"
+#include "reconcilers/bootstrap/lab_secrets.h"
+#include "reconcilers/bootstrap/node_config.h"
 #include "reconcilers/bootstrap/pki.h"
+#include "shell.h"
 
 namespace vmlab::reconcilers::bootstrap {
 namespace {
@@ -47,41 +51,36 @@ CertAndKey Issue(const CertAndKey& ca, const std::string& cn, bool server) {
   return IssueCert(ca, request).value();
 }
 
-// Three etcd members, started for one test and ended by their PIDs.
+// etcd members (three unless asked), started for one test and ended by
+// their PIDs; Join starts one more that a member add announced.
 class EtcdCluster {
  public:
-  static constexpr std::size_t kMembers = 3;
-
-  explicit EtcdCluster(const ScratchDir& dir)
-      : ca_(MakeCa("etcd-ca", std::chrono::hours(24)).value()) {
+  explicit EtcdCluster(const ScratchDir& dir, std::size_t members = 3)
+      : dir_(dir), members_(members), ca_(MakeCa("etcd-ca", std::chrono::hours(24)).value()) {
     dir.Write("ca.crt", ca_.cert_pem);
     std::vector<std::string> peers;
-    for (std::size_t i = 0; i < kMembers; ++i) {
+    for (std::size_t i = 0; i < members_; ++i) {
       client_ports_.push_back(FreePort());
       peer_ports_.push_back(FreePort());
-      peers.push_back(fmt::format("lab-cp-{}=https://127.0.0.1:{}", i + 1, peer_ports_[i]));
+      peers.push_back(fmt::format("lab-cp-{}={}", i + 1, PeerUrl(i)));
     }
-    const std::string d = dir.path().string();
-    for (std::size_t i = 0; i < kMembers; ++i) {
-      const std::string name = fmt::format("lab-cp-{}", i + 1);
-      const CertAndKey cert = Issue(ca_, name, true);
-      dir.Write(name + ".crt", cert.cert_pem);
-      dir.Write(name + ".key", cert.key_pem);
-      const std::string command = fmt::format(
-          "etcd --name {n} --data-dir {d}/{n}.etcd "
-          "--listen-client-urls https://127.0.0.1:{c} --advertise-client-urls "
-          "https://127.0.0.1:{c} --listen-peer-urls https://127.0.0.1:{p} "
-          "--initial-advertise-peer-urls https://127.0.0.1:{p} --initial-cluster {peers} "
-          "--initial-cluster-state new --cert-file {d}/{n}.crt --key-file {d}/{n}.key "
-          "--client-cert-auth --trusted-ca-file {d}/ca.crt --peer-cert-file {d}/{n}.crt "
-          "--peer-key-file {d}/{n}.key --peer-client-cert-auth --peer-trusted-ca-file "
-          "{d}/ca.crt >{d}/{n}.log 2>&1 & echo $! >{d}/{n}.pid",
-          fmt::arg("n", name), fmt::arg("d", d), fmt::arg("c", client_ports_[i]),
-          fmt::arg("p", peer_ports_[i]), fmt::arg("peers", fmt::join(peers, ",")));
-      EXPECT_EQ(std::system(command.c_str()), 0);
-      pids_.push_back(std::stoi(testing_support::ReadFile(dir.path() / (name + ".pid"))));
+    for (std::size_t i = 0; i < members_; ++i) {
+      Start(i, fmt::format("{}", fmt::join(peers, ",")), "new");
     }
     client_ = Issue(ca_, "vmlab-etcd-client", false);
+    dir.Write("client.crt", client_.cert_pem);
+    dir.Write("client.key", client_.key_pem);
+  }
+  // The peer URL the next Join's member will have.
+  std::string NextPeerUrl() {
+    client_ports_.push_back(FreePort());
+    peer_ports_.push_back(FreePort());
+    return PeerUrl(peer_ports_.size() - 1);
+  }
+  // Starts that member into the existing cluster `initial_cluster`
+  // ("NAME=PEER_URL,...", as kubeadm's etcd manifest names it).
+  void Join(const std::string& initial_cluster) {
+    Start(peer_ports_.size() - 1, initial_cluster, "existing");
   }
   ~EtcdCluster() {
     for (const int pid : pids_) {
@@ -104,7 +103,7 @@ class EtcdCluster {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (std::chrono::steady_clock::now() < deadline) {
       auto members = client.ListMembers();
-      if (members && members->size() == kMembers &&
+      if (members && members->size() == members_ &&
           std::all_of(members->begin(), members->end(),
                       [&](const EtcdMember& m) { return client.Healthy(m); })) {
         return true;
@@ -114,8 +113,35 @@ class EtcdCluster {
     return false;
   }
   [[nodiscard]] const CertAndKey& ca() const { return ca_; }
+  [[nodiscard]] std::string PeerUrl(std::size_t member) const {
+    return fmt::format("https://127.0.0.1:{}", peer_ports_[member]);
+  }
 
  private:
+  void Start(std::size_t i, const std::string& initial_cluster, const char* state) {
+    const std::string d = dir_.path().string();
+    const std::string name = fmt::format("lab-cp-{}", i + 1);
+    const CertAndKey cert = Issue(ca_, name, true);
+    dir_.Write(name + ".crt", cert.cert_pem);
+    dir_.Write(name + ".key", cert.key_pem);
+    const std::string command = fmt::format(
+        "etcd --name {n} --data-dir {d}/{n}.etcd "
+        "--listen-client-urls https://127.0.0.1:{c} --advertise-client-urls "
+        "https://127.0.0.1:{c} --listen-peer-urls https://127.0.0.1:{p} "
+        "--initial-advertise-peer-urls https://127.0.0.1:{p} --initial-cluster {peers} "
+        "--initial-cluster-state {state} --cert-file {d}/{n}.crt --key-file {d}/{n}.key "
+        "--client-cert-auth --trusted-ca-file {d}/ca.crt --peer-cert-file {d}/{n}.crt "
+        "--peer-key-file {d}/{n}.key --peer-client-cert-auth --peer-trusted-ca-file "
+        "{d}/ca.crt >{d}/{n}.log 2>&1 & echo $! >{d}/{n}.pid",
+        fmt::arg("n", name), fmt::arg("d", d), fmt::arg("c", client_ports_[i]),
+        fmt::arg("p", peer_ports_[i]), fmt::arg("peers", initial_cluster),
+        fmt::arg("state", state));
+    EXPECT_EQ(std::system(command.c_str()), 0);
+    pids_.push_back(std::stoi(testing_support::ReadFile(dir_.path() / (name + ".pid"))));
+  }
+
+  const ScratchDir& dir_;
+  std::size_t members_;
   CertAndKey ca_;
   CertAndKey client_;
   std::vector<int> client_ports_;
@@ -195,6 +221,87 @@ TEST(EtcdClientTest, TrustsOnlyTheLabsEtcdCa) {
   access.ca_pem = other.cert_pem;
   EXPECT_FALSE(MakeEtcdClient(access)->ListMembers());
   EXPECT_FALSE(MakeEtcdClient(etcd.Access({}))->ListMembers()) << "no endpoint";
+}
+
+// The learner helper a joining control plane runs (/etc/vmlab/etcd-learner.py
+// from its seed) against a real one-member etcd. Its member is added as a
+// learner: the one voter keeps its quorum while the new member is not yet
+// running (a voter added then would stop the cluster). Adding again changes
+// nothing; etcd refuses the promotion until the learner runs and has caught
+// up, then the member votes. Endpoints are tried in order.
+TEST(EtcdLearnerTest, AJoiningControlPlaneIsALearnerUntilItHasCaughtUp) {
+  ScratchDir dir;
+  EtcdCluster etcd(dir, 1);
+  const auto client = MakeEtcdClient(etcd.Access({etcd.Url(0)}));
+  ASSERT_TRUE(etcd.WaitHealthy(*client)) << "etcd did not come up; see the member's log";
+
+  const auto lab = testing_support::LoadLab("examples/spk-lab.yaml");
+  const auto nodes = crds::PlanNodes(lab);
+  const auto secrets = MakeLabSecrets(lab, std::chrono::system_clock::now());
+  ASSERT_TRUE(secrets) << secrets.error().message;
+  std::string helper_text;
+  for (const auto& file : NodeFiles(lab, nodes.at(1), *secrets, {})) {
+    if (file.path == "/etc/vmlab/etcd-learner.py") helper_text = file.content;
+  }
+  ASSERT_FALSE(helper_text.empty()) << "a joining control plane's seed carries the helper";
+  dir.Write("etcd-learner.py", helper_text);
+  const std::string d = dir.path().string();
+  const std::string peer = etcd.NextPeerUrl();
+  const std::string dead = fmt::format("https://127.0.0.1:{}", FreePort());
+  const auto helper = [&](const std::string& action, int* status) {
+    return testing_support::Shell(
+        fmt::format("python3 {0}/etcd-learner.py {1} {2} {3} {4} --cacert {0}/ca.crt "
+                    "--cert {0}/client.crt --key {0}/client.key --timeout 5 2>&1",
+                    d, action, peer, dead, etcd.Url(0)),
+        status);
+  };
+  const auto learners = [&] {
+    std::vector<std::string> out;
+    for (const auto& m : client->ListMembers().value_or(std::vector<EtcdMember>{})) {
+      if (m.learner) out.insert(out.end(), m.peer_urls.begin(), m.peer_urls.end());
+    }
+    return out;
+  };
+
+  int status = -1;
+  std::string out = helper("add", &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_THAT(out, HasSubstr(dead + ": ")) << "the dead endpoint was tried first";
+  EXPECT_THAT(out, HasSubstr(peer + " added to etcd as a learner"));
+  auto members = client->ListMembers();
+  ASSERT_TRUE(members) << members.error().message;
+  EXPECT_EQ(members->size(), 2u);
+  EXPECT_THAT(learners(), testing::ElementsAre(peer));
+  const EtcdMember voter = *std::find_if(members->begin(), members->end(),
+                                         [](const EtcdMember& m) { return !m.learner; });
+  EXPECT_TRUE(client->Healthy(voter)) << "the voter keeps its quorum beside a learner not running";
+
+  out = helper("add", &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_THAT(out, HasSubstr(peer + " is a learner of etcd already"));
+  EXPECT_EQ(client->ListMembers().value_or(std::vector<EtcdMember>{}).size(), 2u);
+
+  out = helper("promote", &status);
+  EXPECT_NE(status, 0) << "promoted a learner that does not run: " << out;
+  EXPECT_THAT(out, HasSubstr("can only promote a learner member which is in sync with leader"));
+
+  etcd.Join(fmt::format("lab-cp-1={},lab-cp-2={}", etcd.PeerUrl(0), peer));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  do {
+    out = helper("promote", &status);
+    if (status == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  } while (std::chrono::steady_clock::now() < deadline);
+  ASSERT_EQ(status, 0) << "the running learner was never promoted: " << out;
+  EXPECT_THAT(out, HasSubstr(peer + " promoted to a voting member of etcd"));
+  EXPECT_TRUE(learners().empty());
+  members = client->ListMembers();
+  ASSERT_TRUE(members);
+  EXPECT_EQ(members->size(), 2u);
+  for (const auto& m : *members) EXPECT_TRUE(client->Healthy(m)) << m.name;
+  out = helper("promote", &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_THAT(out, HasSubstr(peer + " is a voting member of etcd"));
 }
 
 TEST(EtcdClientTest, QuorumRuleCountsVotersOnly) {
