@@ -152,14 +152,18 @@ Condition RoleCondition(const char* type, std::string_view role,
   for (const auto& node : nodes) {
     if (node.role != role || not_planned.contains(node.name)) continue;
     ++total;
-    ready += node.ready ? 1 : 0;
     const auto it = progress.find(node.name);
     if (it == progress.end()) {
+      ready += node.ready ? 1 : 0;
       if (busy.empty()) busy = fmt::format("{}: booting", node.name);
       continue;
     }
     const auto& p = it->second;
     done += p.bootstrap_done ? 1 : 0;
+    // A Node Ready in the API whose phases still run is not ready yet: a
+    // joining control plane's kubelet is Ready before its etcd member and
+    // API server are.
+    ready += node.ready && p.bootstrap_done ? 1 : 0;
     if (p.state == "failed" && failed.empty()) {
       failed = fmt::format("{}: phase {} failed (exit {}, attempt {}): {}", node.name, p.phase,
                            p.exit_code, p.attempt, LastLines(p.log_tail, 3));

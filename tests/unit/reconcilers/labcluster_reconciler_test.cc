@@ -612,9 +612,10 @@ TEST_F(SimulatedGuestsTest, ABlockedDrainKeepsTheVmAndSaysWhy) {
 // Kubernetes API (a fake client) decide readiness.
 class KubernetesHealthTest : public LabClusterReconcilerTest {
  protected:
-  void Report(const std::string& lab, const std::string& node, const std::string& phase, int seq) {
+  void Report(const std::string& lab, const std::string& node, const std::string& phase, int seq,
+              const std::vector<const char*>& states = {"started", "done"}) {
     const auto secrets = secrets_.Load(lab).value().value();
-    for (const char* state : {"started", "done"}) {
+    for (const char* state : states) {
       ASSERT_EQ(
           progress_.Report(lab, "Bearer " + bootstrap::NodeToken(secrets.progress_key, node),
                            fmt::format(R"({{"node":"{}","phase":"{}","state":"{}","seq":{}}})",
@@ -692,6 +693,34 @@ TEST_F(KubernetesHealthTest, ReadinessComesFromTheApiOnceThePrimaryIsDone) {
   EXPECT_EQ(Cond(r, "Ready").reason, "Ready");
   EXPECT_EQ(result->requeue_after, controller::Duration::zero());
   for (const auto& n : r.nodes) EXPECT_TRUE(n.ready) << n.name;
+}
+
+// A Node the API calls Ready counts only once its node has finished its
+// phases: a joining control plane's kubelet is Ready before its etcd member
+// and API server are (seen on a real 1.20.2 control-plane join).
+TEST_F(KubernetesHealthTest, ANodeReadyInTheApiWaitsForItsPhasesToFinish) {
+  desired_.labs["rcjoin"] = Desired("rcjoin", 1, 1);
+  ASSERT_TRUE(real_.Reconcile("rcjoin"));
+  int seq = 1;
+  for (const char* phase : {"base", "endpoint", "kubernetes", "primary"})
+    Report("rcjoin", "rcjoin-cp-1", phase, seq++);
+  for (const char* phase : {"base", "kubernetes"}) Report("rcjoin", "rcjoin-worker-1", phase, seq++);
+  Report("rcjoin", "rcjoin-worker-1", "worker", seq, {"started"});
+  api_->PutNode({"rcjoin-cp-1", true, false});
+  api_->PutNode({"rcjoin-worker-1", true, false});
+  ASSERT_TRUE(real_.Reconcile("rcjoin"));
+  auto r = Record("rcjoin");
+  EXPECT_EQ(Cond(r, "ControlPlaneReady").status, "True");
+  EXPECT_EQ(Cond(r, "WorkersReady").reason, "Bootstrapping");
+  EXPECT_EQ(Cond(r, "WorkersReady").message,
+            "0 of 1 workers Ready; rcjoin-worker-1: phase worker started");
+  EXPECT_EQ(Cond(r, "Ready").status, "False");
+
+  Report("rcjoin", "rcjoin-worker-1", "worker", seq, {"done"});
+  ASSERT_TRUE(real_.Reconcile("rcjoin"));
+  r = Record("rcjoin");
+  EXPECT_EQ(Cond(r, "WorkersReady").status, "True");
+  EXPECT_EQ(Cond(r, "Ready").status, "True");
 }
 
 // Control planes leave one at a time, highest index first: etcd member
