@@ -284,7 +284,7 @@ constexpr const char* kJoinScript = R"(
   retry 70 curl -ksf --max-time 5 -o /dev/null https://@ENDPOINT@/livez
   attempt() {
 @PKI@
-    kubeadm join --config /etc/vmlab/kubeadm.yaml@SKIP@ || {
+    kubeadm join --config /etc/vmlab/kubeadm.yaml@SKIP@@JOIN_SKIP@ || {
       kubeadm reset -f >/dev/null 2>&1 || true
       return 1
     }
@@ -299,26 +299,11 @@ fi
 // the join then fails with the member added but no etcd manifest written.
 // A one-member etcd then needs a second member that never starts, and the
 // API server stops answering for good (seen on a real 1.20.2 lab under TCG).
-// So kubeadm joins everything but the etcd member; vmlab adds the member as a
-// learner (no vote: the quorum stays with the members that run); kubeadm's
+// So kubeadm joins everything but the etcd member (kJoinScript with
+// control-plane-join skipped); vmlab adds the member as a learner (no vote: the quorum stays with the members that run); kubeadm's
 // etcd step finds the member, writes the static pod and waits for it; then
 // the learner is promoted once it has caught up with the leader.
-constexpr const char* kControlPlaneJoinScript = R"(
-# Join once; the endpoint answers when the primary is up: wait for it with
-# backoff (about an hour at most), then retry the join, resetting in between.
-# Everything but etcd first (see the end of this script).
-@NO_CRICTL@if [[ ! -f /etc/kubernetes/kubelet.conf ]]; then
-  retry 70 curl -ksf --max-time 5 -o /dev/null https://@ENDPOINT@/livez
-  attempt() {
-@PKI@
-    kubeadm join --config /etc/vmlab/kubeadm.yaml@SKIP@ --skip-phases=control-plane-join || {
-      kubeadm reset -f >/dev/null 2>&1 || true
-      return 1
-    }
-  }
-  retry 10 attempt
-fi
-
+constexpr const char* kEtcdLearnerSteps = R"(
 # This node's etcd member, added as a learner: it has no vote until it runs
 # and has caught up, so the members that run keep their quorum throughout.
 # Then kubeadm's control-plane steps: the etcd static pod (for the member
@@ -1014,26 +999,25 @@ std::string RenderPhaseScript(Phase phase, const crds::LabCluster& lab,
       body = FillPlaceholders(kPrimaryScript, values);
       break;
     }
-    case Phase::kSecondary: {
+    case Phase::kSecondary:
+    case Phase::kWorker: {
+      const bool control_plane = phase == Phase::kSecondary;
       auto values = PreflightSkip(lab, node);
+      values.insert(values.end(),
+                    {{"ENDPOINT", EndpointAddress(lab)},
+                     {"PKI", control_plane ? PlacePki("    ") : "    # A worker has no CA material."},
+                     {"JOIN_SKIP", control_plane ? " --skip-phases=control-plane-join" : ""}});
+      body = FillPlaceholders(kJoinScript, values);
+      if (!control_plane) break;
       std::string members;
       for (const auto& other : crds::PlanNodes(lab)) {
         if (other.role != NodeRole::kControlPlane || other.name == node.name) continue;
         members += fmt::format("{}https://{}:2379", members.empty() ? "" : " ", Ip(other.address));
       }
-      values.insert(values.end(), {{"ENDPOINT", EndpointAddress(lab)},
-                                   {"PKI", PlacePki("    ")},
-                                   {"LEARNER", kEtcdLearnerPath},
-                                   {"PEER", fmt::format("https://{}:2380", Ip(node.address))},
-                                   {"MEMBERS", members}});
-      body = FillPlaceholders(kControlPlaneJoinScript, values);
-      break;
-    }
-    case Phase::kWorker: {
-      auto values = PreflightSkip(lab, node);
-      values.emplace_back("ENDPOINT", EndpointAddress(lab));
-      values.emplace_back("PKI", "    # A worker has no CA material.");
-      body = FillPlaceholders(kJoinScript, values);
+      body += FillPlaceholders(kEtcdLearnerSteps,
+                               {{"LEARNER", kEtcdLearnerPath},
+                                {"PEER", fmt::format("https://{}:2380", Ip(node.address))},
+                                {"MEMBERS", members}});
       break;
     }
     case Phase::kGolden: {
@@ -1057,6 +1041,9 @@ std::vector<NodeFile> NodeFiles(const crds::LabCluster& lab, const crds::Planned
     names += (names.empty() ? "" : " ") + std::string(ToString(phase));
     files.push_back({fmt::format("/etc/vmlab/phases/{}.sh", ToString(phase)),
                      RenderPhaseScript(phase, lab, node, env), "0755", false});
+  }
+  if (std::find(phases.begin(), phases.end(), Phase::kSecondary) != phases.end()) {
+    files.push_back({kEtcdLearnerPath, kEtcdLearnerScript, "0755", false});
   }
   const bool builder = node.index == 0;  // the golden image builder
   files.push_back(
@@ -1086,7 +1073,6 @@ std::vector<NodeFile> NodeFiles(const crds::LabCluster& lab, const crds::Planned
   }
   if (node.role == NodeRole::kControlPlane) {
     files.push_back({"/etc/vmlab/haproxy.cfg", RenderHaproxyConfig(lab), "0644", false});
-    files.push_back({kEtcdLearnerPath, kEtcdLearnerScript, "0755", false});
     files.push_back(
         {"/etc/vmlab/keepalived.conf", RenderKeepalivedConfig(lab, node, secrets), "0600", true});
     // The shared CAs and service-account keys, copied into kubeadm's folder
