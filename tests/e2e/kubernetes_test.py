@@ -196,17 +196,28 @@ def node_phases(lab):
     return {n["name"]: n.get("bootstrapPhase", "") for n in (lab or {}).get("status", {}).get("nodes", [])}
 
 
-def report(ctl, state, nodes, name=LAB):
-    """What a person debugging this would look at first."""
+def report(ctl, state, nodes, name=LAB, virsh=None):
+    """What a person debugging this would look at first: the conditions, each
+    node's console and, read through the guest agent while the VMs still run
+    (the sandbox's libvirtd takes them down at the end), the phase logs."""
     lab = ctl.lab(name)
     for c in (lab or {}).get("status", {}).get("conditions", []):
         print(f"  condition {c['type']}={c['status']} {c['reason']}: {c['message'][:400]}")
     for node in nodes:
         print(f"  --- console of {node} (last lines) ---")
         print("\n".join(console(state, node).splitlines()[-25:]))
+        if virsh is None:
+            continue
+        try:
+            code, out = virsh.guest_exec(node, "/bin/sh", "-c",
+                                         "tail -n 60 /var/log/vmlab/*.log; crictl ps -a 2>/dev/null | tail -n 20",
+                                         timeout=30)
+            print(f"  --- {node}: /var/log/vmlab/*.log (last lines) ---\n{out}")
+        except (subprocess.CalledProcessError, OSError, ValueError, KeyError) as error:
+            print(f"  --- {node}: no phase logs through the guest agent: {error}")
 
 
-def wait_ready(ctl, state, nodes, what, timeout, name=LAB):
+def wait_ready(ctl, state, nodes, what, timeout, name=LAB, virsh=None):
     started = time.monotonic()
     last = [0.0]
 
@@ -216,11 +227,21 @@ def wait_ready(ctl, state, nodes, what, timeout, name=LAB):
             last[0] = time.monotonic()
             print(f"  [{time.monotonic() - started:5.0f} s] {what}: phases {node_phases(lab)}; "
                   f"Ready {condition(lab, 'Ready').get('reason')}", flush=True)
+            # Where a running phase is: the last lines of its log in the guest.
+            for node, phase in node_phases(lab).items():
+                if virsh is None or not phase.endswith(": started"):
+                    continue
+                log = f"/var/log/vmlab/{phase.split(':')[0]}.log"
+                try:
+                    out = virsh.guest_exec(node, "/usr/bin/tail", "-n", "3", log, timeout=15)[1]
+                    print("\n".join(f"      {node} {line[:300]}" for line in out.splitlines()), flush=True)
+                except (subprocess.CalledProcessError, OSError, ValueError, KeyError):
+                    pass
         c = condition(lab, "Ready")
         return lab if c.get("status") == "True" and sorted(node_phases(lab)) == sorted(nodes) else None
     lab = wait_for(ready, what, timeout)
     if lab is None:
-        report(ctl, state, nodes, name)
+        report(ctl, state, nodes, name, virsh)
     return lab
 
 
@@ -259,7 +280,7 @@ def run(args, virsh, ctl, watch, state):
         report(ctl, state, [cp, w1])
         return
 
-    lab = wait_ready(ctl, state, [cp, w1], "k1 Ready from the real API", args.timeout)
+    lab = wait_ready(ctl, state, [cp, w1], "k1 Ready from the real API", args.timeout, virsh=virsh)
     if not check(lab is not None, "k1 goes Ready"):
         return
     figures["manifest to all nodes Ready (1 control plane + 1 worker)"] = time.monotonic() - started
@@ -318,7 +339,7 @@ def run(args, virsh, ctl, watch, state):
     started = time.monotonic()
     with open(path, "w") as f:
         f.write(manifest(args.image, 2, cp_cpus=args.cp_cpus))
-    lab = wait_ready(ctl, state, [cp, w1, w2], "worker-2 to join", args.timeout)
+    lab = wait_ready(ctl, state, [cp, w1, w2], "worker-2 to join", args.timeout, virsh=virsh)
     if check(lab is not None and kubectl.ready_nodes() == [cp, w1, w2], "worker-2 joined and is Ready"):
         figures["scale 1 -> 2 workers: edit to the new worker Ready"] = time.monotonic() - started
         code, out = virsh.guest_exec(w2, "/bin/cat", "/etc/vmlab/kubeadm.yaml", timeout=20)
@@ -374,7 +395,7 @@ def run(args, virsh, ctl, watch, state):
     started = time.monotonic()
     with open(path, "w") as f:
         f.write(manifest(args.image, 1, control_planes=2, cp_cpus=args.cp_cpus))
-    lab = wait_ready(ctl, state, [cp, cp2, w1], "cp-2 to join the control plane", args.timeout)
+    lab = wait_ready(ctl, state, [cp, cp2, w1], "cp-2 to join the control plane", args.timeout, virsh=virsh)
     if not check(lab is not None, "control planes 1 -> 2: cp-2 joined and the lab is Ready"):
         return
     figures["HA: control planes 1 -> 2, edit to the new control plane Ready"] = time.monotonic() - started
@@ -443,7 +464,7 @@ def run_ha_boot(args, virsh, ctl, watch, state):
     started = time.monotonic()
     with open(path, "w") as f:
         f.write(manifest(args.image, 1, name=name, control_planes=2, cp_cpus=args.cp_cpus))
-    lab = wait_ready(ctl, state, [cp1, cp2, w1], "k2 (HA) Ready", args.timeout, name=name)
+    lab = wait_ready(ctl, state, [cp1, cp2, w1], "k2 (HA) Ready", args.timeout, name=name, virsh=virsh)
     if not check(lab is not None, "k2, 2 control planes + 1 worker, goes Ready"):
         return
     figures["HA boot: manifest to all nodes Ready (2 control planes + 1 worker)"] = time.monotonic() - started

@@ -535,23 +535,31 @@ TEST(BootstrapTest, EveryJoinAttemptOfAControlPlanePlacesTheLabsCas) {
 
 // A control plane joins without costing etcd its quorum: kubeadm joins
 // everything but etcd, the member is added as a learner through the other
-// control planes, kubeadm's etcd step then finds it, and it is promoted last
-// (the helper itself runs against a real etcd in EtcdLearnerTest).
+// control planes, kubeadm's etcd step then finds it and writes the static pod,
+// the helper names the member in that pod's --initial-cluster (kubeadm 1.20
+// leaves a member that never ran unnamed), then kubeadm's last two steps, and
+// the learner is promoted last (the helper itself runs against a real etcd in
+// EtcdLearnerTest).
 TEST(BootstrapTest, AJoiningControlPlaneAddsItsEtcdMemberAsALearnerFirst) {
   auto lab = Load("examples/spk-lab.yaml");
   lab.spec.control_plane.replicas = 3;
   const auto nodes = crds::PlanNodes(lab);
   const std::string secondary = RenderPhaseScript(Phase::kSecondary, lab, nodes[2], {});
-  const auto join = secondary.find("kubeadm join --config /etc/vmlab/kubeadm.yaml --skip-phases=control-plane-join");
-  const auto add = secondary.find(
-      "etcd-learner.py add https://172.42.42.13:2380 https://172.42.42.11:2379 https://172.42.42.12:2379\n");
-  const auto etcd = secondary.find("kubeadm join phase control-plane-join all --config /etc/vmlab/kubeadm.yaml");
-  const auto promote = secondary.find("etcd-learner.py promote https://172.42.42.13:2380 ");
-  ASSERT_NE(join, std::string::npos) << secondary;
-  ASSERT_NE(add, std::string::npos) << secondary;
-  EXPECT_LT(join, add);
-  EXPECT_LT(add, etcd);
-  EXPECT_LT(etcd, promote);
+  const std::vector<std::string> steps = {
+      "kubeadm join --config /etc/vmlab/kubeadm.yaml --skip-phases=control-plane-join",
+      "etcd-learner.py add https://172.42.42.13:2380 https://172.42.42.11:2379 https://172.42.42.12:2379\n",
+      "kubeadm join phase control-plane-join etcd --config /etc/vmlab/kubeadm.yaml\n",
+      "etcd-learner.py name https://172.42.42.13:2380\n",
+      "kubeadm join phase control-plane-join update-status --config /etc/vmlab/kubeadm.yaml\n",
+      "kubeadm join phase control-plane-join mark-control-plane --config /etc/vmlab/kubeadm.yaml\n",
+      "etcd-learner.py promote https://172.42.42.13:2380 https://172.42.42.11:2379 https://172.42.42.12:2379\n"};
+  std::size_t at = 0;
+  for (const auto& step : steps) {
+    const auto found = secondary.find(step, at);
+    ASSERT_NE(found, std::string::npos) << "missing or out of order: " << step << "\n" << secondary;
+    at = found + step.size();
+  }
+  EXPECT_THAT(secondary, Not(HasSubstr("control-plane-join all"))) << "the steps run one by one";
   const auto worker = std::find_if(nodes.begin(), nodes.end(),
                                    [](const auto& n) { return n.role == crds::NodeRole::kWorker; });
   ASSERT_NE(worker, nodes.end());

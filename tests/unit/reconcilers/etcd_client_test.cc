@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -82,6 +83,13 @@ class EtcdCluster {
   void Join(const std::string& initial_cluster) {
     Start(peer_ports_.size() - 1, initial_cluster, "existing");
   }
+  // That member's etcd run in the foreground (at most 30 s) with
+  // `initial_cluster`: what it printed, and its exit status in *status.
+  std::string TryJoin(const std::string& initial_cluster, int* status) {
+    const std::size_t i = peer_ports_.size() - 1;
+    return testing_support::Shell(
+        fmt::format("timeout 30 {} 2>&1", Command(i, initial_cluster, "existing")), status);
+  }
   ~EtcdCluster() {
     for (const int pid : pids_) {
       if (pid > 0) kill(pid, SIGKILL);  // scratch data: no need for a clean stop
@@ -121,23 +129,31 @@ class EtcdCluster {
   void Start(std::size_t i, const std::string& initial_cluster, const char* state) {
     const std::string d = dir_.path().string();
     const std::string name = fmt::format("lab-cp-{}", i + 1);
+    EXPECT_EQ(std::system(fmt::format("{0} >{1}/{2}.log 2>&1 & echo $! >{1}/{2}.pid",
+                                      Command(i, initial_cluster, state), d, name)
+                              .c_str()),
+              0);
+    pids_.push_back(std::stoi(testing_support::ReadFile(dir_.path() / (name + ".pid"))));
+  }
+  // Member i's etcd command line (its certificate issued on the way).
+  std::string Command(std::size_t i, const std::string& initial_cluster, const char* state) {
+    const std::string d = dir_.path().string();
+    const std::string name = fmt::format("lab-cp-{}", i + 1);
     const CertAndKey cert = Issue(ca_, name, true);
     dir_.Write(name + ".crt", cert.cert_pem);
     dir_.Write(name + ".key", cert.key_pem);
-    const std::string command = fmt::format(
+    return fmt::format(
         "etcd --name {n} --data-dir {d}/{n}.etcd "
         "--listen-client-urls https://127.0.0.1:{c} --advertise-client-urls "
         "https://127.0.0.1:{c} --listen-peer-urls https://127.0.0.1:{p} "
-        "--initial-advertise-peer-urls https://127.0.0.1:{p} --initial-cluster {peers} "
+        "--initial-advertise-peer-urls https://127.0.0.1:{p} --initial-cluster '{peers}' "
         "--initial-cluster-state {state} --cert-file {d}/{n}.crt --key-file {d}/{n}.key "
         "--client-cert-auth --trusted-ca-file {d}/ca.crt --peer-cert-file {d}/{n}.crt "
         "--peer-key-file {d}/{n}.key --peer-client-cert-auth --peer-trusted-ca-file "
-        "{d}/ca.crt >{d}/{n}.log 2>&1 & echo $! >{d}/{n}.pid",
+        "{d}/ca.crt",
         fmt::arg("n", name), fmt::arg("d", d), fmt::arg("c", client_ports_[i]),
         fmt::arg("p", peer_ports_[i]), fmt::arg("peers", initial_cluster),
         fmt::arg("state", state));
-    EXPECT_EQ(std::system(command.c_str()), 0);
-    pids_.push_back(std::stoi(testing_support::ReadFile(dir_.path() / (name + ".pid"))));
   }
 
   const ScratchDir& dir_;
@@ -285,7 +301,57 @@ TEST(EtcdLearnerTest, AJoiningControlPlaneIsALearnerUntilItHasCaughtUp) {
   EXPECT_NE(status, 0) << "promoted a learner that does not run: " << out;
   EXPECT_THAT(out, HasSubstr("can only promote a learner member which is in sync with leader"));
 
-  etcd.Join(fmt::format("lab-cp-1={},lab-cp-2={}", etcd.PeerUrl(0), peer));
+  // kubeadm 1.20's etcd step finds the member and writes the static pod with
+  // --initial-cluster from the member list, names as listed: the learner that
+  // has never run has none, and etcd refuses to start with that.
+  std::vector<std::string> listed;
+  for (const auto& m : client->ListMembers().value_or(std::vector<EtcdMember>{})) {
+    listed.push_back(fmt::format("{}={}", m.name, m.peer_urls.at(0)));
+  }
+  std::sort(listed.begin(), listed.end());
+  const std::string unnamed = fmt::format("{}", fmt::join(listed, ","));
+  EXPECT_EQ(unnamed, fmt::format("={},lab-cp-1={}", peer, etcd.PeerUrl(0)));
+  out = etcd.TryJoin(unnamed, &status);
+  EXPECT_NE(status, 0) << out;
+  EXPECT_THAT(out, HasSubstr(R"(couldn't find local name "lab-cp-2" in the initial cluster)"));
+
+  // The helper names the entry after the manifest's --name (kubeadm's layout).
+  const std::string manifest_head =
+      "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\n"
+      "spec:\n  containers:\n  - command:\n    - etcd\n"
+      "    - --advertise-client-urls=https://127.0.0.1:2379\n";
+  const std::string manifest_tail =
+      "    - --initial-cluster-state=existing\n    - --name=lab-cp-2\n    image: etcd:3.4\n";
+  dir.Write("etcd.yaml",
+            manifest_head + "    - --initial-cluster=" + unnamed + "\n" + manifest_tail);
+  const auto name = [&](int* code) {
+    return testing_support::Shell(
+        fmt::format("python3 {0}/etcd-learner.py name {1} --manifest {0}/etcd.yaml 2>&1", d, peer),
+        code);
+  };
+  out = name(&status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_THAT(out, HasSubstr("names lab-cp-2=" + peer + " now"));
+  const std::string named = fmt::format("lab-cp-2={},lab-cp-1={}", peer, etcd.PeerUrl(0));
+  EXPECT_EQ(testing_support::ReadFile(dir.path() / "etcd.yaml"),
+            manifest_head + "    - --initial-cluster=" + named + "\n" + manifest_tail)
+      << "only that entry changes";
+  out = name(&status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_THAT(out, HasSubstr("names lab-cp-2=" + peer + " already"));
+  dir.Write("other.yaml", manifest_head + "    - --initial-cluster=lab-cp-1=" + etcd.PeerUrl(0) +
+                              "\n" + manifest_tail);
+  out = testing_support::Shell(
+      fmt::format("python3 {0}/etcd-learner.py name {1} --manifest {0}/other.yaml 2>&1", d, peer),
+      &status);
+  EXPECT_NE(status, 0) << "a manifest without the member is not made up: " << out;
+  out = testing_support::Shell(
+      fmt::format("python3 {0}/etcd-learner.py name {1} --manifest {0}/none.yaml 2>&1", d, peer),
+      &status);
+  EXPECT_NE(status, 0) << out;
+  EXPECT_THAT(out, HasSubstr("no etcd manifest yet"));
+
+  etcd.Join(named);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   do {
     out = helper("promote", &status);
