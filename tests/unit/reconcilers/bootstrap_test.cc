@@ -276,6 +276,11 @@ TEST(BootstrapTest, KubeadmConfigurationCarriesTheSpec) {
     EXPECT_EQ(args["leader-elect-renew-deadline"].as<std::string>(), "40s") << component;
     EXPECT_EQ(args["leader-elect-retry-period"].as<std::string>(), "5s") << component;
   }
+  // etcd's elections slowed for a loaded host: 500 ms heartbeats, 5 s timeout.
+  const auto etcd = cluster["etcd"]["local"]["extraArgs"];
+  ASSERT_TRUE(etcd.IsMap());
+  EXPECT_EQ(etcd["heartbeat-interval"].as<std::string>(), "500");
+  EXPECT_EQ(etcd["election-timeout"].as<std::string>(), "5000");
 
   const auto join = YAML::Load(RenderKubeadmConfig(lab, nodes[1], secrets));
   EXPECT_EQ(join["kind"].as<std::string>(), "JoinConfiguration");
@@ -302,6 +307,10 @@ TEST(BootstrapTest, Kubernetes131UsesKubeadmV1beta4AndItsArgumentLists) {
   ASSERT_TRUE(leader.IsSequence());
   EXPECT_EQ(leader[0]["name"].as<std::string>(), "leader-elect-lease-duration");
   EXPECT_EQ(leader[0]["value"].as<std::string>(), "60s");
+  const auto etcd = docs[1]["etcd"]["local"]["extraArgs"];
+  ASSERT_TRUE(etcd.IsSequence());
+  EXPECT_EQ(etcd[1]["name"].as<std::string>(), "election-timeout");
+  EXPECT_EQ(etcd[1]["value"].as<std::string>(), "5000");
   EXPECT_EQ(docs[0]["timeouts"]["controlPlaneComponentHealthCheck"].as<std::string>(), "20m0s");
   EXPECT_FALSE(docs[1]["apiServer"]["timeoutForControlPlane"]) << "not in v1beta4";
   EXPECT_FALSE(docs[1]["imageRepository"]) << "registry.k8s.io is kubeadm's default";
