@@ -408,31 +408,32 @@ def run(args, virsh, ctl, watch, state):
     ready_then_deleted(ctl, virsh, LAB, path, "the control-plane scale-down")
 
 
+def answered(call):
+    """call()'s result, or a one-item list naming the API error: an API that
+    does not answer (an etcd election under load) is "not yet" for a wait,
+    not the end of the test."""
+    try:
+        return call()
+    except ValueError as error:
+        return [f"API error: {str(error).strip()[-160:]}"]
+
+
 def check_control_plane_pods(kubectl, cps):
     """Each control-plane component Running on every control plane, waited
     for (under load a component may be between restarts)."""
     for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         def running():
-            # An API that does not answer (an etcd election under load) is
-            # "not yet", not the end of the test.
-            try:
-                pods = kubectl.pods("kube-system", f"component={component}")
-            except ValueError as error:
-                return [f"API error: {str(error).strip()[-160:]}"]
-            return sorted(p["spec"]["nodeName"] for p in pods if p["status"].get("phase") == "Running")
+            return answered(lambda: sorted(p["spec"]["nodeName"]
+                                           for p in kubectl.pods("kube-system", f"component={component}")
+                                           if p["status"].get("phase") == "Running"))
         check(wait_for(lambda: running() == sorted(cps), f"{component} on every control plane", 300),
               f"{component} Running on {', '.join(cps)}: {running()}")
 
 
 def check_ha(kubectl, virsh, cps, worker):
     """Every node Ready, each control plane's pods Running, one VIP holder."""
-    def ready():
-        try:
-            return kubectl.ready_nodes()
-        except ValueError as error:  # the API between etcd elections
-            return [f"API error: {str(error).strip()[-160:]}"]
-    check(wait_for(lambda: ready() == sorted([*cps, worker]), "all three nodes Ready", 300),
-          f"all three nodes Ready: {ready()}")
+    check(wait_for(lambda: answered(kubectl.ready_nodes) == sorted([*cps, worker]), "all three nodes Ready", 300),
+          f"all three nodes Ready: {answered(kubectl.ready_nodes)}")
     check_control_plane_pods(kubectl, cps)
     holders = [n for n in cps if f"{VIP}/24" in virsh.guest_exec(n, "/sbin/ip", "-4", "-o", "addr", "show", "eth0")[1]]
     check(len(holders) == 1, f"exactly one control plane holds the VIP: {holders}")

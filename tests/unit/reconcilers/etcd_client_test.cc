@@ -324,30 +324,26 @@ TEST(EtcdLearnerTest, AJoiningControlPlaneIsALearnerUntilItHasCaughtUp) {
       "    - --initial-cluster-state=existing\n    - --name=lab-cp-2\n    image: etcd:3.4\n";
   dir.Write("etcd.yaml",
             manifest_head + "    - --initial-cluster=" + unnamed + "\n" + manifest_tail);
-  const auto name = [&](int* code) {
+  const auto name = [&](const std::string& manifest, int* code) {
     return testing_support::Shell(
-        fmt::format("python3 {0}/etcd-learner.py name {1} --manifest {0}/etcd.yaml 2>&1", d, peer),
+        fmt::format("python3 {0}/etcd-learner.py name {1} --manifest {0}/{2} 2>&1", d, peer, manifest),
         code);
   };
-  out = name(&status);
+  out = name("etcd.yaml", &status);
   EXPECT_EQ(status, 0) << out;
   EXPECT_THAT(out, HasSubstr("names lab-cp-2=" + peer + " now"));
   const std::string named = fmt::format("lab-cp-2={},lab-cp-1={}", peer, etcd.PeerUrl(0));
   EXPECT_EQ(testing_support::ReadFile(dir.path() / "etcd.yaml"),
             manifest_head + "    - --initial-cluster=" + named + "\n" + manifest_tail)
       << "only that entry changes";
-  out = name(&status);
+  out = name("etcd.yaml", &status);
   EXPECT_EQ(status, 0) << out;
   EXPECT_THAT(out, HasSubstr("names lab-cp-2=" + peer + " already"));
   dir.Write("other.yaml", manifest_head + "    - --initial-cluster=lab-cp-1=" + etcd.PeerUrl(0) +
                               "\n" + manifest_tail);
-  out = testing_support::Shell(
-      fmt::format("python3 {0}/etcd-learner.py name {1} --manifest {0}/other.yaml 2>&1", d, peer),
-      &status);
+  out = name("other.yaml", &status);
   EXPECT_NE(status, 0) << "a manifest without the member is not made up: " << out;
-  out = testing_support::Shell(
-      fmt::format("python3 {0}/etcd-learner.py name {1} --manifest {0}/none.yaml 2>&1", d, peer),
-      &status);
+  out = name("none.yaml", &status);
   EXPECT_NE(status, 0) << out;
   EXPECT_THAT(out, HasSubstr("no etcd manifest yet"));
 
