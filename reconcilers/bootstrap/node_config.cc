@@ -589,9 +589,11 @@ void EmitExtraArgs(YAML::Emitter& out, bool v1beta4, const char* key,
   for (const auto& [name, value] : args) {
     if (v1beta4) {
       out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << name << YAML::Key << "value"
-          << YAML::Value << value << YAML::EndMap;
+          << YAML::Value << YAML::DoubleQuoted << value << YAML::EndMap;
     } else {
-      out << YAML::Key << name << YAML::Value << value;
+      // Quoted: kubeadm reads every value as a string and refuses a number
+      // (`election-timeout: 5000` fails its decoding of the configuration).
+      out << YAML::Key << name << YAML::Value << YAML::DoubleQuoted << value;
     }
   }
   out << (v1beta4 ? YAML::EndSeq : YAML::EndMap);

@@ -24,4 +24,4 @@ binaries=$(awk '$1 == "binaries" {print $2}' <<<"$artifacts")
 # built with the cluster.
 kubectl=$(command -v kubectl || echo "$binaries/bin/kubectl")
 exec bash "$here/with_sandbox.sh" python3 "$here/kubernetes_test.py" "$vmlab" \
-  --debs "$debs" --images "$images" --kubectl "$kubectl" "$@"
+  --debs "$debs" --images "$images" --kubectl "$kubectl" --kubeadm "$binaries/bin/kubeadm" "$@"

@@ -18,6 +18,10 @@ fetches from. Nothing Kubernetes runs is baked into the guest image: the
 kubernetes phase installs the packages through vmlab's apt cache, containerd
 pulls the images through vmlab's mirror.
 
+First, before any VM: the real kubeadm reads the configuration vmlab renders
+for a primary, a secondary control plane and a worker (`kubeadm config
+migrate`, a strict decode and validation).
+
 Lab k1 (1 control plane + 1 worker, cni: bridge) is dropped into the watch
 folder. Checked from the host with the real kubectl (--kubectl: the host's,
 else the one built with the cluster; the lab's admin
@@ -50,6 +54,8 @@ import shutil
 import subprocess
 import sys
 import time
+
+import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2e_test as e2e  # noqa: E402  (Virsh, Controller, check, wait_for, console)
@@ -90,6 +96,33 @@ spec:
     initrd: {image}/initrd.img
     cmdline: "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.unified_cgroup_hierarchy=0"
 """
+
+
+def check_kubeadm_configs(args):
+    """Real kubeadm reads every configuration vmlab writes: the primary's
+    InitConfiguration + ClusterConfiguration, a secondary's and a worker's
+    JoinConfiguration, as `vmlab render` makes them for the HA shape.
+    `kubeadm config migrate` decodes them strictly (unknown fields, a number
+    where kubeadm wants a string) and validates them, without a cluster."""
+    path = os.path.join(args.scratch, "kubeadm-check.yaml")
+    with open(path, "w") as f:
+        f.write(manifest(args.image, 1, control_planes=2))
+    for node in (f"{LAB}-cp-1", f"{LAB}-cp-2", f"{LAB}-worker-1"):
+        out = subprocess.run([args.vmlab, "render", "--show-secrets", "--what", "user-data", "--node", node, path],
+                             capture_output=True, text=True)
+        if not check(out.returncode == 0, f"vmlab render {node}: {out.stderr.strip()}"):
+            continue
+        files = {f["path"]: f.get("content", "") for f in yaml.safe_load(out.stdout).get("write_files", [])}
+        config = files.get("/etc/vmlab/kubeadm.yaml")
+        if not check(config is not None, f"{node}'s seed writes /etc/vmlab/kubeadm.yaml"):
+            continue
+        old, new = os.path.join(args.scratch, f"{node}.kubeadm.yaml"), os.path.join(args.scratch, f"{node}.migrated.yaml")
+        with open(old, "w") as f:
+            f.write(config)
+        migrated = subprocess.run([args.kubeadm, "config", "migrate", "--old-config", old, "--new-config", new],
+                                  capture_output=True, text=True)
+        check(migrated.returncode == 0,
+              f"kubeadm {VERSION} reads {node}'s configuration: {migrated.stderr.strip()[-600:] or 'ok'}")
 
 
 def serve_packages(scratch, debs):
@@ -492,6 +525,7 @@ def main():
     parser.add_argument("--debs", required=True)
     parser.add_argument("--images", required=True)
     parser.add_argument("--kubectl", default="kubectl", help="the kubectl to check the clusters with")
+    parser.add_argument("--kubeadm", required=True, help="the kubeadm built with the cluster")
     parser.add_argument("--timeout", type=float, default=2400, help="seconds to Ready for each step")
     parser.add_argument("--shape", choices=("scale", "ha-boot"), default="scale",
                         help="scale: k1 and its edits, HA by an edit (the default); ha-boot: the HA shape booted at once")
@@ -506,6 +540,10 @@ def main():
     watch, state = os.path.join(args.scratch, "watch"), os.path.join(args.scratch, "state")
     os.makedirs(watch)
     virsh = e2e.Virsh(uri)
+    check_kubeadm_configs(args)
+    if e2e.failed:
+        print(f"{e2e.passed} passed, {e2e.failed} failed: kubeadm refuses vmlab's configuration")
+        return 1
     t = time.monotonic()
     packages = serve_packages(args.scratch, args.debs)
     registry = serve_images(args.scratch, args.images)
