@@ -597,8 +597,15 @@ LabClusterReconciler::ScaleDown LabClusterReconciler::PrepareKubernetes(
       continue;
     }
     if (!in_api(worker)) {
-      drains.erase(worker);
-      continue;  // not (or no longer) a Node: the VM may go
+      // Not (or no longer) a Node: the VM may go. A drain vmlab started
+      // whose last step deleted the Node but did not hear back (a timeout
+      // on a loaded host) is done all the same.
+      if (drains.erase(worker) > 0) {
+        out.events.emplace_back(
+            "NodeDrained",
+            fmt::format("{} drained: its Node is gone; its VM is removed", worker));
+      }
+      continue;
     }
     if (!out.reason.empty()) {
       out.held_workers.insert(worker);

@@ -79,6 +79,8 @@ struct NodeFile {
 [[nodiscard]] std::string RenderKeepalivedConfig(const crds::LabCluster& lab,
                                                  const crds::PlannedNode& node,
                                                  const LabSecrets& secrets);
+// A kubeadm patch giving static pod `component` lenient probes.
+[[nodiscard]] std::string RenderProbePatch(std::string_view component);
 [[nodiscard]] std::string RenderKubeadmConfig(const crds::LabCluster& lab,
                                               const crds::PlannedNode& node,
                                               const LabSecrets& secrets);

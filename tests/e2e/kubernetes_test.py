@@ -123,6 +123,37 @@ def check_kubeadm_configs(args):
                                   capture_output=True, text=True)
         check(migrated.returncode == 0,
               f"kubeadm {VERSION} reads {node}'s configuration: {migrated.stderr.strip()[-600:] or 'ok'}")
+        if node == f"{LAB}-cp-1":
+            check_probe_patches(args, files, old)
+
+
+def check_probe_patches(args, files, config):
+    """The real kubeadm writes the primary's static pods with vmlab's probe
+    patches applied: in a private mount namespace whose /etc is an overlay,
+    so that nothing reaches the host's /etc/kubernetes."""
+    base = os.path.join(args.scratch, "kubeadm-patches-check")
+    patches, upper, work = (os.path.join(base, d) for d in ("patches", "upper", "work"))
+    for d in (patches, upper, work):
+        os.makedirs(d)
+    prefix = "/etc/vmlab/kubeadm-patches/"
+    for path, content in files.items():
+        if path.startswith(prefix):
+            with open(os.path.join(patches, path[len(prefix):]), "w") as f:
+                f.write(content)
+    check(sorted(os.listdir(patches)) == ["etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml",
+                                          "kube-scheduler.yaml"], f"the primary's seed has the probe patches: {os.listdir(patches)}")
+    flags = f"--config {config} --experimental-patches {patches}"
+    script = (f"mount --make-rprivate / && mount -t overlay overlay -o lowerdir=/etc,upperdir={upper},workdir={work} /etc"
+              f" && {{ {args.kubeadm} init phase control-plane all {flags} && {args.kubeadm} init phase etcd local"
+              f" {flags}; }} >&2 && for f in /etc/kubernetes/manifests/*.yaml; do echo ---; cat $f; done")
+    out = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True)
+    if not check(out.returncode == 0, f"kubeadm {VERSION} applies the probe patches: {out.stderr.strip()[-600:]}"):
+        return
+    pods = [p for p in yaml.safe_load_all(out.stdout) if p and p.get("kind") == "Pod"]
+    probes = {p["metadata"]["name"]: p["spec"]["containers"][0]["livenessProbe"] for p in pods}
+    check(len(probes) == 4 and all(v.get("timeoutSeconds") == 30 and v.get("failureThreshold") == 30
+                                   for v in probes.values()),
+          f"the static pods' liveness probes as patched: {probes}")
 
 
 def serve_packages(scratch, debs):

@@ -395,12 +395,70 @@ TEST(BootstrapTest, Kubernetes120ControlPlanesSkipPreflightWithoutCrictl) {
   const std::string primary = RenderPhaseScript(Phase::kPrimary, lab, nodes[0], {});
   EXPECT_THAT(primary, HasSubstr("if ! command -v crictl >/dev/null; then"));
   EXPECT_THAT(primary, HasSubstr("skip=(--skip-phases=preflight)"));
-  EXPECT_THAT(primary, HasSubstr(R"(kubeadm init --config /etc/vmlab/kubeadm.yaml "${skip[@]}")"));
+  EXPECT_THAT(primary, HasSubstr(R"(kubeadm init --config /etc/vmlab/kubeadm.yaml )"
+                                 R"(--experimental-patches /etc/vmlab/kubeadm-patches "${skip[@]}")"));
   const std::string worker = RenderPhaseScript(Phase::kWorker, lab, nodes[1], {});
   EXPECT_THAT(worker, Not(HasSubstr("--skip-phases")));
   const auto spk = Load("examples/spk-lab.yaml");
   EXPECT_THAT(RenderPhaseScript(Phase::kPrimary, spk, crds::PlanNodes(spk)[0], {}),
               Not(HasSubstr("--skip-phases")));
+}
+
+// Every static pod of a control plane gets lenient probes through kubeadm's
+// patches: a flag before 1.22 (init, the control-plane join and its etcd
+// step), the configuration's patches.directory from 1.22; workers have none.
+TEST(BootstrapTest, ControlPlaneStaticPodsGetLenientProbesThroughKubeadmPatches) {
+  for (const char* version : {"1.20.2", "1.30.4"}) {
+    const bool flag = std::string(version) == "1.20.2";
+    const auto lab = WithVersion(Load("examples/spk-lab.yaml"), version);
+    const auto nodes = crds::PlanNodes(lab);
+    const auto& primary = nodes[0];
+    const auto& secondary = nodes[1];
+    const auto& worker = nodes.back();
+    ASSERT_EQ(secondary.role, crds::NodeRole::kControlPlane) << version;
+    ASSERT_EQ(worker.role, crds::NodeRole::kWorker) << version;
+    for (const auto& cp : {primary, secondary}) {
+      const auto files = FilesByPath(lab, cp, TestSecrets());
+      for (const char* pod : {"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"}) {
+        const auto it = files.find(fmt::format("/etc/vmlab/kubeadm-patches/{}.yaml", pod));
+        ASSERT_NE(it, files.end()) << cp.name << " " << pod;
+        const auto patch = YAML::Load(it->second.content);
+        const auto container = patch["spec"]["containers"][0];
+        EXPECT_EQ(container["name"].as<std::string>(), pod);
+        EXPECT_EQ(container["livenessProbe"]["timeoutSeconds"].as<int>(), 30);
+        EXPECT_EQ(container["livenessProbe"]["failureThreshold"].as<int>(), 30);
+        EXPECT_EQ(container["startupProbe"]["failureThreshold"].as<int>(), 120);
+      }
+    }
+    const std::string patches = " --experimental-patches /etc/vmlab/kubeadm-patches";
+    const std::string init = RenderPhaseScript(Phase::kPrimary, lab, primary, {});
+    const std::string join = RenderPhaseScript(Phase::kSecondary, lab, secondary, {});
+    EXPECT_EQ(init.find("kubeadm init --config /etc/vmlab/kubeadm.yaml" + patches) !=
+                  std::string::npos,
+              flag)
+        << version << init;
+    EXPECT_EQ(join.find("kubeadm join --config /etc/vmlab/kubeadm.yaml" + patches) !=
+                  std::string::npos,
+              flag)
+        << version;
+    EXPECT_EQ(join.find("control-plane-join etcd --config /etc/vmlab/kubeadm.yaml" + patches) !=
+                  std::string::npos,
+              flag)
+        << version;
+    const auto init_docs = YAML::LoadAll(RenderKubeadmConfig(lab, primary, TestSecrets()));
+    const auto join_doc = YAML::Load(RenderKubeadmConfig(lab, secondary, TestSecrets()));
+    if (flag) {
+      EXPECT_FALSE(init_docs[0]["patches"]) << "v1beta2 has no patches field";
+      EXPECT_FALSE(join_doc["patches"]);
+    } else {
+      EXPECT_EQ(init_docs[0]["patches"]["directory"].as<std::string>(),
+                "/etc/vmlab/kubeadm-patches");
+      EXPECT_EQ(join_doc["patches"]["directory"].as<std::string>(), "/etc/vmlab/kubeadm-patches");
+    }
+    EXPECT_FALSE(FilesByPath(lab, worker, TestSecrets()).contains("/etc/vmlab/kubeadm-patches/etcd.yaml"));
+    EXPECT_THAT(RenderPhaseScript(Phase::kWorker, lab, worker, {}), Not(HasSubstr("patches")));
+    EXPECT_FALSE(YAML::Load(RenderKubeadmConfig(lab, worker, TestSecrets()))["patches"]);
+  }
 }
 
 // cni: bridge: each node's /24 at its host number, a conflist that parses as

@@ -608,6 +608,40 @@ TEST_F(SimulatedGuestsTest, ABlockedDrainKeepsTheVmAndSaysWhy) {
   EXPECT_EQ(nodes.size(), 2u);
 }
 
+// A drain whose Node goes away before vmlab saw its last step finish (its
+// own delete timed out on a loaded host, or `kubectl delete node`) is done:
+// NodeDrained, and the VM goes.
+TEST_F(SimulatedGuestsTest, ADrainWhoseNodeIsGoneIsDone) {
+  desired_.labs["rcgone"] = Desired("rcgone", 1, 2);
+  ASSERT_TRUE(ReconcileUntil(
+      "rcgone", [&](const controller::LabRecord& r) { return Cond(r, "Ready").status == "True"; }));
+  DesiredLab smaller = Desired("rcgone", 1, 1);
+  auto spec = *smaller.spec;
+  spec.metadata.annotations[bootstrap::kSimulateBlockedEvictionAnnotation] = "rcgone-worker-2";
+  smaller.spec = spec;
+  desired_.labs["rcgone"] = smaller;
+  ASSERT_TRUE(ReconcileUntil("rcgone", [&](const controller::LabRecord& r) {
+    return Cond(r, "InfrastructureReady").reason == "DrainBlocked";
+  }));
+  auto drained = [&] {
+    const auto r = Record("rcgone");
+    return std::count_if(r.events.begin(), r.events.end(),
+                         [](const auto& e) { return e.reason == "NodeDrained"; });
+  };
+  EXPECT_EQ(drained(), 0);
+  ASSERT_TRUE(simulator_.Cluster("rcgone")->Client()->DeleteNode("rcgone-worker-2"));
+  ASSERT_TRUE(ReconcileUntil("rcgone", [&](const controller::LabRecord& r) {
+    return Cond(r, "InfrastructureReady").status == "True";
+  })) << Cond(Record("rcgone"), "InfrastructureReady").message;
+  EXPECT_FALSE(Domains("rcgone").contains("rcgone-worker-2"));
+  const auto r = Record("rcgone");
+  const auto event = std::find_if(r.events.begin(), r.events.end(),
+                                  [](const auto& e) { return e.reason == "NodeDrained"; });
+  ASSERT_NE(event, r.events.end());
+  EXPECT_EQ(event->message, "rcgone-worker-2 drained: its Node is gone; its VM is removed");
+  EXPECT_EQ(drained(), 1);
+}
+
 // Real guests: their reports (posted here as a node would) and then the
 // Kubernetes API (a fake client) decide readiness.
 class KubernetesHealthTest : public LabClusterReconcilerTest {
